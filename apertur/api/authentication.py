@@ -1,0 +1,87 @@
+"""API-key authentication (SPEC §3): bearer keys, IP allow-lists, optional request signing."""
+
+import hashlib
+import hmac
+import ipaddress
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from apertur.api.errors import AppError
+from projects.models import ApiKey, Project
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    """`request.user` for API-key requests: the key and the one project it may see."""
+
+    api_key: ApiKey
+
+    @property
+    def project(self) -> Project:
+        return self.api_key.project
+
+    is_authenticated = True
+
+
+def key_digest(plain_key: str) -> str:
+    return hashlib.sha256(plain_key.encode()).hexdigest()
+
+
+def client_ip(request) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _ip_allowed(address: str, allowed: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(entry, strict=False) for entry in allowed)
+
+
+def request_signature(secret: str, timestamp: str, method: str, path: str, body: bytes) -> str:
+    base = f"{timestamp}.{method.upper()}.{path}.{hashlib.sha256(body).hexdigest()}"
+    return "sha256=" + hmac.new(secret.encode(), base.encode(), hashlib.sha256).hexdigest()
+
+
+def _verify_signature(request: Request, secret: str) -> None:
+    timestamp = request.META.get("HTTP_X_APTR_TIMESTAMP", "")
+    signature = request.META.get("HTTP_X_APTR_SIGNATURE", "")
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > SIGNATURE_TOLERANCE_SECONDS:
+        raise AppError(401, "INVALID_SIGNATURE", "Missing or stale X-Aptr-Timestamp for a signing key.")
+    path = request._request.get_full_path()
+    expected = request_signature(secret, timestamp, request.method, path, request._request.body)
+    if not hmac.compare_digest(expected, signature):
+        raise AppError(401, "INVALID_SIGNATURE", "The request signature does not match.")
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[KeyPrincipal, ApiKey] | None:
+        header = get_authorization_header(request).decode(errors="replace")
+        scheme, _, token = header.partition(" ")
+        if not header or scheme.lower() != "bearer" or not token.strip():
+            return None
+        api_key = (
+            ApiKey.objects.select_related("project").filter(digest=key_digest(token.strip()), is_active=True).first()
+        )
+        if api_key is None:
+            raise AppError(401, "AUTHENTICATION_FAILED", "Unknown or inactive API key.")
+        if api_key.allowed_ips and not _ip_allowed(client_ip(request), api_key.allowed_ips):
+            raise AppError(403, "IP_NOT_ALLOWED", "This API key may not be used from this address.")
+        if api_key.signing_secret and not request.content_type.startswith("multipart/"):
+            _verify_signature(request, api_key.signing_secret)
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return KeyPrincipal(api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"

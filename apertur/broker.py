@@ -1,0 +1,76 @@
+"""Dramatiq set-up beyond django_dramatiq: the periodic sweeper and the embedded (in-process) worker.
+
+The broker itself is configured in settings.DRAMATIQ_BROKER: Redis/RabbitMQ when DRAMATIQ_BROKER_URL is set,
+otherwise Dramatiq's in-process StubBroker. With the stub, `manage.py apertur_run` starts worker threads inside
+the web process; the database outbox makes that durable across restarts (the sweeper re-sends what was lost).
+"""
+
+import logging
+import threading
+
+import dramatiq
+from django.conf import settings
+from django.db import close_old_connections
+from dramatiq.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_once() -> None:
+    """One tick of periodic work: due deliveries re-sent, expired sessions closed."""
+    from delivery.services import deliveries_sweep
+    from sessions_app.services import sessions_expire_due
+
+    close_old_connections()
+    try:
+        sent = deliveries_sweep()
+        expired = sessions_expire_due()
+        if sent or expired:
+            logger.info("sweeper: re-sent %d deliveries, expired %d sessions", sent, expired)
+    finally:
+        close_old_connections()
+
+
+class Sweeper:
+    """A daemon thread running sweep_once every APERTUR_SWEEP_INTERVAL_SECONDS until stopped."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval or settings.APERTUR_SWEEP_INTERVAL_SECONDS
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="apertur-sweeper", daemon=True)
+
+    def start(self) -> "Sweeper":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                sweep_once()
+            except Exception:
+                logger.exception("sweeper tick failed; next tick in %ss", self.interval)
+
+
+class SweeperMiddleware(Middleware):
+    """Every worker process sweeps. Several sweepers are harmless: sweeping only rings doorbells."""
+
+    def after_worker_boot(self, broker, worker) -> None:
+        worker.apertur_sweeper = Sweeper().start()
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        sweeper = getattr(worker, "apertur_sweeper", None)
+        if sweeper is not None:
+            sweeper.stop()
+
+
+def start_embedded_worker() -> dramatiq.Worker:
+    """Worker threads in this process on the configured broker (the in-process one by default)."""
+    import delivery.actors  # noqa: F401 (declares the actors on the broker)
+
+    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=settings.APERTUR_EMBEDDED_WORKER_THREADS)
+    worker.start()
+    return worker

@@ -1,0 +1,140 @@
+"""The one gate for outbound traffic to user-supplied hosts.
+
+Every connection to a host a user typed in (webhook URL, S3 endpoint, FTP/SFTP/WebDAV host) is
+checked against the address the socket actually connected to, so DNS tricks cannot reach the
+metadata service or the private network. Private ranges are reachable only when listed in
+APERTUR_ALLOWED_PRIVATE_NETWORKS.
+"""
+
+import ipaddress
+import socket
+from functools import cache
+from typing import Any
+
+import requests
+from botocore.awsrequest import (
+    AWSHTTPConnection,
+    AWSHTTPConnectionPool,
+    AWSHTTPSConnection,
+    AWSHTTPSConnectionPool,
+)
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+USER_AGENT = "Apertur/0.1 (+self-hosted)"
+
+# Beyond `is_global`, CGNAT (100.64/10) is called out by SPEC §6.2; ipaddress treats it as not global too.
+_ALWAYS_REFUSED = [ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("100.64.0.0/10")]
+
+
+class HostNotAllowed(Exception):
+    """The destination resolved to an address outside the public internet and no setting allows it."""
+
+
+@cache
+def _allowed_private_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in settings.APERTUR_ALLOWED_PRIVATE_NETWORKS)
+
+
+def ensure_address_allowed(address: str) -> None:
+    """Raise HostNotAllowed unless `address` (an IP literal) is public or explicitly allowed."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in _allowed_private_networks()):
+        return
+    if not ip.is_global or ip.is_multicast or any(ip in network for network in _ALWAYS_REFUSED):
+        raise HostNotAllowed(
+            f"{address} is a private, loopback, link-local or reserved address; "
+            "allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
+        )
+
+
+def ensure_host_allowed(host: str, port: int) -> None:
+    """Resolve `host` and check every address: for protocols whose library owns the socket (FTP, SFTP)."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as error:
+        raise HostNotAllowed(f"cannot resolve {host}: {error.strerror}") from error
+    for info in infos:
+        ensure_address_allowed(info[4][0])
+
+
+def check_connected_socket(sock: socket.socket) -> socket.socket:
+    try:
+        ensure_address_allowed(sock.getpeername()[0])
+    except HostNotAllowed:
+        sock.close()
+        raise
+    return sock
+
+
+class _GuardedMixin:
+    def _new_conn(self) -> socket.socket:
+        return check_connected_socket(super()._new_conn())
+
+
+class GuardedHTTPConnection(_GuardedMixin, HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_GuardedMixin, HTTPSConnection):
+    pass
+
+
+class GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": GuardedHTTPConnectionPool,
+            "https": GuardedHTTPSConnectionPool,
+        }
+
+
+def outbound_session() -> requests.Session:
+    """A requests session for user-supplied URLs: guarded sockets, no proxies from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["User-Agent"] = USER_AGENT
+    adapter = GuardedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class GuardedAWSHTTPConnection(_GuardedMixin, AWSHTTPConnection):
+    pass
+
+
+class GuardedAWSHTTPSConnection(_GuardedMixin, AWSHTTPSConnection):
+    pass
+
+
+class GuardedAWSHTTPConnectionPool(AWSHTTPConnectionPool):
+    ConnectionCls = GuardedAWSHTTPConnection
+
+
+class GuardedAWSHTTPSConnectionPool(AWSHTTPSConnectionPool):
+    ConnectionCls = GuardedAWSHTTPSConnection
+
+
+def guard_botocore_client(client: Any) -> Any:
+    """Make a boto3 client's sockets pass the same check (botocore pools are urllib3 pools).
+
+    botocore keeps the pool-class dict it hands to its PoolManager; updating it in place swaps
+    the connection classes for every pool the client opens afterwards.
+    """
+    client._endpoint.http_session._pool_classes_by_scheme.update(
+        {"http": GuardedAWSHTTPConnectionPool, "https": GuardedAWSHTTPSConnectionPool}
+    )
+    return client

@@ -1,0 +1,22 @@
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apertur.broker import start_embedded_worker
+
+
+class Command(BaseCommand):
+    help = "Serve the site (uvicorn, ASGI) with delivery worker threads and the sweeper in the same process."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=settings.APERTUR_HOST)
+        parser.add_argument("--port", type=int, default=settings.APERTUR_PORT)
+        parser.add_argument("--no-worker", action="store_true", help="serve only; run `rundramatiq` elsewhere")
+
+    def handle(self, *args, host: str, port: int, no_worker: bool, **options) -> None:
+        worker = None if no_worker else start_embedded_worker()
+        try:
+            uvicorn.run("apertur.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+        finally:
+            if worker is not None:
+                worker.stop(timeout=10_000)

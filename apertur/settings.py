@@ -1,0 +1,222 @@
+"""Apertur settings: one module, driven by environment variables (docs/configuration.md lists them all)."""
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("APERTUR_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+logger = logging.getLogger("apertur.settings")
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _development_secret(filename: str, generate) -> str:
+    """A value kept under var/ so development restarts keep sessions and decryptable secrets."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        path.write_text(generate())
+        path.chmod(0o600)
+        logger.warning("Generated %s for development; set it from the environment in production.", path)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _development_secret(
+    "django_secret_key", lambda: secrets.token_urlsafe(50)
+)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_dramatiq",
+    "projects",
+    "sessions_app",
+    "destinations",
+    "delivery",
+    "apertur",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "apertur.urls"
+WSGI_APPLICATION = "apertur.wsgi.application"
+ASGI_APPLICATION = "apertur.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database: SQLite (WAL) under var/ by default, PostgreSQL via DATABASE_URL -------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'apertur.sqlite3'}"), conn_max_age=0
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE: a write transaction takes the write lock when it begins, so the
+        # read-check-write of an upload (max_images) is serialised, as row locks do on PostgreSQL.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests that start a web server or worker in another process need a file they can share.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache (rate limits, password lockouts): Redis when REDIS_URL is set ----------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- broker: Redis or RabbitMQ when DRAMATIQ_BROKER_URL is set, in-process otherwise -----------------
+DRAMATIQ_BROKER_URL = os.environ.get("DRAMATIQ_BROKER_URL", "")
+if DRAMATIQ_BROKER_URL.startswith(("amqp://", "amqps://")):
+    _broker = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": DRAMATIQ_BROKER_URL}}
+elif DRAMATIQ_BROKER_URL:
+    _broker = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": DRAMATIQ_BROKER_URL}}
+else:
+    _broker = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}}
+DRAMATIQ_BROKER = {
+    **_broker,
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Pipelines",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "apertur.broker.SweeperMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+EMBEDDED_BROKER = not DRAMATIQ_BROKER_URL
+
+# --- staging storage: local files under var/media, or an S3 bucket --------------------------------
+MEDIA_ROOT = Path(os.environ.get("APERTUR_MEDIA_ROOT", VAR_DIR / "media"))
+STAGING_S3_BUCKET = os.environ.get("STAGING_S3_BUCKET", "")
+if STAGING_S3_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": STAGING_S3_BUCKET,
+            "endpoint_url": os.environ.get("STAGING_S3_ENDPOINT") or None,
+            "region_name": os.environ.get("STAGING_S3_REGION") or None,
+            "access_key": os.environ.get("STAGING_S3_ACCESS_KEY") or None,
+            "secret_key": os.environ.get("STAGING_S3_SECRET_KEY") or None,
+            "file_overwrite": True,
+            "default_acl": None,
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "apertur.storage.DurableFileSystemStorage"}
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- REST framework -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apertur.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apertur.api.permissions.HasApiKey"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "apertur.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Apertur ------------------------------------------------------------------------------------
+APERTUR_HOST = os.environ.get("HOST", "127.0.0.1")
+APERTUR_PORT = env_int("PORT", 8000)
+APERTUR_PUBLIC_URL = os.environ.get("APERTUR_PUBLIC_URL", f"http://{APERTUR_HOST}:{APERTUR_PORT}").rstrip("/")
+APERTUR_SECRET_KEYS = env_list("APERTUR_SECRET_KEYS") or [
+    _development_secret("secret_keys", lambda: Fernet.generate_key().decode())
+]
+APERTUR_ALLOWED_PRIVATE_NETWORKS = env_list("APERTUR_ALLOWED_PRIVATE_NETWORKS")
+APERTUR_RETRY_DELAYS = [float(delay) for delay in env_list("APERTUR_RETRY_DELAYS", "5,30,120,600,3600")]
+APERTUR_DELIVERY_LEASE_SECONDS = float(os.environ.get("APERTUR_DELIVERY_LEASE_SECONDS", 300))
+APERTUR_SWEEP_INTERVAL_SECONDS = float(os.environ.get("APERTUR_SWEEP_INTERVAL_SECONDS", 5))
+APERTUR_SWEEP_RESEND_AFTER_SECONDS = float(os.environ.get("APERTUR_SWEEP_RESEND_AFTER_SECONDS", 60))
+APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 4)
+APERTUR_OUTBOUND_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_OUTBOUND_TIMEOUT_SECONDS", 30))
+APERTUR_DEFAULT_MAX_IMAGES = env_int("APERTUR_DEFAULT_MAX_IMAGES", 10)
+APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
+APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
+APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)
+APERTUR_MAX_IMAGE_PIXELS = env_int("APERTUR_MAX_IMAGE_PIXELS", 50_000_000)
+APERTUR_DEFAULT_EXPIRY_HOURS = env_int("APERTUR_DEFAULT_EXPIRY_HOURS", 24)
+APERTUR_MAX_EXPIRY_HOURS = 168
+APERTUR_PASSWORD_MAX_ATTEMPTS = env_int("APERTUR_PASSWORD_MAX_ATTEMPTS", 10)
+APERTUR_PASSWORD_LOCKOUT_SECONDS = env_int("APERTUR_PASSWORD_LOCKOUT_SECONDS", 15 * 60)
+APERTUR_RATE_LIMITS = {
+    "session_create": env_int("APERTUR_RATE_LIMIT_SESSION_CREATE", 100),
+    "session_read": env_int("APERTUR_RATE_LIMIT_SESSION_READ", 300),
+    "default": env_int("APERTUR_RATE_LIMIT_DEFAULT", 200),
+    "upload_page": env_int("APERTUR_RATE_LIMIT_UPLOAD_PAGE", 120),
+}
+APERTUR_STAGING_RETENTION_DAYS = env_int("APERTUR_STAGING_RETENTION_DAYS", 7)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("APERTUR_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,294 @@
+"""The delivery engine (SPEC §8): outbox rows, one attempt at a time, retries on one schedule, the sweeper."""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError as ConfigValidationError
+
+from apertur.api.errors import AppError
+from delivery.models import Delivery, DeliveryAttempt
+from destinations.backends import backend_class
+from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
+from destinations.models import Destination
+from destinations.paths import DEFAULT_PATH_TEMPLATE, render_path, template_variables
+from sessions_app import services as session_services
+from sessions_app.models import Image
+
+logger = logging.getLogger(__name__)
+Status = Delivery.Status
+ERROR_TEXT_LIMIT = 2000
+# Retries this close are handed to the broker as delayed messages for punctuality; longer ones are
+# left to the sweeper so an hour-long wait never sits in the broker.
+BROKER_DELAY_LIMIT_SECONDS = 120
+
+
+def max_attempts() -> int:
+    return len(settings.APERTUR_RETRY_DELAYS) + 1
+
+
+def _enqueue(delivery_id, *, delay_seconds: float = 0) -> None:
+    from delivery.actors import deliver
+
+    if delay_seconds > 0:
+        deliver.send_with_options(args=(str(delivery_id),), delay=int(delay_seconds * 1000))
+    else:
+        deliver.send(str(delivery_id))
+
+
+def deliveries_create_for_image(*, image: Image, destinations: list[Destination]) -> list[Delivery]:
+    """Outbox rows, inside the upload's transaction; the doorbell rings only after it commits."""
+    now = timezone.now()
+    deliveries = Delivery.objects.bulk_create(
+        [Delivery(image=image, destination=destination, next_retry_at=now, enqueued_at=now)
+         for destination in destinations]
+    )
+    for delivery in deliveries:
+        transaction.on_commit(lambda delivery_id=delivery.id: _enqueue(delivery_id))
+    return deliveries
+
+
+# --- one attempt ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery: Delivery
+    attempt: DeliveryAttempt
+
+
+def _finish_lost_attempt(delivery: Delivery, now) -> None:
+    DeliveryAttempt.objects.filter(delivery=delivery, outcome=DeliveryAttempt.Outcome.RUNNING).update(
+        outcome=DeliveryAttempt.Outcome.LOST, finished_at=now, error="the worker stopped during the attempt"
+    )
+
+
+def _claim(delivery_id: str) -> Claim | None:
+    """Take the row for one attempt, or return None when it is not ours to run now."""
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("destination", "image__session")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        now = timezone.now()
+        if delivery is None or delivery.status in Delivery.TERMINAL:
+            return None
+        if delivery.status == Status.PENDING and delivery.next_retry_at and delivery.next_retry_at > now:
+            return None
+        if delivery.status == Status.DELIVERING:
+            if delivery.lease_expires_at and delivery.lease_expires_at > now:
+                return None
+            _finish_lost_attempt(delivery, now)
+            if delivery.attempts >= max_attempts():
+                _mark_failed(delivery, "the worker stopped during the last attempt", now)
+                return None
+        delivery.attempts += 1
+        delivery.status = Status.DELIVERING
+        delivery.lease_expires_at = now + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
+        delivery.next_retry_at = None
+        delivery.enqueued_at = None
+        delivery.save(update_fields=["attempts", "status", "lease_expires_at", "next_retry_at", "enqueued_at",
+                                     "updated_at"])
+        attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, started_at=now)
+        session_services.session_touch(session_id=delivery.image.session_id)
+    return Claim(delivery=delivery, attempt=attempt)
+
+
+def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
+    image = delivery.image
+    return StagedImage(
+        image_id=image.id,
+        session_id=image.session_id,
+        project_id=str(image.session.project_id),
+        index=image.index,
+        filename=image.filename,
+        extension=image.extension,
+        mime_type=image.mime_type,
+        size_bytes=image.size_bytes,
+        sha256=image.sha256,
+        source=image.source,
+        tags=list(image.session.tags),
+        uploaded_at=image.created_at,
+        delivery_id=str(delivery.id),
+        attempt=attempt_number,
+        opener=lambda: default_storage.open(image.staged_name, "rb"),
+    )
+
+
+def remote_path(destination: Destination, image: StagedImage, backend) -> str:
+    """Deterministic: the same image always lands on the same path, so a retry overwrites."""
+    variables = template_variables(
+        project_id=image.project_id, session_id=image.session_id, image_id=image.image_id, index=image.index,
+        filename=image.filename, extension=image.extension, uploaded_at=image.uploaded_at,
+    )
+    template = DEFAULT_PATH_TEMPLATE
+    if backend.path_template_field:
+        template = destination.config.get(backend.path_template_field) or DEFAULT_PATH_TEMPLATE
+    return render_path(template, variables=variables, tags=image.tags)
+
+
+def _attempt(destination: Destination, image: StagedImage) -> DeliveryReceipt:
+    if destination.deleted_at is not None:
+        raise DeliveryError("destination deleted", permanent=True)
+    if not destination.is_active:
+        raise DeliveryError("the destination is switched off (isActive: false)")
+    try:
+        backend = backend_class(destination.type).from_stored(destination.config, destination.secrets)
+    except ConfigValidationError as error:
+        raise DeliveryError(f"the destination's config is invalid: {error.errors()[0]['msg']}", permanent=True) from error
+    return backend.deliver(image, remote_path(destination, image, backend))
+
+
+def delivery_execute(*, delivery_id: str) -> None:
+    """Run one attempt of a delivery if it is due. Idempotent: safe to call for any id, any number of times."""
+    claim = _claim(delivery_id)
+    if claim is None:
+        return
+    started = time.monotonic()
+    image = staged_image(claim.delivery, claim.attempt.number)
+    try:
+        receipt = _attempt(claim.delivery.destination, image)
+    except DeliveryError as error:
+        _record_failure(claim, error, started)
+    except Exception as error:
+        # A bug or an unexpected library error must not leave the row stuck in `delivering`.
+        logger.exception("delivery %s: unexpected error", delivery_id)
+        _record_failure(claim, DeliveryError(f"internal error: {type(error).__name__}"), started)
+    else:
+        _record_success(claim, receipt, started)
+
+
+def _current(claim: Claim) -> Delivery | None:
+    """The row, locked, if this attempt still owns it (a lease takeover makes an attempt stale)."""
+    delivery = Delivery.objects.select_for_update().select_related("image").get(pk=claim.delivery.pk)
+    if delivery.status != Status.DELIVERING or delivery.attempts != claim.attempt.number:
+        return None
+    return delivery
+
+
+def _finish_attempt(claim: Claim, started: float, outcome: str, error: str = "", http_status=None) -> None:
+    DeliveryAttempt.objects.filter(pk=claim.attempt.pk).update(
+        outcome=outcome, finished_at=timezone.now(), duration_ms=int((time.monotonic() - started) * 1000),
+        error=error[:ERROR_TEXT_LIMIT], http_status=http_status,
+    )
+
+
+def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> None:
+    with transaction.atomic():
+        _finish_attempt(claim, started, DeliveryAttempt.Outcome.DELIVERED, http_status=receipt.http_status)
+        delivery = _current(claim)
+        if delivery is None:
+            return
+        now = timezone.now()
+        delivery.status = Status.DELIVERED
+        delivery.delivered_at = now
+        delivery.lease_expires_at = None
+        delivery.last_error = ""
+        delivery.remote_reference = receipt.remote_reference
+        delivery.save()
+        Destination.objects.filter(pk=delivery.destination_id).update(
+            last_delivery_at=now, last_error="", needs_reconnect=False
+        )
+        session_services.session_refresh_status(session=delivery.image.session)
+        session_services.session_touch(session_id=delivery.image.session_id)
+
+
+def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
+    retry_in = None
+    with transaction.atomic():
+        _finish_attempt(claim, started, DeliveryAttempt.Outcome.FAILED, error.message, error.http_status)
+        delivery = _current(claim)
+        if delivery is None:
+            return
+        now = timezone.now()
+        delivery.lease_expires_at = None
+        delivery.last_error = error.message[:ERROR_TEXT_LIMIT]
+        if error.permanent or delivery.attempts >= max_attempts():
+            _mark_failed(delivery, delivery.last_error, now)
+        else:
+            retry_in = settings.APERTUR_RETRY_DELAYS[delivery.attempts - 1]
+            delivery.status = Status.PENDING
+            delivery.next_retry_at = now + timedelta(seconds=retry_in)
+            if retry_in <= BROKER_DELAY_LIMIT_SECONDS:
+                delivery.enqueued_at = delivery.next_retry_at
+            delivery.save()
+        destination_changes = {"last_error": delivery.last_error[:1000]}
+        if error.needs_reconnect:
+            destination_changes["needs_reconnect"] = True
+        Destination.objects.filter(pk=delivery.destination_id).update(**destination_changes)
+        session_services.session_touch(session_id=delivery.image.session_id)
+        if retry_in is not None and retry_in <= BROKER_DELAY_LIMIT_SECONDS:
+            transaction.on_commit(lambda: _enqueue(delivery.id, delay_seconds=retry_in))
+
+
+def _mark_failed(delivery: Delivery, error: str, now) -> None:
+    delivery.status = Status.FAILED
+    delivery.next_retry_at = None
+    delivery.lease_expires_at = None
+    delivery.last_error = error
+    delivery.save()
+    session_services.session_refresh_status(session=delivery.image.session)
+
+
+# --- operator actions -----------------------------------------------------------------------------
+
+
+def delivery_retry(*, delivery: Delivery) -> Delivery:
+    """Manual retry: a failed delivery goes back to pending with a fresh attempt budget."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().select_related("image__session", "destination").get(
+            pk=delivery.pk
+        )
+        if delivery.status != Status.FAILED:
+            raise AppError(409, "NOT_FAILED", f"Only failed deliveries can be retried; this one is {delivery.status}.")
+        if delivery.destination.deleted_at is not None:
+            raise AppError(409, "DESTINATION_DELETED", "The destination of this delivery was deleted.")
+        now = timezone.now()
+        delivery.status = Status.PENDING
+        delivery.attempts = 0
+        delivery.next_retry_at = now
+        delivery.enqueued_at = now
+        delivery.save()
+        session_services.session_refresh_status(session=delivery.image.session)
+        session_services.session_touch(session_id=delivery.image.session_id)
+        transaction.on_commit(lambda: _enqueue(delivery.id))
+    return delivery
+
+
+def deliveries_fail_for_deleted_destination(*, destination: Destination) -> int:
+    """Pending work to a deleted destination can never succeed: fail it now, keep the history."""
+    failed = 0
+    for delivery in Delivery.objects.filter(destination=destination).exclude(status__in=Delivery.TERMINAL).select_related(
+        "image__session"
+    ):
+        _finish_lost_attempt(delivery, timezone.now())
+        _mark_failed(delivery, "destination deleted", timezone.now())
+        failed += 1
+    return failed
+
+
+def deliveries_sweep() -> int:
+    """Re-send every delivery that is due and not running: lost messages, dead workers, long retry waits.
+
+    Returns how many were sent. Sending twice is harmless (the actor is idempotent); `enqueued_at` only
+    keeps the sweeper from ringing again for a row it rang recently.
+    """
+    now = timezone.now()
+    resend_before = now - timedelta(seconds=settings.APERTUR_SWEEP_RESEND_AFTER_SECONDS)
+    due = Delivery.objects.filter(
+        Q(status=Status.PENDING, next_retry_at__lte=now) | Q(status=Status.DELIVERING, lease_expires_at__lte=now)
+    ).filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=resend_before))
+    ids = list(due.values_list("id", flat=True)[:1000])
+    if ids:
+        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+        for delivery_id in ids:
+            _enqueue(delivery_id)
+    return len(ids)

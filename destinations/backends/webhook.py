@@ -1,0 +1,181 @@
+"""Signed HTTP webhook destination (SPEC §7)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import tempfile
+import time
+from typing import IO, Literal
+
+import requests
+from django.conf import settings
+from pydantic import AnyHttpUrl, SecretStr, field_validator
+from requests_toolbelt import MultipartEncoder
+
+from apertur.http import HostNotAllowed, outbound_session
+from destinations.backends.base import (
+    BackendConfig,
+    DeliveryError,
+    DeliveryReceipt,
+    DestinationBackend,
+    StagedImage,
+)
+
+CHUNK_SIZE = 64 * 1024
+# Base64 works on 3-byte groups: encoding a multiple of 3 per chunk concatenates into one valid string.
+BASE64_CHUNK_SIZE = 3 * 16 * 1024
+PROTECTED_HEADERS = frozenset(
+    {
+        "x-apertur-signature", "x-aptr-signature", "x-aptr-session-id", "x-aptr-image-id",
+        "x-aptr-image-index", "x-aptr-delivery-id", "x-aptr-attempt", "webhook-id", "webhook-timestamp",
+        "webhook-signature", "content-type", "content-length", "host", "transfer-encoding",
+    }
+)
+
+
+class WebhookConfig(BackendConfig):
+    url: AnyHttpUrl
+    secret: SecretStr
+    format: Literal["multipart", "json_base64", "binary"] = "multipart"
+    customHeaders: dict[str, str] = {}
+
+    @field_validator("secret")
+    @classmethod
+    def secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 8:
+            raise ValueError("the secret must be at least 8 characters")
+        return value
+
+    @field_validator("customHeaders")
+    @classmethod
+    def headers_are_safe(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if name.lower() in PROTECTED_HEADERS:
+                raise ValueError(f"{name} is set by Apertur and cannot be overridden")
+            if any(character in f"{name}{value}" for character in "\r\n\0") or not name.strip():
+                raise ValueError(f"header {name!r} is not a valid HTTP header")
+        return headers
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """Standard Webhooks secrets look like `whsec_<base64>`; any other secret is used as its UTF-8 bytes."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret.removeprefix("whsec_"))
+    return secret.encode()
+
+
+class _SigningWriter:
+    """Writes the body to a temporary file while computing both signatures, so bytes are read once."""
+
+    def __init__(self, secret: str, message_id: str, timestamp: int) -> None:
+        self.file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the caller)
+        self.apertur = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        self.standard = hmac.new(standard_webhooks_key(secret), f"{message_id}.{timestamp}.".encode(), hashlib.sha256)
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.apertur.update(chunk)
+        self.standard.update(chunk)
+
+
+class WebhookBackend(DestinationBackend):
+    type = "webhook"
+    Config = WebhookConfig
+    config: WebhookConfig
+
+    def _metadata(self, image: StagedImage) -> dict[str, str]:
+        return {
+            "session_id": image.session_id,
+            "image_id": image.image_id,
+            "image_index": str(image.index),
+            "filename": image.filename,
+            "mime_type": image.mime_type,
+            "size_bytes": str(image.size_bytes),
+            "sha256": image.sha256,
+            "source": image.source,
+        }
+
+    def _write_body(self, writer: _SigningWriter, image: StagedImage) -> str:
+        """Write the body for the configured format; return its content type."""
+        metadata = self._metadata(image)
+        with image.open() as stream:
+            if self.config.format == "binary":
+                while chunk := stream.read(CHUNK_SIZE):
+                    writer.write(chunk)
+                return image.mime_type
+            if self.config.format == "json_base64":
+                head = {
+                    **metadata,
+                    "image_index": image.index,
+                    "size_bytes": image.size_bytes,
+                    "tags": image.tags,
+                }
+                writer.write(json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"data":"')
+                while chunk := stream.read(BASE64_CHUNK_SIZE):
+                    writer.write(base64.b64encode(chunk))
+                writer.write(b'"}')
+                return "application/json"
+            fields: list[tuple[str, object]] = [*metadata.items(), ("tags", json.dumps(image.tags))]
+            fields += [(f"tag_{key}", value) for key, _, value in (t.partition(":") for t in image.tags if ":" in t)]
+            fields.append(("image", (image.filename, stream, image.mime_type)))
+            encoder = MultipartEncoder(fields=fields)
+            while chunk := encoder.read(CHUNK_SIZE):
+                writer.write(chunk)
+            return encoder.content_type
+
+    def deliver(self, image: StagedImage, path: str) -> DeliveryReceipt:
+        secret = self.config.secret.get_secret_value()
+        timestamp = int(time.time())
+        writer = _SigningWriter(secret, image.delivery_id, timestamp)
+        with writer.file:
+            content_type = self._write_body(writer, image)
+            signature = f"sha256={writer.apertur.hexdigest()}"
+            headers = {
+                **self.config.customHeaders,
+                "Content-Type": content_type,
+                "X-Apertur-Signature": signature,
+                "X-Aptr-Signature": signature,
+                "X-Aptr-Session-Id": image.session_id,
+                "X-Aptr-Image-Id": image.image_id,
+                "X-Aptr-Image-Index": str(image.index),
+                "X-Aptr-Delivery-Id": image.delivery_id,
+                "X-Aptr-Attempt": str(image.attempt),
+                "webhook-id": image.delivery_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": "v1," + base64.b64encode(writer.standard.digest()).decode(),
+            }
+            if self.config.format == "binary":
+                headers.update({"X-Aptr-Filename": image.filename, "X-Aptr-Sha256": image.sha256,
+                                "X-Aptr-Source": image.source, "X-Aptr-Tags": json.dumps(image.tags)})
+            headers["Content-Length"] = str(writer.file.tell())
+            writer.file.seek(0)
+            response = self._post(str(self.config.url), writer.file, headers)
+        if 200 <= response.status_code < 300:
+            return DeliveryReceipt(remote_reference=str(self.config.url), http_status=response.status_code)
+        raise DeliveryError(f"HTTP {response.status_code} from the webhook", http_status=response.status_code)
+
+    def _post(self, url: str, body: IO[bytes], headers: dict[str, str]) -> requests.Response:
+        try:
+            with outbound_session() as session:
+                response = session.post(
+                    url, data=body, headers=headers, timeout=settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS,
+                    allow_redirects=False,
+                )
+                response.close()
+                return response
+        except HostNotAllowed as error:
+            raise DeliveryError(f"refused host: {error}", permanent=True) from error
+        except requests.Timeout as error:
+            raise DeliveryError("the webhook did not answer in time") from error
+        except requests.RequestException as error:
+            raise DeliveryError(f"could not reach the webhook: {_root_cause(error)}") from error
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None or error.__context__ is not None:
+        nested = error.__cause__ or error.__context__
+        if isinstance(nested, HostNotAllowed):
+            return str(nested)
+        error = nested
+    return str(error)

@@ -1,0 +1,86 @@
+"""Path templates (SPEC §6.2): validation at create time, deterministic rendering at delivery time."""
+
+import re
+import string
+from datetime import datetime
+
+DEFAULT_PATH_TEMPLATE = "{session_id}/{index}_{image_id}.{ext}"
+VARIABLES = frozenset(
+    {"project_id", "session_id", "image_id", "index", "filename", "name", "ext", "date", "year", "month", "day",
+     "timestamp", "tag"}
+)
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class PathTemplateError(ValueError):
+    pass
+
+
+def _fields(template: str) -> list[tuple[str, str | None, str]]:
+    try:
+        return [(literal, field, spec or "") for literal, field, spec, _ in string.Formatter().parse(template)]
+    except ValueError as error:
+        raise PathTemplateError(f"malformed template: {error}") from error
+
+
+def validate_template(template: str) -> str:
+    """Return the template, or raise PathTemplateError naming the first unknown variable."""
+    if not template.strip():
+        raise PathTemplateError("the template is empty")
+    for _, field, spec in _fields(template):
+        if field is None:
+            continue
+        if field not in VARIABLES:
+            raise PathTemplateError(f"unknown variable {{{field}}}")
+        if field == "tag" and not spec:
+            raise PathTemplateError("{tag:KEY} needs a key")
+        if field != "tag" and spec:
+            raise PathTemplateError(f"{{{field}}} takes no format")
+    return template
+
+
+def tag_value(tags: list[str], key: str) -> str:
+    prefix = f"{key}:"
+    return next((tag[len(prefix):] for tag in tags if tag.startswith(prefix)), "")
+
+
+def render_path(template: str, *, variables: dict[str, str], tags: list[str]) -> str:
+    """Render and normalise: no `..`/`.` segments, no empty segments, no leading `/`, no control characters."""
+    parts = []
+    for literal, field, spec in _fields(template):
+        parts.append(literal)
+        if field is not None:
+            parts.append(tag_value(tags, spec) if field == "tag" else variables[field])
+    return normalise_path("".join(parts))
+
+
+def normalise_path(path: str) -> str:
+    path = _CONTROL_CHARACTERS.sub("", path).replace("\\", "/")
+    segments = [segment.strip() for segment in path.split("/")]
+    return "/".join(segment for segment in segments if segment not in {"", ".", ".."})
+
+
+def join_folder(folder: str, filename: str) -> str:
+    """Folder-style destinations: the configured folder joined with the file name."""
+    return normalise_path(f"{folder}/{filename}")
+
+
+def template_variables(
+    *, project_id: str, session_id: str, image_id: str, index: int, filename: str, extension: str,
+    uploaded_at: datetime,
+) -> dict[str, str]:
+    name = filename.rsplit(".", 1)[0] if "." in filename else filename
+    return {
+        "project_id": project_id,
+        "session_id": session_id,
+        "image_id": image_id,
+        "index": str(index),
+        "filename": filename,
+        "name": name,
+        "ext": extension,
+        "date": uploaded_at.strftime("%Y-%m-%d"),
+        "year": uploaded_at.strftime("%Y"),
+        "month": uploaded_at.strftime("%m"),
+        "day": uploaded_at.strftime("%d"),
+        "timestamp": str(int(uploaded_at.timestamp())),
+    }

@@ -1,0 +1,106 @@
+"""Every state change of destinations (SPEC §6.1). Config is validated strictly by the type's backend."""
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from pydantic import ValidationError as ConfigValidationError
+
+from apertur.api.errors import AppError
+from delivery import services as delivery_services
+from destinations.backends import BACKENDS, backend_class
+from destinations.backends.base import CheckResult, DestinationBackend
+from destinations.models import Destination
+from projects.models import Project
+
+MASK = "••••"
+
+
+def mask_secret(value: str) -> str:
+    return f"{MASK}{value[-4:]}" if len(value) >= 12 else MASK
+
+
+def _is_mask(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MASK)
+
+
+def _config_error(error: ConfigValidationError) -> AppError:
+    fields: dict[str, list[str]] = {}
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        message = "unknown field" if problem["type"] == "extra_forbidden" else problem["msg"]
+        fields.setdefault(f"config.{location}" if location else "config", []).append(message)
+    name, messages = next(iter(fields.items()))
+    return AppError(400, "VALIDATION_ERROR", f"{name}: {messages[0]}", fields=fields)
+
+
+def _validated(kind: str, full_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate with the type's Config; split what the user sent into stored config and secrets."""
+    backend = backend_class(kind)
+    try:
+        backend.Config.model_validate(full_config)
+    except ConfigValidationError as error:
+        raise _config_error(error) from error
+    secret_names = backend.Config.secret_field_names()
+    config = {key: value for key, value in full_config.items() if key not in secret_names}
+    secrets = {key: value for key, value in full_config.items() if key in secret_names and value is not None}
+    return config, secrets
+
+
+def destination_create(*, project: Project, type: str, name: str, config: dict[str, Any]) -> Destination:
+    if type not in BACKENDS:
+        raise AppError(
+            400, "VALIDATION_ERROR", f"Unknown destination type {type!r}.",
+            fields={"type": [f"one of: {', '.join(sorted(BACKENDS))}"]},
+        )
+    stored_config, secrets = _validated(type, config)
+    return Destination.objects.create(project=project, type=type, name=name, config=stored_config, secrets=secrets)
+
+
+def destination_update(
+    *, destination: Destination, name: str | None = None, config: dict[str, Any] | None = None,
+    is_active: bool | None = None,
+) -> Destination:
+    """PATCH: config merges into what is stored; an omitted (or echoed, masked) secret keeps its value."""
+    if config is not None:
+        merged = {**destination.config, **(destination.secrets or {})}
+        merged.update({key: value for key, value in config.items() if not _is_mask(value)})
+        destination.config, destination.secrets = _validated(destination.type, merged)
+    if name is not None:
+        destination.name = name
+    if is_active is not None:
+        destination.is_active = is_active
+    destination.save()
+    return destination
+
+
+def destination_delete(*, destination: Destination) -> None:
+    """Soft delete: past deliveries keep their history; pending ones fail with "destination deleted"."""
+    with transaction.atomic():
+        destination.deleted_at = timezone.now()
+        destination.is_active = False
+        destination.save(update_fields=["deleted_at", "is_active", "updated_at"])
+        delivery_services.deliveries_fail_for_deleted_destination(destination=destination)
+
+
+def backend_for(destination: Destination) -> DestinationBackend:
+    try:
+        return backend_class(destination.type).from_stored(destination.config, destination.secrets)
+    except ConfigValidationError as error:
+        raise _config_error(error) from error
+
+
+def destination_test(*, destination: Destination) -> CheckResult:
+    """Deliver one generated image synchronously, once, no retries; the outcome is shown on the destination."""
+    result = backend_for(destination).check()
+    if result.success:
+        Destination.objects.filter(pk=destination.pk).update(last_error="", needs_reconnect=False)
+    else:
+        Destination.objects.filter(pk=destination.pk).update(last_error=(result.error or result.message)[:1000])
+    return result
+
+
+def public_config(destination: Destination) -> dict[str, Any]:
+    """The config as the API shows it: secrets masked, never returned."""
+    masked = {key: mask_secret(str(value)) for key, value in (destination.secrets or {}).items()}
+    return {**destination.config, **masked}

@@ -1,0 +1,66 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from apertur.crypto import EncryptedJSONField
+
+ALL_MIME_TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic"]
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    default_max_images = models.PositiveIntegerField(default=10)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="one_membership_per_user")]
+
+
+class ApiKey(models.Model):
+    """An API key; only the SHA-256 digest of the secret is stored."""
+
+    class Env(models.TextChoices):
+        LIVE = "live"
+        TEST = "test"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=200, blank=True)
+    env = models.CharField(max_length=4, choices=Env.choices, default=Env.LIVE)
+    prefix = models.CharField(max_length=14)
+    digest = models.CharField(max_length=64, unique=True)
+    is_active = models.BooleanField(default=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    max_images = models.PositiveIntegerField(null=True, blank=True)
+    allowed_mime_types = models.JSONField(null=True, blank=True)
+    max_image_dimension = models.PositiveIntegerField(null=True, blank=True)
+    long_polling_enabled = models.BooleanField(default=False)
+    default_destinations = models.ManyToManyField(
+        "destinations.Destination", blank=True, related_name="default_for_keys"
+    )
+    allowed_ips = models.JSONField(default=list, blank=True)
+    allowed_domains = models.JSONField(default=list, blank=True)
+    # Request signing needs the secret itself (HMAC), so it is encrypted rather than hashed.
+    signing_secret = EncryptedJSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.label or 'unlabelled'})"

@@ -1,0 +1,234 @@
+"""Upload-session endpoints (SPEC §4, §5, §8.1). Thin: parse, call a service or selector, render."""
+
+import os
+import re
+import unicodedata
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.signing import BadSignature
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from apertur.api.authentication import client_ip
+from apertur.api.errors import AppError
+from apertur.api.views import KeyApiView, PublicSessionApiView
+from delivery import services as delivery_services
+from delivery.models import Delivery
+from projects.models import ALL_MIME_TYPES
+from sessions_app import selectors, services
+from sessions_app.images import inspect_image
+from sessions_app.uploads import IMAGE_FIELD, MEBIBYTE, ImageUploadHandler, too_large
+
+SOURCE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+PASSWORD_COOKIE_SALT = "apertur.session-password"
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def password_cookie_name(session_id: str) -> str:
+    return f"aptr_pw_{session_id}"
+
+
+def _validate_expiry(value):
+    now = timezone.now()
+    if value <= now:
+        raise serializers.ValidationError("must be in the future")
+    if value > now + timedelta(hours=settings.APERTUR_MAX_EXPIRY_HOURS):
+        raise serializers.ValidationError(f"must be at most {settings.APERTUR_MAX_EXPIRY_HOURS} hours ahead")
+    return value
+
+
+class SessionSettingsInput(serializers.Serializer):
+    """Fields shared by create and PATCH, validated the same way."""
+
+    expires_at = serializers.DateTimeField(required=False, validators=[_validate_expiry])
+    max_images = serializers.IntegerField(required=False, min_value=1)
+    allowed_mime_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=ALL_MIME_TYPES), required=False, allow_empty=False
+    )
+    max_image_dimension = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+    password = serializers.CharField(required=False, min_length=4, max_length=128, trim_whitespace=False)
+
+
+class SessionCreateView(KeyApiView):
+    rate_limit_scope = "session_create"
+
+    class Input(SessionSettingsInput):
+        destination_ids = serializers.ListField(child=serializers.CharField(), required=False)
+        long_polling = serializers.BooleanField(required=False)
+        tags = serializers.ListField(
+            child=serializers.CharField(min_length=1, max_length=128, trim_whitespace=False),
+            required=False, max_length=20,
+        )
+        expires_in_hours = serializers.IntegerField(
+            required=False, min_value=1, max_value=settings.APERTUR_MAX_EXPIRY_HOURS
+        )
+        label = serializers.CharField(required=False, max_length=200, allow_blank=True)
+
+        def validate(self, data):
+            if "expires_in_hours" in data and "expires_at" in data:
+                raise serializers.ValidationError({"expires_at": ["give expires_at or expires_in_hours, not both"]})
+            if "expires_in_hours" in data:
+                data["expires_at"] = timezone.now() + timedelta(hours=data.pop("expires_in_hours"))
+            return data
+
+    def post(self, request):
+        payload = self.Input(data=request.data)
+        payload.is_valid(raise_exception=True)
+        session = services.session_create(api_key=request.auth, **payload.validated_data)
+        return Response(selectors.created_session_document(session), status=201)
+
+
+class SessionUpdateView(KeyApiView):
+    class Input(SessionSettingsInput):
+        password = serializers.CharField(
+            required=False, min_length=4, max_length=128, trim_whitespace=False, allow_null=True
+        )
+        max_image_size_mb = serializers.IntegerField(
+            required=False, min_value=1, max_value=settings.APERTUR_MAX_IMAGE_SIZE_MB_CAP, allow_null=True
+        )
+
+    def patch(self, request, session_id: str):
+        session = selectors.session_for_project(project=self.project, session_id=session_id)
+        payload = self.Input(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        session = services.session_update(session=session, changes=payload.validated_data)
+        return Response(selectors.public_session_document(session))
+
+
+class DeliveryStatusView(KeyApiView):
+    rate_limit_scope = "session_read"
+
+    def get(self, request, session_id: str):
+        session = selectors.session_for_project(project=self.project, session_id=session_id)
+        return Response(selectors.delivery_status_document(session))
+
+
+class DeliveryRetryView(KeyApiView):
+    def post(self, request, session_id: str, delivery_id: str):
+        session = selectors.session_for_project(project=self.project, session_id=session_id)
+        delivery = Delivery.objects.filter(image__session=session, pk=_uuid_or_none(delivery_id)).first()
+        if delivery is None:
+            raise AppError(404, "NOT_FOUND", "Delivery not found.")
+        delivery = delivery_services.delivery_retry(delivery=delivery)
+        return Response({"id": str(delivery.pk), "status": delivery.status, "attempts": delivery.attempts})
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+# --- the phone's endpoints (S) ---------------------------------------------------------------------
+
+
+def _cookie_ok(request, session) -> bool:
+    if not session.password_protected:
+        return True
+    try:
+        value = request.get_signed_cookie(password_cookie_name(session.pk), salt=PASSWORD_COOKIE_SALT)
+    except (KeyError, BadSignature):
+        return False
+    return value == services.password_cookie_value(session)
+
+
+class PublicSessionView(PublicSessionApiView):
+    def get(self, request, session_id: str):
+        return Response(selectors.public_session_document(selectors.session_public(session_id=session_id)))
+
+
+class VerifyPasswordView(PublicSessionApiView):
+    class Input(serializers.Serializer):
+        password = serializers.CharField(max_length=128, trim_whitespace=False, allow_blank=True)
+
+    def post(self, request, session_id: str):
+        session = selectors.session_public(session_id=session_id)
+        payload = self.Input(data=request.data)
+        payload.is_valid(raise_exception=True)
+        valid = services.session_password_verify(
+            session=session, password=payload.validated_data["password"], ip=client_ip(request)
+        )
+        response = Response({"valid": valid})
+        if valid and session.password_protected:
+            response.set_signed_cookie(
+                password_cookie_name(session.pk), services.password_cookie_value(session),
+                salt=PASSWORD_COOKIE_SALT, max_age=int(settings.APERTUR_MAX_EXPIRY_HOURS * 3600),
+                httponly=True, samesite="Lax", secure=settings.APERTUR_PUBLIC_URL.startswith("https://"),
+            )
+        return response
+
+
+class CompleteView(PublicSessionApiView):
+    parser_classes = [JSONParser, MultiPartParser]
+
+    def post(self, request, session_id: str):
+        session = selectors.session_public(session_id=session_id)
+        services.ensure_password(
+            session=session, password=request.headers.get("x-session-password"),
+            cookie_ok=_cookie_ok(request, session), ip=client_ip(request),
+        )
+        session = services.session_complete(session=session)
+        return Response({"id": session.pk, "status": session.status, "imagesCount": session.images_count})
+
+
+def sanitise_filename(name: str, extension: str) -> str:
+    """Basename only, no control characters, at most 255 bytes of UTF-8; a missing name becomes image.<ext>."""
+    name = os.path.basename(name.replace("\\", "/"))
+    name = "".join(character for character in name if unicodedata.category(character)[0] != "C").strip()
+    if name in {"", ".", ".."}:
+        return f"image.{extension}"
+    while len(name.encode()) > 255:
+        stem, dot, suffix = name.rpartition(".")
+        name = f"{stem[:-1]}{dot}{suffix}" if stem and len(suffix) < 16 else name[:-1]
+    return name
+
+
+class ImageUploadView(PublicSessionApiView):
+    parser_classes = [MultiPartParser]
+
+    def post(self, request, session_id: str):
+        session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
+        services.ensure_password(
+            session=session, password=request.headers.get("x-session-password"),
+            cookie_ok=_cookie_ok(request, session), ip=client_ip(request),
+        )
+        limit_bytes = session.effective_max_image_size_mb * MEBIBYTE
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise too_large(limit_bytes)
+        request.upload_handlers = [ImageUploadHandler(request, limit_bytes)]
+        received = request.FILES.get(IMAGE_FIELD)
+        if received is None:
+            raise AppError(400, "VALIDATION_ERROR", "Send the image as the multipart part `file`.",
+                           fields={IMAGE_FIELD: ["required"]})
+        source = request.data.get("source") or "camera"
+        if not SOURCE_PATTERN.fullmatch(source):
+            raise AppError(400, "VALIDATION_ERROR", "source must match [a-z0-9_-]{1,64}.",
+                           fields={"source": ["must match [a-z0-9_-]{1,64}"]})
+        facts = inspect_image(
+            received.file, allowed_mime_types=session.allowed_mime_types, max_dimension=session.max_image_dimension
+        )
+        received.file.seek(0)
+        image = services.image_accept(
+            session=session, received=received, facts=facts,
+            filename=sanitise_filename(received.name or "", facts.extension), source=source,
+        )
+        return Response(
+            {
+                "id": image.pk,
+                "image_index": image.index,
+                "filename": image.filename,
+                "mime_type": image.mime_type,
+                "size_bytes": image.size_bytes,
+                "width": image.width,
+                "height": image.height,
+                "sha256": image.sha256,
+                "destinations": image.deliveries.count(),
+                "long_polling": session.long_polling,
+            },
+            status=201,
+        )

@@ -1,0 +1,88 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apertur.ids import new_image_id, new_session_id
+
+
+class UploadSession(models.Model):
+    """One link/QR a phone user uploads into. `status` is stored for listing but always
+    recomputed by `sessions_app.services.session_refresh_status` from the facts below."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        UPLOADING = "uploading"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        EXPIRED = "expired"
+
+    class CloseReason(models.TextChoices):
+        COMPLETED = "completed"  # the phone user pressed Done
+        FULL = "full"  # max_images reached
+        EXPIRED = "expired"  # expires_at passed while open
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_session_id, editable=False)
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="sessions")
+    api_key = models.ForeignKey(
+        "projects.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
+    env = models.CharField(max_length=4, default="live")
+    label = models.CharField(max_length=200, blank=True, default="")
+    destinations = models.ManyToManyField("destinations.Destination", blank=True, related_name="sessions")
+    long_polling = models.BooleanField(default=False)
+    tags = models.JSONField(default=list, blank=True)
+    expires_at = models.DateTimeField()
+    max_images = models.PositiveIntegerField()
+    allowed_mime_types = models.JSONField()
+    max_image_dimension = models.PositiveIntegerField(null=True, blank=True)
+    max_image_size_mb = models.PositiveIntegerField(null=True, blank=True)
+    password_hash = models.CharField(max_length=200, blank=True, default="")
+    images_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=10, choices=CloseReason.choices, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-created_at"]),
+            models.Index(fields=["closed_at", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def password_protected(self) -> bool:
+        return bool(self.password_hash)
+
+    @property
+    def effective_max_image_size_mb(self) -> int:
+        return self.max_image_size_mb or settings.APERTUR_MAX_IMAGE_SIZE_MB
+
+
+class Image(models.Model):
+    """An accepted image; the original bytes live in staging storage under `staged_name`."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_image_id, editable=False)
+    session = models.ForeignKey(UploadSession, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveIntegerField()
+    filename = models.CharField(max_length=255)
+    mime_type = models.CharField(max_length=32)
+    extension = models.CharField(max_length=8)
+    size_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    source = models.CharField(max_length=64, default="camera")
+    staged_name = models.CharField(max_length=300)
+    staged_deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "index"], name="one_image_per_index")]
+        ordering = ["session", "index"]
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,0 +1,135 @@
+"""Reads that need care: scoping to the caller's project, and the delivery-status document."""
+
+from django.conf import settings
+from django.db.models import Prefetch
+
+from apertur.api.errors import AppError
+from apertur.api.formats import iso
+from delivery.models import Delivery
+from projects.models import Project
+from sessions_app import services
+from sessions_app.models import UploadSession
+
+
+def session_for_project(*, project: Project, session_id: str) -> UploadSession:
+    session = UploadSession.objects.filter(project=project, pk=session_id).first()
+    if session is None:
+        raise AppError(404, "NOT_FOUND", "Upload session not found.")
+    return services.session_expire_if_due(session=session)
+
+
+def session_public(*, session_id: str) -> UploadSession:
+    session = UploadSession.objects.filter(pk=session_id).first()
+    if session is None:
+        raise AppError(404, "NOT_FOUND", "Upload session not found.")
+    return services.session_expire_if_due(session=session)
+
+
+def public_session_document(session: UploadSession) -> dict:
+    """GET /api/v1/upload/{id}/session (SPEC §4.2)."""
+    return {
+        "id": session.pk,
+        "status": session.status,
+        "expiresAt": iso(session.expires_at),
+        "tags": session.tags,
+        "imagesPerSession": session.max_images,
+        "effectiveMaxImages": session.max_images,
+        "effectiveAllowedMimeTypes": session.allowed_mime_types,
+        "effectiveMaxImageDimension": session.max_image_dimension,
+        "effectiveMaxImageSizeMb": session.effective_max_image_size_mb,
+        "imagesCount": session.images_count,
+        "password_protected": session.password_protected,
+        "serverPublicKey": None,
+        "e2eEnabled": False,
+        "e2ePublicKey": None,
+        "e2eDowngraded": False,
+    }
+
+
+def created_session_document(session: UploadSession) -> dict:
+    """The 201 body of POST /api/v1/upload-sessions (SPEC §4.1)."""
+    base = settings.APERTUR_PUBLIC_URL
+    qr_path = f"/api/v1/upload-sessions/{session.pk}/qr"
+    return {
+        "id": session.pk,
+        "uuid": session.pk,
+        "upload_url": f"{base}/u/{session.pk}",
+        "qr_url": f"{base}{qr_path}",
+        "qr_specs": {
+            "endpoint": qr_path,
+            "formats": ["png", "svg", "jpeg"],
+            "params": {
+                "format": "png|svg|jpeg", "size": "64-2048 (pixels)", "style": "square|rounded",
+                "fg": "hex colour", "bg": "hex colour", "borderSize": "0-20 (modules)", "borderColor": "hex colour",
+            },
+        },
+        "destinations": [
+            {"id": str(destination.pk), "type": destination.type, "name": destination.name}
+            for destination in session.destinations.all()
+        ],
+        "long_polling": session.long_polling,
+        "expires_at": iso(session.expires_at),
+        "password_protected": session.password_protected,
+        "env": session.env,
+        "status": session.status,
+        "tags": session.tags,
+        "max_images": session.max_images,
+    }
+
+
+def delivery_status_document(session: UploadSession) -> dict:
+    """GET …/delivery-status (SPEC §8.1): the documented shape and the official clients' shape at once."""
+    images = session.images.order_by("index").prefetch_related(
+        Prefetch("deliveries", queryset=Delivery.objects.select_related("destination").order_by("created_at"))
+    )
+    image_rows, file_rows = [], []
+    for image in images:
+        deliveries = list(image.deliveries.all())
+        image_rows.append({
+            "image_id": image.pk,
+            "image_index": image.index,
+            "filename": image.filename,
+            "size_bytes": image.size_bytes,
+            "deliveries": [_delivery_row(delivery) for delivery in deliveries],
+        })
+        file_rows.append({
+            "record_id": image.pk,
+            "filename": image.filename,
+            "size_bytes": image.size_bytes,
+            "destinations": [
+                {
+                    "destination_id": str(delivery.destination_id),
+                    "type": delivery.destination.type,
+                    "name": delivery.destination.name,
+                    "status": delivery.status,
+                    "attempts": delivery.attempts,
+                    "last_error": delivery.last_error or None,
+                }
+                for delivery in deliveries
+            ],
+        })
+    return {
+        "session_id": session.pk,
+        "status": session.status,
+        "images": image_rows,
+        "files": file_rows,
+        "lastChanged": iso(session.last_changed_at),
+    }
+
+
+def _delivery_row(delivery: Delivery) -> dict:
+    row = {
+        "delivery_id": str(delivery.pk),
+        "destination_id": str(delivery.destination_id),
+        "destination_name": delivery.destination.name,
+        "destination_type": delivery.destination.type,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+    }
+    if delivery.delivered_at:
+        row["delivered_at"] = iso(delivery.delivered_at)
+    if delivery.next_retry_at and delivery.status == Delivery.Status.PENDING:
+        row["next_retry_at"] = iso(delivery.next_retry_at)
+    if delivery.last_error:
+        row["last_error"] = delivery.last_error
+    return row

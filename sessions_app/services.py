@@ -1,0 +1,332 @@
+"""Every state change of upload sessions and images (SPEC §4, §5)."""
+
+import hashlib
+import hmac
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.cache import cache
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from apertur.api.errors import AppError
+from apertur.ids import new_image_id
+from delivery import services as delivery_services
+from delivery.models import Delivery
+from destinations.models import Destination
+from projects.models import ALL_MIME_TYPES, ApiKey
+from sessions_app.images import ImageFacts
+from sessions_app.models import Image, UploadSession
+from sessions_app.uploads import ReceivedFile
+
+Status = UploadSession.Status
+CloseReason = UploadSession.CloseReason
+_UNSET = object()
+
+
+# --- creation and settings ------------------------------------------------------------------------
+
+
+def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None) -> list[Destination]:
+    if destination_ids is None:
+        return list(api_key.default_destinations.alive().filter(is_active=True))
+    found = {
+        str(destination.pk): destination
+        for destination in Destination.objects.alive().filter(project=api_key.project, is_active=True)
+        .filter(pk__in=[value for value in destination_ids if _is_uuid(value)])
+    }
+    unknown = [value for value in destination_ids if value not in found]
+    if unknown:
+        raise AppError(
+            400, "VALIDATION_ERROR", f"Unknown or inactive destination: {unknown[0]}.",
+            fields={"destination_ids": [f"unknown or inactive destination: {value}" for value in unknown]},
+        )
+    return list(dict.fromkeys(found[value] for value in destination_ids))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def session_create(
+    *,
+    api_key: ApiKey,
+    destination_ids: list[str] | None = None,
+    long_polling: bool | None = None,
+    tags: list[str] | None = None,
+    expires_at: datetime | None = None,
+    max_images: int | None = None,
+    allowed_mime_types: list[str] | None = None,
+    max_image_dimension: int | None = None,
+    password: str | None = None,
+    label: str = "",
+) -> UploadSession:
+    """Create a session; input shapes are already validated by the API serializer."""
+    destinations = _resolve_destinations(api_key=api_key, destination_ids=destination_ids)
+    long_polling = bool(long_polling) or api_key.long_polling_enabled
+    if not destinations and not long_polling:
+        raise AppError(
+            400, "VALIDATION_ERROR",
+            "A session needs at least one destination or long polling: pass destination_ids, "
+            "set default destinations on the key, or set long_polling.",
+            fields={"destination_ids": ["no destination and no long polling"]},
+        )
+    effective_max = max_images or api_key.max_images or api_key.project.default_max_images
+    _check_max_images(effective_max)
+    with transaction.atomic():
+        session = UploadSession.objects.create(
+            project=api_key.project,
+            api_key=api_key,
+            env=api_key.env,
+            label=label,
+            long_polling=long_polling,
+            tags=tags or [],
+            expires_at=expires_at or timezone.now() + timedelta(hours=settings.APERTUR_DEFAULT_EXPIRY_HOURS),
+            max_images=effective_max,
+            allowed_mime_types=allowed_mime_types or api_key.allowed_mime_types or list(ALL_MIME_TYPES),
+            max_image_dimension=max_image_dimension or api_key.max_image_dimension,
+            password_hash=make_password(password) if password else "",
+        )
+        session.destinations.set(destinations)
+    return session
+
+
+def _check_max_images(value: int) -> None:
+    if value > settings.APERTUR_MAX_IMAGES_CAP:
+        raise AppError(
+            400, "VALIDATION_ERROR", f"max_images may be at most {settings.APERTUR_MAX_IMAGES_CAP}.",
+            fields={"max_images": [f"at most {settings.APERTUR_MAX_IMAGES_CAP}"]},
+        )
+
+
+def session_update(*, session: UploadSession, changes: dict) -> UploadSession:
+    """Apply a PATCH. `password: None` removes the password. A session closed only because it was full or
+    expired opens again when the change lifts that reason (more images, a later expiry)."""
+    if "max_images" in changes:
+        _check_max_images(changes["max_images"])
+    with transaction.atomic():
+        session = UploadSession.objects.select_for_update().get(pk=session.pk)
+        for field in ("expires_at", "max_images", "allowed_mime_types", "max_image_dimension", "max_image_size_mb"):
+            if field in changes:
+                setattr(session, field, changes[field])
+        if "password" in changes:
+            session.password_hash = make_password(changes["password"]) if changes["password"] else ""
+        now = timezone.now()
+        reopens = (session.close_reason == CloseReason.FULL and session.images_count < session.max_images) or (
+            session.close_reason == CloseReason.EXPIRED and session.expires_at > now
+        )
+        if reopens:
+            session.closed_at, session.close_reason = None, ""
+        if session.closed_at is None and session.images_count >= session.max_images:
+            session.closed_at, session.close_reason = now, CloseReason.FULL
+        session.last_changed_at = now
+        session.save()
+        session_refresh_status(session=session)
+    return session
+
+
+# --- lifecycle ------------------------------------------------------------------------------------
+
+
+def derive_status(session: UploadSession, *, open_deliveries: int, failed_deliveries: int) -> str:
+    """The one place that says what a session's status is (SPEC §4.3)."""
+    if session.closed_at is None:
+        return Status.UPLOADING if session.images_count else Status.PENDING
+    if session.close_reason == CloseReason.EXPIRED:
+        return Status.EXPIRED
+    if open_deliveries:
+        return Status.UPLOADING
+    return Status.FAILED if failed_deliveries else Status.COMPLETED
+
+
+def session_refresh_status(*, session: UploadSession) -> str:
+    """Recompute and store the status from the facts; call inside the transaction that changed them."""
+    counts = Delivery.objects.filter(image__session=session).aggregate(
+        open=Count("id", filter=~Q(status__in=Delivery.TERMINAL)),
+        failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
+    )
+    status = derive_status(session, open_deliveries=counts["open"], failed_deliveries=counts["failed"])
+    if status != session.status:
+        session.status = status
+        session.last_changed_at = timezone.now()
+        UploadSession.objects.filter(pk=session.pk).update(status=status, last_changed_at=session.last_changed_at)
+    return status
+
+
+def session_touch(*, session_id: str) -> None:
+    UploadSession.objects.filter(pk=session_id).update(last_changed_at=timezone.now())
+
+
+def session_expire_if_due(*, session: UploadSession) -> UploadSession:
+    if session.closed_at is None and session.expires_at <= timezone.now():
+        with transaction.atomic():
+            closed = UploadSession.objects.filter(pk=session.pk, closed_at__isnull=True).update(
+                closed_at=session.expires_at, close_reason=CloseReason.EXPIRED
+            )
+            session.refresh_from_db()
+            if closed:
+                session_refresh_status(session=session)
+    return session
+
+
+def sessions_expire_due() -> int:
+    """Periodic: close every open session whose expiry passed. Returns how many were expired."""
+    expired = 0
+    for session in UploadSession.objects.filter(closed_at__isnull=True, expires_at__lte=timezone.now())[:500]:
+        session_expire_if_due(session=session)
+        expired += 1
+    return expired
+
+
+def session_complete(*, session: UploadSession) -> UploadSession:
+    """The phone user is done. Completing twice is harmless; an expired session cannot be completed."""
+    session = session_expire_if_due(session=session)
+    if session.close_reason == CloseReason.EXPIRED:
+        raise AppError(410, "SESSION_EXPIRED", "This upload session has expired.")
+    with transaction.atomic():
+        UploadSession.objects.filter(pk=session.pk, closed_at__isnull=True).update(
+            closed_at=timezone.now(), close_reason=CloseReason.COMPLETED, last_changed_at=timezone.now()
+        )
+        session.refresh_from_db()
+        session_refresh_status(session=session)
+    return session
+
+
+def ensure_open_for_upload(*, session: UploadSession) -> UploadSession:
+    """The session-level checks of SPEC §5, in order: expired (410), closed (409, or 422 when full)."""
+    session = session_expire_if_due(session=session)
+    if session.close_reason == CloseReason.EXPIRED or session.expires_at <= timezone.now():
+        raise AppError(410, "SESSION_EXPIRED", "This upload session has expired.")
+    if session.close_reason == CloseReason.FULL or session.images_count >= session.max_images:
+        raise session_full(session)
+    if session.closed_at is not None:
+        raise AppError(409, "SESSION_CLOSED", "This upload session is closed.")
+    return session
+
+
+def session_full(session: UploadSession) -> AppError:
+    return AppError(422, "SESSION_FULL", f"This session already has its {session.max_images} images.")
+
+
+# --- passwords ------------------------------------------------------------------------------------
+
+
+def _attempt_keys(session_id: str, ip: str) -> tuple[str, str]:
+    return f"password-failures:{session_id}:{ip}", f"password-failures-since:{session_id}:{ip}"
+
+
+def _ensure_not_locked(session_id: str, ip: str) -> None:
+    count_key, since_key = _attempt_keys(session_id, ip)
+    if (cache.get(count_key) or 0) >= settings.APERTUR_PASSWORD_MAX_ATTEMPTS:
+        since = cache.get(since_key) or time.time()
+        retry_after = max(int(since + settings.APERTUR_PASSWORD_LOCKOUT_SECONDS - time.time()), 1)
+        raise AppError(
+            429, "TOO_MANY_PASSWORD_ATTEMPTS", "Too many wrong passwords; try again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def _record_failure(session_id: str, ip: str) -> None:
+    count_key, since_key = _attempt_keys(session_id, ip)
+    window = settings.APERTUR_PASSWORD_LOCKOUT_SECONDS
+    cache.add(since_key, time.time(), timeout=window)
+    cache.add(count_key, 0, timeout=window)
+    try:
+        cache.incr(count_key)
+    except ValueError:
+        cache.set(count_key, 1, timeout=window)
+
+
+def _verified_cache_key(session: UploadSession, password: str) -> str:
+    # Django's hasher is deliberately slow; an upload burst with the same header checks it once.
+    material = f"{session.pk}\0{session.password_hash}\0{password}".encode()
+    return "password-ok:" + hmac.new(settings.SECRET_KEY.encode(), material, hashlib.sha256).hexdigest()
+
+
+def session_password_verify(*, session: UploadSession, password: str, ip: str) -> bool:
+    """Check a password (SPEC §4.4), counting wrong ones per session and client IP."""
+    _ensure_not_locked(session.pk, ip)
+    if not session.password_protected:
+        return True
+    key = _verified_cache_key(session, password)
+    if cache.get(key):
+        return True
+    if check_password(password, session.password_hash):
+        cache.set(key, True, timeout=settings.APERTUR_PASSWORD_LOCKOUT_SECONDS)
+        return True
+    _record_failure(session.pk, ip)
+    return False
+
+
+def ensure_password(*, session: UploadSession, password: str | None, cookie_ok: bool, ip: str) -> None:
+    """Authorise an upload or completion into a protected session (header or page cookie)."""
+    _ensure_not_locked(session.pk, ip)
+    if not session.password_protected or cookie_ok:
+        return
+    if not password:
+        raise AppError(401, "PASSWORD_REQUIRED", "This session is password protected.")
+    if not session_password_verify(session=session, password=password, ip=ip):
+        raise AppError(401, "INVALID_PASSWORD", "The session password is wrong.")
+
+
+def password_cookie_value(session: UploadSession) -> str:
+    """What the page's signed cookie carries: changes whenever the password does."""
+    return hashlib.sha256(session.password_hash.encode()).hexdigest()[:32]
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+def image_accept(
+    *, session: UploadSession, received: ReceivedFile, facts: ImageFacts, filename: str, source: str
+) -> Image:
+    """Stage the bytes, then commit the image, its deliveries and the session change in one transaction.
+
+    The count is checked again under the session's row lock (SQLite: the IMMEDIATE write lock),
+    so concurrent uploads can never exceed max_images.
+    """
+    image_id = new_image_id()
+    staged_name = default_storage.save(f"staging/{session.pk}/{image_id}.{facts.extension}", File(received.file))
+    try:
+        with transaction.atomic():
+            locked = UploadSession.objects.select_for_update().get(pk=session.pk)
+            ensure_open_for_upload(session=locked)
+            now = timezone.now()
+            image = Image.objects.create(
+                id=image_id,
+                session=locked,
+                index=locked.images_count,
+                filename=filename,
+                mime_type=facts.mime_type,
+                extension=facts.extension,
+                size_bytes=received.size,
+                width=facts.width,
+                height=facts.height,
+                sha256=received.sha256,
+                source=source,
+                staged_name=staged_name,
+                created_at=now,
+            )
+            locked.images_count += 1
+            if locked.images_count >= locked.max_images:
+                locked.closed_at, locked.close_reason = now, CloseReason.FULL
+            locked.last_changed_at = now
+            locked.save(update_fields=["images_count", "closed_at", "close_reason", "last_changed_at"])
+            delivery_services.deliveries_create_for_image(
+                image=image, destinations=list(locked.destinations.alive().filter(is_active=True))
+            )
+            session_refresh_status(session=locked)
+    except BaseException:
+        default_storage.delete(staged_name)
+        raise
+    return image
