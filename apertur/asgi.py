@@ -25,10 +25,21 @@ async def application(scope, receive, send):
     if scope["type"] == "http" and scope["method"] == "POST":
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > _hard_cap_bytes():
-            body = json.dumps({"message": "The request body is too large.", "code": "FILE_TOO_LARGE",
-                               "statusCode": 413, "error": "Request Entity Too Large"}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+            body = json.dumps(
+                {
+                    "message": "The request body is too large.",
+                    "code": "FILE_TOO_LARGE",
+                    "statusCode": 413,
+                    "error": "Request Entity Too Large",
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         receive = _bounded(receive, _hard_cap_bytes())

@@ -17,9 +17,7 @@ class Delivery(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     image = models.ForeignKey("sessions_app.Image", on_delete=models.CASCADE, related_name="deliveries")
-    destination = models.ForeignKey(
-        "destinations.Destination", on_delete=models.PROTECT, related_name="deliveries"
-    )
+    destination = models.ForeignKey("destinations.Destination", on_delete=models.PROTECT, related_name="deliveries")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_retry_at = models.DateTimeField(null=True, blank=True)

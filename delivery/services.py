@@ -46,8 +46,10 @@ def deliveries_create_for_image(*, image: Image, destinations: list[Destination]
     """Outbox rows, inside the upload's transaction; the doorbell rings only after it commits."""
     now = timezone.now()
     deliveries = Delivery.objects.bulk_create(
-        [Delivery(image=image, destination=destination, next_retry_at=now, enqueued_at=now)
-         for destination in destinations]
+        [
+            Delivery(image=image, destination=destination, next_retry_at=now, enqueued_at=now)
+            for destination in destinations
+        ]
     )
     for delivery in deliveries:
         transaction.on_commit(lambda delivery_id=delivery.id: _enqueue(delivery_id))
@@ -95,8 +97,9 @@ def _claim(delivery_id: str) -> Claim | None:
         delivery.lease_expires_at = now + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
         delivery.next_retry_at = None
         delivery.enqueued_at = None
-        delivery.save(update_fields=["attempts", "status", "lease_expires_at", "next_retry_at", "enqueued_at",
-                                     "updated_at"])
+        delivery.save(
+            update_fields=["attempts", "status", "lease_expires_at", "next_retry_at", "enqueued_at", "updated_at"]
+        )
         attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, started_at=now)
         session_services.session_touch(session_id=delivery.image.session_id)
     return Claim(delivery=delivery, attempt=attempt)
@@ -126,8 +129,13 @@ def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
 def remote_path(destination: Destination, image: StagedImage, backend) -> str:
     """Deterministic: the same image always lands on the same path, so a retry overwrites."""
     variables = template_variables(
-        project_id=image.project_id, session_id=image.session_id, image_id=image.image_id, index=image.index,
-        filename=image.filename, extension=image.extension, uploaded_at=image.uploaded_at,
+        project_id=image.project_id,
+        session_id=image.session_id,
+        image_id=image.image_id,
+        index=image.index,
+        filename=image.filename,
+        extension=image.extension,
+        uploaded_at=image.uploaded_at,
     )
     template = DEFAULT_PATH_TEMPLATE
     if backend.path_template_field:
@@ -143,7 +151,9 @@ def _attempt(destination: Destination, image: StagedImage) -> DeliveryReceipt:
     try:
         backend = backend_class(destination.type).from_stored(destination.config, destination.secrets)
     except ConfigValidationError as error:
-        raise DeliveryError(f"the destination's config is invalid: {error.errors()[0]['msg']}", permanent=True) from error
+        raise DeliveryError(
+            f"the destination's config is invalid: {error.errors()[0]['msg']}", permanent=True
+        ) from error
     return backend.deliver(image, remote_path(destination, image, backend))
 
 
@@ -176,8 +186,11 @@ def _current(claim: Claim) -> Delivery | None:
 
 def _finish_attempt(claim: Claim, started: float, outcome: str, error: str = "", http_status=None) -> None:
     DeliveryAttempt.objects.filter(pk=claim.attempt.pk).update(
-        outcome=outcome, finished_at=timezone.now(), duration_ms=int((time.monotonic() - started) * 1000),
-        error=error[:ERROR_TEXT_LIMIT], http_status=http_status,
+        outcome=outcome,
+        finished_at=timezone.now(),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        error=error[:ERROR_TEXT_LIMIT],
+        http_status=http_status,
     )
 
 
@@ -244,8 +257,8 @@ def _mark_failed(delivery: Delivery, error: str, now) -> None:
 def delivery_retry(*, delivery: Delivery) -> Delivery:
     """Manual retry: a failed delivery goes back to pending with a fresh attempt budget."""
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().select_related("image__session", "destination").get(
-            pk=delivery.pk
+        delivery = (
+            Delivery.objects.select_for_update().select_related("image__session", "destination").get(pk=delivery.pk)
         )
         if delivery.status != Status.FAILED:
             raise AppError(409, "NOT_FAILED", f"Only failed deliveries can be retried; this one is {delivery.status}.")
@@ -266,8 +279,10 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
 def deliveries_fail_for_deleted_destination(*, destination: Destination) -> int:
     """Pending work to a deleted destination can never succeed: fail it now, keep the history."""
     failed = 0
-    for delivery in Delivery.objects.filter(destination=destination).exclude(status__in=Delivery.TERMINAL).select_related(
-        "image__session"
+    for delivery in (
+        Delivery.objects.filter(destination=destination)
+        .exclude(status__in=Delivery.TERMINAL)
+        .select_related("image__session")
     ):
         _finish_lost_attempt(delivery, timezone.now())
         _mark_failed(delivery, "destination deleted", timezone.now())

@@ -6,8 +6,21 @@ from datetime import datetime
 
 DEFAULT_PATH_TEMPLATE = "{session_id}/{index}_{image_id}.{ext}"
 VARIABLES = frozenset(
-    {"project_id", "session_id", "image_id", "index", "filename", "name", "ext", "date", "year", "month", "day",
-     "timestamp", "tag"}
+    {
+        "project_id",
+        "session_id",
+        "image_id",
+        "index",
+        "filename",
+        "name",
+        "ext",
+        "date",
+        "year",
+        "month",
+        "day",
+        "timestamp",
+        "tag",
+    }
 )
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -41,7 +54,7 @@ def validate_template(template: str) -> str:
 
 def tag_value(tags: list[str], key: str) -> str:
     prefix = f"{key}:"
-    return next((tag[len(prefix):] for tag in tags if tag.startswith(prefix)), "")
+    return next((tag[len(prefix) :] for tag in tags if tag.startswith(prefix)), "")
 
 
 def render_path(template: str, *, variables: dict[str, str], tags: list[str]) -> str:
@@ -66,7 +79,13 @@ def join_folder(folder: str, filename: str) -> str:
 
 
 def template_variables(
-    *, project_id: str, session_id: str, image_id: str, index: int, filename: str, extension: str,
+    *,
+    project_id: str,
+    session_id: str,
+    image_id: str,
+    index: int,
+    filename: str,
+    extension: str,
     uploaded_at: datetime,
 ) -> dict[str, str]:
     name = filename.rsplit(".", 1)[0] if "." in filename else filename

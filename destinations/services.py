@@ -50,7 +50,9 @@ def _validated(kind: str, full_config: dict[str, Any]) -> tuple[dict[str, Any], 
 def destination_create(*, project: Project, type: str, name: str, config: dict[str, Any]) -> Destination:
     if type not in BACKENDS:
         raise AppError(
-            400, "VALIDATION_ERROR", f"Unknown destination type {type!r}.",
+            400,
+            "VALIDATION_ERROR",
+            f"Unknown destination type {type!r}.",
             fields={"type": [f"one of: {', '.join(sorted(BACKENDS))}"]},
         )
     stored_config, secrets = _validated(type, config)
@@ -58,7 +60,10 @@ def destination_create(*, project: Project, type: str, name: str, config: dict[s
 
 
 def destination_update(
-    *, destination: Destination, name: str | None = None, config: dict[str, Any] | None = None,
+    *,
+    destination: Destination,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
     is_active: bool | None = None,
 ) -> Destination:
     """PATCH: config merges into what is stored; an omitted (or echoed, masked) secret keeps its value."""

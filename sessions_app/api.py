@@ -61,7 +61,8 @@ class SessionCreateView(KeyApiView):
         long_polling = serializers.BooleanField(required=False)
         tags = serializers.ListField(
             child=serializers.CharField(min_length=1, max_length=128, trim_whitespace=False),
-            required=False, max_length=20,
+            required=False,
+            max_length=20,
         )
         expires_in_hours = serializers.IntegerField(
             required=False, min_value=1, max_value=settings.APERTUR_MAX_EXPIRY_HOURS
@@ -156,9 +157,13 @@ class VerifyPasswordView(PublicSessionApiView):
         response = Response({"valid": valid})
         if valid and session.password_protected:
             response.set_signed_cookie(
-                password_cookie_name(session.pk), services.password_cookie_value(session),
-                salt=PASSWORD_COOKIE_SALT, max_age=int(settings.APERTUR_MAX_EXPIRY_HOURS * 3600),
-                httponly=True, samesite="Lax", secure=settings.APERTUR_PUBLIC_URL.startswith("https://"),
+                password_cookie_name(session.pk),
+                services.password_cookie_value(session),
+                salt=PASSWORD_COOKIE_SALT,
+                max_age=int(settings.APERTUR_MAX_EXPIRY_HOURS * 3600),
+                httponly=True,
+                samesite="Lax",
+                secure=settings.APERTUR_PUBLIC_URL.startswith("https://"),
             )
         return response
 
@@ -169,8 +174,10 @@ class CompleteView(PublicSessionApiView):
     def post(self, request, session_id: str):
         session = selectors.session_public(session_id=session_id)
         services.ensure_password(
-            session=session, password=request.headers.get("x-session-password"),
-            cookie_ok=_cookie_ok(request, session), ip=client_ip(request),
+            session=session,
+            password=request.headers.get("x-session-password"),
+            cookie_ok=_cookie_ok(request, session),
+            ip=client_ip(request),
         )
         session = services.session_complete(session=session)
         return Response({"id": session.pk, "status": session.status, "imagesCount": session.images_count})
@@ -194,8 +201,10 @@ class ImageUploadView(PublicSessionApiView):
     def post(self, request, session_id: str):
         session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
         services.ensure_password(
-            session=session, password=request.headers.get("x-session-password"),
-            cookie_ok=_cookie_ok(request, session), ip=client_ip(request),
+            session=session,
+            password=request.headers.get("x-session-password"),
+            cookie_ok=_cookie_ok(request, session),
+            ip=client_ip(request),
         )
         limit_bytes = session.effective_max_image_size_mb * MEBIBYTE
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit_bytes + MULTIPART_OVERHEAD_BYTES:
@@ -203,19 +212,30 @@ class ImageUploadView(PublicSessionApiView):
         request.upload_handlers = [ImageUploadHandler(request, limit_bytes)]
         received = request.FILES.get(IMAGE_FIELD)
         if received is None:
-            raise AppError(400, "VALIDATION_ERROR", "Send the image as the multipart part `file`.",
-                           fields={IMAGE_FIELD: ["required"]})
+            raise AppError(
+                400,
+                "VALIDATION_ERROR",
+                "Send the image as the multipart part `file`.",
+                fields={IMAGE_FIELD: ["required"]},
+            )
         source = request.data.get("source") or "camera"
         if not SOURCE_PATTERN.fullmatch(source):
-            raise AppError(400, "VALIDATION_ERROR", "source must match [a-z0-9_-]{1,64}.",
-                           fields={"source": ["must match [a-z0-9_-]{1,64}"]})
+            raise AppError(
+                400,
+                "VALIDATION_ERROR",
+                "source must match [a-z0-9_-]{1,64}.",
+                fields={"source": ["must match [a-z0-9_-]{1,64}"]},
+            )
         facts = inspect_image(
             received.file, allowed_mime_types=session.allowed_mime_types, max_dimension=session.max_image_dimension
         )
         received.file.seek(0)
         image = services.image_accept(
-            session=session, received=received, facts=facts,
-            filename=sanitise_filename(received.name or "", facts.extension), source=source,
+            session=session,
+            received=received,
+            facts=facts,
+            filename=sanitise_filename(received.name or "", facts.extension),
+            source=source,
         )
         return Response(
             {

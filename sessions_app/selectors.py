@@ -59,8 +59,13 @@ def created_session_document(session: UploadSession) -> dict:
             "endpoint": qr_path,
             "formats": ["png", "svg", "jpeg"],
             "params": {
-                "format": "png|svg|jpeg", "size": "64-2048 (pixels)", "style": "square|rounded",
-                "fg": "hex colour", "bg": "hex colour", "borderSize": "0-20 (modules)", "borderColor": "hex colour",
+                "format": "png|svg|jpeg",
+                "size": "64-2048 (pixels)",
+                "style": "square|rounded",
+                "fg": "hex colour",
+                "bg": "hex colour",
+                "borderSize": "0-20 (modules)",
+                "borderColor": "hex colour",
             },
         },
         "destinations": [
@@ -85,29 +90,33 @@ def delivery_status_document(session: UploadSession) -> dict:
     image_rows, file_rows = [], []
     for image in images:
         deliveries = list(image.deliveries.all())
-        image_rows.append({
-            "image_id": image.pk,
-            "image_index": image.index,
-            "filename": image.filename,
-            "size_bytes": image.size_bytes,
-            "deliveries": [_delivery_row(delivery) for delivery in deliveries],
-        })
-        file_rows.append({
-            "record_id": image.pk,
-            "filename": image.filename,
-            "size_bytes": image.size_bytes,
-            "destinations": [
-                {
-                    "destination_id": str(delivery.destination_id),
-                    "type": delivery.destination.type,
-                    "name": delivery.destination.name,
-                    "status": delivery.status,
-                    "attempts": delivery.attempts,
-                    "last_error": delivery.last_error or None,
-                }
-                for delivery in deliveries
-            ],
-        })
+        image_rows.append(
+            {
+                "image_id": image.pk,
+                "image_index": image.index,
+                "filename": image.filename,
+                "size_bytes": image.size_bytes,
+                "deliveries": [_delivery_row(delivery) for delivery in deliveries],
+            }
+        )
+        file_rows.append(
+            {
+                "record_id": image.pk,
+                "filename": image.filename,
+                "size_bytes": image.size_bytes,
+                "destinations": [
+                    {
+                        "destination_id": str(delivery.destination_id),
+                        "type": delivery.destination.type,
+                        "name": delivery.destination.name,
+                        "status": delivery.status,
+                        "attempts": delivery.attempts,
+                        "last_error": delivery.last_error or None,
+                    }
+                    for delivery in deliveries
+                ],
+            }
+        )
     return {
         "session_id": session.pk,
         "status": session.status,

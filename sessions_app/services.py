@@ -38,13 +38,16 @@ def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None)
         return list(api_key.default_destinations.alive().filter(is_active=True))
     found = {
         str(destination.pk): destination
-        for destination in Destination.objects.alive().filter(project=api_key.project, is_active=True)
+        for destination in Destination.objects.alive()
+        .filter(project=api_key.project, is_active=True)
         .filter(pk__in=[value for value in destination_ids if _is_uuid(value)])
     }
     unknown = [value for value in destination_ids if value not in found]
     if unknown:
         raise AppError(
-            400, "VALIDATION_ERROR", f"Unknown or inactive destination: {unknown[0]}.",
+            400,
+            "VALIDATION_ERROR",
+            f"Unknown or inactive destination: {unknown[0]}.",
             fields={"destination_ids": [f"unknown or inactive destination: {value}" for value in unknown]},
         )
     return list(dict.fromkeys(found[value] for value in destination_ids))
@@ -76,7 +79,8 @@ def session_create(
     long_polling = bool(long_polling) or api_key.long_polling_enabled
     if not destinations and not long_polling:
         raise AppError(
-            400, "VALIDATION_ERROR",
+            400,
+            "VALIDATION_ERROR",
             "A session needs at least one destination or long polling: pass destination_ids, "
             "set default destinations on the key, or set long_polling.",
             fields={"destination_ids": ["no destination and no long polling"]},
@@ -104,7 +108,9 @@ def session_create(
 def _check_max_images(value: int) -> None:
     if value > settings.APERTUR_MAX_IMAGES_CAP:
         raise AppError(
-            400, "VALIDATION_ERROR", f"max_images may be at most {settings.APERTUR_MAX_IMAGES_CAP}.",
+            400,
+            "VALIDATION_ERROR",
+            f"max_images may be at most {settings.APERTUR_MAX_IMAGES_CAP}.",
             fields={"max_images": [f"at most {settings.APERTUR_MAX_IMAGES_CAP}"]},
         )
 
@@ -231,7 +237,9 @@ def _ensure_not_locked(session_id: str, ip: str) -> None:
         since = cache.get(since_key) or time.time()
         retry_after = max(int(since + settings.APERTUR_PASSWORD_LOCKOUT_SECONDS - time.time()), 1)
         raise AppError(
-            429, "TOO_MANY_PASSWORD_ATTEMPTS", "Too many wrong passwords; try again later.",
+            429,
+            "TOO_MANY_PASSWORD_ATTEMPTS",
+            "Too many wrong passwords; try again later.",
             headers={"Retry-After": str(retry_after)},
         )
 

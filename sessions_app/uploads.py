@@ -55,6 +55,9 @@ class ImageUploadHandler(FileUploadHandler):
         self.file.flush()
         self.file.seek(0)
         return ReceivedFile(
-            self.file, name=self.file_name or "", content_type=self.content_type or "",
-            size=self.size, sha256=self.hasher.hexdigest(),
+            self.file,
+            name=self.file_name or "",
+            content_type=self.content_type or "",
+            size=self.size,
+            sha256=self.hasher.hexdigest(),
         )

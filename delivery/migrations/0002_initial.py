@@ -5,41 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('delivery', '0001_initial'),
-        ('destinations', '0001_initial'),
-        ('sessions_app', '0001_initial'),
+        ("delivery", "0001_initial"),
+        ("destinations", "0001_initial"),
+        ("sessions_app", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='delivery',
-            name='destination',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='destinations.destination'),
+            model_name="delivery",
+            name="destination",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="deliveries", to="destinations.destination"
+            ),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='image',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='sessions_app.image'),
+            model_name="delivery",
+            name="image",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="sessions_app.image"
+            ),
         ),
         migrations.AddField(
-            model_name='deliveryattempt',
-            name='delivery',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='delivery.delivery'),
+            model_name="deliveryattempt",
+            name="delivery",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="attempt_log", to="delivery.delivery"
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['status', 'next_retry_at'], name='delivery_de_status_b00b6e_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["status", "next_retry_at"], name="delivery_de_status_b00b6e_idx"),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['status', 'lease_expires_at'], name='delivery_de_status_e18a72_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["status", "lease_expires_at"], name="delivery_de_status_e18a72_idx"),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('image', 'destination'), name='one_delivery_per_image_destination'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                fields=("image", "destination"), name="one_delivery_per_image_destination"
+            ),
         ),
     ]

@@ -121,7 +121,9 @@ class DestinationBackend(ABC):
             receipt = self.deliver(image, f"apertur-test/{image.image_id}.png")
         except DeliveryError as error:
             return CheckResult(False, "Test delivery failed.", error=error.message, http_status=error.http_status)
-        return CheckResult(True, f"Test image delivered to {receipt.remote_reference}.", http_status=receipt.http_status)
+        return CheckResult(
+            True, f"Test image delivered to {receipt.remote_reference}.", http_status=receipt.http_status
+        )
 
 
 def _png_bytes() -> bytes:

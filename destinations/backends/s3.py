@@ -30,8 +30,16 @@ HEADER_TO_EXTRA_ARG = {
     "x-amz-tagging": "Tagging",
 }
 METADATA_PREFIX = "x-amz-meta-"
-CREDENTIAL_ERRORS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
-                               "ExpiredToken", "AuthorizationHeaderMalformed"})
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "AuthorizationHeaderMalformed",
+    }
+)
 
 
 class S3Config(BackendConfig):

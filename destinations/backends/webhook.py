@@ -27,9 +27,20 @@ CHUNK_SIZE = 64 * 1024
 BASE64_CHUNK_SIZE = 3 * 16 * 1024
 PROTECTED_HEADERS = frozenset(
     {
-        "x-apertur-signature", "x-aptr-signature", "x-aptr-session-id", "x-aptr-image-id",
-        "x-aptr-image-index", "x-aptr-delivery-id", "x-aptr-attempt", "webhook-id", "webhook-timestamp",
-        "webhook-signature", "content-type", "content-length", "host", "transfer-encoding",
+        "x-apertur-signature",
+        "x-aptr-signature",
+        "x-aptr-session-id",
+        "x-aptr-image-id",
+        "x-aptr-image-index",
+        "x-aptr-delivery-id",
+        "x-aptr-attempt",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
     }
 )
 
@@ -146,8 +157,14 @@ class WebhookBackend(DestinationBackend):
                 "webhook-signature": "v1," + base64.b64encode(writer.standard.digest()).decode(),
             }
             if self.config.format == "binary":
-                headers.update({"X-Aptr-Filename": image.filename, "X-Aptr-Sha256": image.sha256,
-                                "X-Aptr-Source": image.source, "X-Aptr-Tags": json.dumps(image.tags)})
+                headers.update(
+                    {
+                        "X-Aptr-Filename": image.filename,
+                        "X-Aptr-Sha256": image.sha256,
+                        "X-Aptr-Source": image.source,
+                        "X-Aptr-Tags": json.dumps(image.tags),
+                    }
+                )
             headers["Content-Length"] = str(writer.file.tell())
             writer.file.seek(0)
             response = self._post(str(self.config.url), writer.file, headers)
@@ -159,7 +176,10 @@ class WebhookBackend(DestinationBackend):
         try:
             with outbound_session() as session:
                 response = session.post(
-                    url, data=body, headers=headers, timeout=settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS,
                     allow_redirects=False,
                 )
                 response.close()

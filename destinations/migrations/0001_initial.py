@@ -8,28 +8,26 @@ import apertur.crypto
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Destination',
+            name="Destination",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('type', models.CharField(choices=[('s3', 's3'), ('webhook', 'webhook')], max_length=32)),
-                ('name', models.CharField(max_length=200)),
-                ('config', models.JSONField(default=dict)),
-                ('secrets', apertur.crypto.EncryptedJSONField(blank=True, null=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('last_delivery_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('needs_reconnect', models.BooleanField(default=False)),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("type", models.CharField(choices=[("s3", "s3"), ("webhook", "webhook")], max_length=32)),
+                ("name", models.CharField(max_length=200)),
+                ("config", models.JSONField(default=dict)),
+                ("secrets", apertur.crypto.EncryptedJSONField(blank=True, null=True)),
+                ("is_active", models.BooleanField(default=True)),
+                ("last_delivery_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("needs_reconnect", models.BooleanField(default=False)),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
     ]

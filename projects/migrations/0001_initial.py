@@ -10,63 +10,91 @@ import apertur.crypto
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('destinations', '0001_initial'),
+        ("destinations", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member')], default='member', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("owner", "Owner"), ("admin", "Admin"), ("member", "Member")],
+                        default="member",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=200)),
-                ('default_max_images', models.PositiveIntegerField(default=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('members', models.ManyToManyField(related_name='projects', through='projects.Membership', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=200)),
+                ("default_max_images", models.PositiveIntegerField(default=10)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "members",
+                    models.ManyToManyField(
+                        related_name="projects", through="projects.Membership", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='membership',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='projects.project'),
+            model_name="membership",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="projects.project"
+            ),
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('label', models.CharField(blank=True, max_length=200)),
-                ('env', models.CharField(choices=[('live', 'Live'), ('test', 'Test')], default='live', max_length=4)),
-                ('prefix', models.CharField(max_length=14)),
-                ('digest', models.CharField(max_length=64, unique=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('max_images', models.PositiveIntegerField(blank=True, null=True)),
-                ('allowed_mime_types', models.JSONField(blank=True, null=True)),
-                ('max_image_dimension', models.PositiveIntegerField(blank=True, null=True)),
-                ('long_polling_enabled', models.BooleanField(default=False)),
-                ('allowed_ips', models.JSONField(blank=True, default=list)),
-                ('allowed_domains', models.JSONField(blank=True, default=list)),
-                ('signing_secret', apertur.crypto.EncryptedJSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('default_destinations', models.ManyToManyField(blank=True, related_name='default_for_keys', to='destinations.destination')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='projects.project')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("label", models.CharField(blank=True, max_length=200)),
+                ("env", models.CharField(choices=[("live", "Live"), ("test", "Test")], default="live", max_length=4)),
+                ("prefix", models.CharField(max_length=14)),
+                ("digest", models.CharField(max_length=64, unique=True)),
+                ("is_active", models.BooleanField(default=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("max_images", models.PositiveIntegerField(blank=True, null=True)),
+                ("allowed_mime_types", models.JSONField(blank=True, null=True)),
+                ("max_image_dimension", models.PositiveIntegerField(blank=True, null=True)),
+                ("long_polling_enabled", models.BooleanField(default=False)),
+                ("allowed_ips", models.JSONField(blank=True, default=list)),
+                ("allowed_domains", models.JSONField(blank=True, default=list)),
+                ("signing_secret", apertur.crypto.EncryptedJSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "default_destinations",
+                    models.ManyToManyField(blank=True, related_name="default_for_keys", to="destinations.destination"),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="api_keys", to="projects.project"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('user', 'project'), name='one_membership_per_user'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(fields=("user", "project"), name="one_membership_per_user"),
         ),
     ]

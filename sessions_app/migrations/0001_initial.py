@@ -8,72 +8,134 @@ import apertur.ids
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('destinations', '0001_initial'),
-        ('projects', '0001_initial'),
+        ("destinations", "0001_initial"),
+        ("projects", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UploadSession',
+            name="UploadSession",
             fields=[
-                ('id', models.CharField(default=apertur.ids.new_session_id, editable=False, max_length=40, primary_key=True, serialize=False)),
-                ('env', models.CharField(default='live', max_length=4)),
-                ('label', models.CharField(blank=True, default='', max_length=200)),
-                ('long_polling', models.BooleanField(default=False)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('expires_at', models.DateTimeField()),
-                ('max_images', models.PositiveIntegerField()),
-                ('allowed_mime_types', models.JSONField()),
-                ('max_image_dimension', models.PositiveIntegerField(blank=True, null=True)),
-                ('max_image_size_mb', models.PositiveIntegerField(blank=True, null=True)),
-                ('password_hash', models.CharField(blank=True, default='', max_length=200)),
-                ('images_count', models.PositiveIntegerField(default=0)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('uploading', 'Uploading'), ('completed', 'Completed'), ('failed', 'Failed'), ('expired', 'Expired')], default='pending', max_length=10)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('close_reason', models.CharField(blank=True, choices=[('completed', 'Completed'), ('full', 'Full'), ('expired', 'Expired')], default='', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='sessions', to='projects.apikey')),
-                ('destinations', models.ManyToManyField(blank=True, related_name='sessions', to='destinations.destination')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sessions', to='projects.project')),
+                (
+                    "id",
+                    models.CharField(
+                        default=apertur.ids.new_session_id,
+                        editable=False,
+                        max_length=40,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("env", models.CharField(default="live", max_length=4)),
+                ("label", models.CharField(blank=True, default="", max_length=200)),
+                ("long_polling", models.BooleanField(default=False)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                ("expires_at", models.DateTimeField()),
+                ("max_images", models.PositiveIntegerField()),
+                ("allowed_mime_types", models.JSONField()),
+                ("max_image_dimension", models.PositiveIntegerField(blank=True, null=True)),
+                ("max_image_size_mb", models.PositiveIntegerField(blank=True, null=True)),
+                ("password_hash", models.CharField(blank=True, default="", max_length=200)),
+                ("images_count", models.PositiveIntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("uploading", "Uploading"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("expired", "Expired"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "close_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[("completed", "Completed"), ("full", "Full"), ("expired", "Expired")],
+                        default="",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="sessions",
+                        to="projects.apikey",
+                    ),
+                ),
+                (
+                    "destinations",
+                    models.ManyToManyField(blank=True, related_name="sessions", to="destinations.destination"),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sessions", to="projects.project"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.CharField(default=apertur.ids.new_image_id, editable=False, max_length=40, primary_key=True, serialize=False)),
-                ('index', models.PositiveIntegerField()),
-                ('filename', models.CharField(max_length=255)),
-                ('mime_type', models.CharField(max_length=32)),
-                ('extension', models.CharField(max_length=8)),
-                ('size_bytes', models.PositiveBigIntegerField()),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('source', models.CharField(default='camera', max_length=64)),
-                ('staged_name', models.CharField(max_length=300)),
-                ('staged_deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='sessions_app.uploadsession')),
+                (
+                    "id",
+                    models.CharField(
+                        default=apertur.ids.new_image_id,
+                        editable=False,
+                        max_length=40,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("index", models.PositiveIntegerField()),
+                ("filename", models.CharField(max_length=255)),
+                ("mime_type", models.CharField(max_length=32)),
+                ("extension", models.CharField(max_length=8)),
+                ("size_bytes", models.PositiveBigIntegerField()),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("source", models.CharField(default="camera", max_length=64)),
+                ("staged_name", models.CharField(max_length=300)),
+                ("staged_deleted_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="sessions_app.uploadsession",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['session', 'index'],
+                "ordering": ["session", "index"],
             },
         ),
         migrations.AddIndex(
-            model_name='uploadsession',
-            index=models.Index(fields=['project', '-created_at'], name='sessions_ap_project_dd269a_idx'),
+            model_name="uploadsession",
+            index=models.Index(fields=["project", "-created_at"], name="sessions_ap_project_dd269a_idx"),
         ),
         migrations.AddIndex(
-            model_name='uploadsession',
-            index=models.Index(fields=['closed_at', 'expires_at'], name='sessions_ap_closed__df43d0_idx'),
+            model_name="uploadsession",
+            index=models.Index(fields=["closed_at", "expires_at"], name="sessions_ap_closed__df43d0_idx"),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(fields=('session', 'index'), name='one_image_per_index'),
+            model_name="image",
+            constraint=models.UniqueConstraint(fields=("session", "index"), name="one_image_per_index"),
         ),
     ]

@@ -19,8 +19,12 @@ class Command(BaseCommand):
             credentials = json.loads(credentials_file.read_text())
         else:
             project, api_key = bootstrap(email=DEMO_EMAIL, password=DEMO_PASSWORD, project_name="Demo project")
-            credentials = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "project_id": str(project.pk),
-                           "api_key": api_key}
+            credentials = {
+                "email": DEMO_EMAIL,
+                "password": DEMO_PASSWORD,
+                "project_id": str(project.pk),
+                "api_key": api_key,
+            }
             credentials_file.write_text(json.dumps(credentials, indent=2))
             credentials_file.chmod(0o600)
         self.stdout.write(
