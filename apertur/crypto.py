@@ -29,10 +29,6 @@ def decrypt_text(token: str) -> str:
         raise RuntimeError("A stored secret cannot be decrypted with APERTUR_SECRET_KEYS") from error
 
 
-def rotate_token(token: str) -> str:
-    return _fernet().rotate(token.encode()).decode()
-
-
 class EncryptedJSONField(models.TextField):
     """A JSON value stored as one Fernet token; the plain value only exists in memory."""
 

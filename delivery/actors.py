@@ -6,7 +6,7 @@ from django.conf import settings
 from delivery import services
 
 # The time limit stays below the lease, so a stuck attempt is interrupted before another worker may take over.
-DELIVERY_TIME_LIMIT_MS = int(max(settings.APERTUR_DELIVERY_LEASE_SECONDS - 5, 1) * 1000)
+DELIVERY_TIME_LIMIT_MS = int(settings.APERTUR_DELIVERY_LEASE_SECONDS * 0.9 * 1000)
 
 
 # No Retries middleware is installed, so Dramatiq never re-runs a delivery on its own.

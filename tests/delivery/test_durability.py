@@ -1,0 +1,159 @@
+"""Durability (SPEC §8): killed workers and lost doorbells delay deliveries but never lose or duplicate them.
+
+These run real processes: the web server (uvicorn), Dramatiq workers (`manage.py rundramatiq`) on the
+Redis broker, and the database of the test run. They need DRAMATIQ_BROKER_URL (as `.ci/run` sets it).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+
+import dramatiq
+import httpx
+import pytest
+
+from delivery.models import Delivery, DeliveryAttempt
+from destinations.services import destination_create
+from tests.conftest import REPO_ROOT, ServerProcess, process_environment
+from tests.factories import image_bytes, make_persona, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("DRAMATIQ_BROKER_URL"), reason="needs a Redis broker shared by several processes"
+)
+
+FAST_RECOVERY = {
+    "APERTUR_DELIVERY_LEASE_SECONDS": "3",
+    "APERTUR_SWEEP_INTERVAL_SECONDS": "0.3",
+    "APERTUR_SWEEP_RESEND_AFTER_SECONDS": "1",
+    "APERTUR_RETRY_DELAYS": "0.2,0.2,0.2,0.2,0.2",
+}
+
+
+class WorkerProcess:
+    """`manage.py rundramatiq` in its own process group, so SIGKILL reaches the forked workers too."""
+
+    def __init__(self, log_path) -> None:
+        self.log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
+            cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=process_environment(**FAST_RECOVERY),
+        )
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+class AcceptanceLedger:
+    """What the receiver accepted (answered 2xx), by delivery id: exactly once is the promise."""
+
+    def __init__(self) -> None:
+        self.accepted: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def accept(self, request) -> int:
+        with self.lock:
+            self.accepted[request.header("X-Aptr-Delivery-Id")] += 1
+        return 200
+
+
+@pytest.fixture
+def web_only(transactional_db, tmp_path):
+    server = ServerProcess(with_worker=False, log_path=tmp_path / "web.log", **FAST_RECOVERY)
+    yield server
+    server.stop()
+
+
+def _session_with_webhook(persona, server, receiver) -> str:
+    destination = destination_create(
+        project=persona.project, type="webhook", name="receiver",
+        config={"url": f"{receiver.url}/hook", "secret": "durable-secret"},
+    )
+    response = httpx.post(
+        f"{server.url}/api/v1/upload-sessions", json={"destination_ids": [str(destination.pk)]},
+        headers={"Authorization": f"Bearer {persona.plain_key}"},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _upload(server, session_id: str, count: int) -> list[str]:
+    ids = []
+    for index in range(count):
+        response = httpx.post(
+            f"{server.url}/api/v1/upload/{session_id}/images",
+            files={"file": (f"p{index}.jpg", image_bytes(color=(index, 10, 10)), "image/jpeg")},
+        )
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+def test_worker_killed_mid_delivery_still_delivers_every_image_exactly_once(web_only, webhook_receiver, tmp_path):
+    persona = make_persona("owner")
+    ledger = AcceptanceLedger()
+    first_request_arrived, release = threading.Event(), threading.Event()
+
+    def hang_first_then_accept(request) -> int:
+        if not first_request_arrived.is_set():
+            first_request_arrived.set()
+            release.wait(timeout=30)
+            return 503  # the worker that sent it is dead; this answer reaches nobody
+        return ledger.accept(request)
+
+    webhook_receiver.respond = hang_first_then_accept
+    session_id = _session_with_webhook(persona, web_only, webhook_receiver)
+    first_worker = WorkerProcess(tmp_path / "worker.log")
+    try:
+        _upload(web_only, session_id, 3)
+        assert first_request_arrived.wait(timeout=30), "no delivery reached the receiver"
+        first_worker.kill()
+    finally:
+        release.set()
+        first_worker.stop()
+
+    second_worker = WorkerProcess(tmp_path / "worker.log")
+    try:
+        wait_until(lambda: Delivery.objects.filter(status="delivered").count() == 3, timeout=60)
+    finally:
+        second_worker.stop()
+
+    deliveries = list(Delivery.objects.all())
+    assert {str(delivery.pk) for delivery in deliveries} == set(ledger.accepted)
+    assert all(count == 1 for count in ledger.accepted.values()), ledger.accepted
+    assert DeliveryAttempt.objects.filter(outcome="lost").count() == 1
+
+
+def test_deliveries_committed_before_the_web_process_died_are_delivered_by_the_sweeper(
+    web_only, webhook_receiver, tmp_path
+):
+    persona = make_persona("owner")
+    ledger = AcceptanceLedger()
+    webhook_receiver.respond = ledger.accept
+    session_id = _session_with_webhook(persona, web_only, webhook_receiver)
+
+    _upload(web_only, session_id, 2)
+    web_only.kill()
+    # The doorbells rung after commit are lost too (as if the process died before sending them):
+    dramatiq.get_broker().flush_all()
+    assert Delivery.objects.filter(status="pending").count() == 2
+
+    worker = WorkerProcess(tmp_path / "worker.log")
+    try:
+        wait_until(lambda: Delivery.objects.filter(status="delivered").count() == 2, timeout=60)
+    finally:
+        worker.stop()
+    assert sorted(ledger.accepted.values()) == [1, 1]
