@@ -2,7 +2,7 @@
 
 import re
 import string
-from datetime import datetime
+from datetime import UTC, datetime
 
 DEFAULT_PATH_TEMPLATE = "{session_id}/{index}_{image_id}.{ext}"
 VARIABLES = frozenset(
@@ -89,6 +89,7 @@ def template_variables(
     uploaded_at: datetime,
 ) -> dict[str, str]:
     name = filename.rsplit(".", 1)[0] if "." in filename else filename
+    uploaded_at = uploaded_at.astimezone(UTC)  # SPEC §6.2: dates are UTC whatever zone the value carries
     return {
         "project_id": project_id,
         "session_id": session_id,

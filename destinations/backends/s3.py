@@ -127,7 +127,9 @@ class S3Backend(DestinationBackend):
                 s3={"addressing_style": "path" if endpoint else "auto"},
                 connect_timeout=10,
                 read_timeout=60,
-                retries={"max_attempts": 1},
+                # One attempt per delivery (retries belong to the delivery schedule). botocore's
+                # `max_attempts` counts retries in its default mode, so 1 would still mean two requests.
+                retries={"total_max_attempts": 1},
             ),
             transfer_config=TransferConfig(
                 multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, use_threads=False

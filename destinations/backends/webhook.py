@@ -1,12 +1,15 @@
 """Signed HTTP webhook destination (SPEC §7)."""
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 import tempfile
 import time
 from typing import IO, Literal
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -43,6 +46,10 @@ PROTECTED_HEADERS = frozenset(
         "transfer-encoding",
     }
 )
+# RFC 9110 field-name token characters.
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# The receiver refused our signature: the shared secret is this destination's credential.
+CREDENTIAL_REFUSED_STATUSES = frozenset({401, 403})
 
 
 class WebhookConfig(BackendConfig):
@@ -53,9 +60,16 @@ class WebhookConfig(BackendConfig):
 
     @field_validator("secret")
     @classmethod
-    def secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 8:
+    def secret_is_usable(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < 8:
             raise ValueError("the secret must be at least 8 characters")
+        try:
+            key = standard_webhooks_key(secret)
+        except binascii.Error:
+            key = b""
+        if not key:
+            raise ValueError("a whsec_ secret must be whsec_ followed by base64")
         return value
 
     @field_validator("customHeaders")
@@ -64,15 +78,19 @@ class WebhookConfig(BackendConfig):
         for name, value in headers.items():
             if name.lower() in PROTECTED_HEADERS:
                 raise ValueError(f"{name} is set by Apertur and cannot be overridden")
-            if any(character in f"{name}{value}" for character in "\r\n\0") or not name.strip():
+            # Header values go out as Latin-1 and must not smuggle line breaks or other control characters.
+            if not HEADER_NAME.match(name) or not value.isprintable() or max(map(ord, value), default=0) > 255:
                 raise ValueError(f"header {name!r} is not a valid HTTP header")
         return headers
 
 
 def standard_webhooks_key(secret: str) -> bytes:
-    """Standard Webhooks secrets look like `whsec_<base64>`; any other secret is used as its UTF-8 bytes."""
+    """Standard Webhooks secrets look like `whsec_<base64>`; any other secret is used as its UTF-8 bytes.
+
+    Decoded as the reference `standardwebhooks` library does, so padding is optional.
+    """
     if secret.startswith("whsec_"):
-        return base64.b64decode(secret.removeprefix("whsec_"))
+        return base64.b64decode(secret.removeprefix("whsec_") + "==")
     return secret.encode()
 
 
@@ -159,7 +177,8 @@ class WebhookBackend(DestinationBackend):
             if self.config.format == "binary":
                 headers.update(
                     {
-                        "X-Aptr-Filename": image.filename,
+                        # Header values are Latin-1 on the wire; percent-encoded UTF-8 carries any name.
+                        "X-Aptr-Filename": quote(image.filename, safe=""),
                         "X-Aptr-Sha256": image.sha256,
                         "X-Aptr-Source": image.source,
                         "X-Aptr-Tags": json.dumps(image.tags),
@@ -168,9 +187,16 @@ class WebhookBackend(DestinationBackend):
             headers["Content-Length"] = str(writer.file.tell())
             writer.file.seek(0)
             response = self._post(str(self.config.url), writer.file, headers)
-        if 200 <= response.status_code < 300:
-            return DeliveryReceipt(remote_reference=str(self.config.url), http_status=response.status_code)
-        raise DeliveryError(f"HTTP {response.status_code} from the webhook", http_status=response.status_code)
+        status = response.status_code
+        if 200 <= status < 300:
+            return DeliveryReceipt(remote_reference=str(self.config.url), http_status=status)
+        if 300 <= status < 400:
+            raise DeliveryError(f"HTTP {status} from the webhook (redirects are not followed)", http_status=status)
+        raise DeliveryError(
+            f"HTTP {status} from the webhook",
+            needs_reconnect=status in CREDENTIAL_REFUSED_STATUSES,
+            http_status=status,
+        )
 
     def _post(self, url: str, body: IO[bytes], headers: dict[str, str]) -> requests.Response:
         try:
@@ -187,7 +213,9 @@ class WebhookBackend(DestinationBackend):
         except HostNotAllowed as error:
             raise DeliveryError(f"refused host: {error}", permanent=True) from error
         except requests.Timeout as error:
-            raise DeliveryError("the webhook did not answer in time") from error
+            raise DeliveryError(
+                f"the webhook did not answer within {settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS:g} s"
+            ) from error
         except requests.RequestException as error:
             raise DeliveryError(f"could not reach the webhook: {_root_cause(error)}") from error
 
