@@ -80,29 +80,59 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="apertur-bench-"))
     port = free_port()
     environment = {
-        **os.environ, "APERTUR_VAR_DIR": str(scratch), "APERTUR_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "APERTUR_RATE_LIMIT_UPLOAD_PAGE": "100000", "APERTUR_RATE_LIMIT_SESSION_CREATE": "100000",
-        "APERTUR_LOG_LEVEL": "WARNING", "APERTUR_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **os.environ,
+        "APERTUR_VAR_DIR": str(scratch),
+        "APERTUR_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+        "APERTUR_RATE_LIMIT_UPLOAD_PAGE": "100000",
+        "APERTUR_RATE_LIMIT_SESSION_CREATE": "100000",
+        "APERTUR_LOG_LEVEL": "WARNING",
+        "APERTUR_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     run = lambda *arguments, **kwargs: subprocess.run(  # noqa: E731
         [sys.executable, "manage.py", *arguments], cwd=REPO, env=environment, check=True, **kwargs
     )
     run("migrate", "--noinput", "-v0")
     credentials = json.loads(
-        run("apertur_bootstrap", "--email", "bench@example.test", "--password", "bench-password", "--project",
-            "Bench", "--json", capture_output=True, text=True).stdout
+        run(
+            "apertur_bootstrap",
+            "--email",
+            "bench@example.test",
+            "--password",
+            "bench-password",
+            "--project",
+            "Bench",
+            "--json",
+            capture_output=True,
+            text=True,
+        ).stdout
     )
     logs = (scratch / "server.log").open("wb")
-    processes = [subprocess.Popen(
-        [sys.executable, "manage.py", "apertur_run", "--port", str(port),
-         *(["--no-worker"] if options.separate_worker else [])],
-        cwd=REPO, env=environment, stdout=logs, stderr=subprocess.STDOUT,
-    )]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "apertur_run",
+                "--port",
+                str(port),
+                *(["--no-worker"] if options.separate_worker else []),
+            ],
+            cwd=REPO,
+            env=environment,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+        )
+    ]
     if options.separate_worker:
-        processes.append(subprocess.Popen(
-            [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
-            cwd=REPO, env=environment, stdout=logs, stderr=subprocess.STDOUT,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
+                cwd=REPO,
+                env=environment,
+                stdout=logs,
+                stderr=subprocess.STDOUT,
+            )
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -114,8 +144,10 @@ def main() -> None:
         receiver = Receiver()
         auth = {"Authorization": f"Bearer {credentials['api_key']}"}
         api = httpx.Client(base_url=f"{base}/api/v1", headers=auth, timeout=60)
-        destination = api.post(f"/projects/{credentials['project_id']}/destinations", json={
-            "type": "webhook", "name": "bench", "config": {"url": receiver.url, "secret": "bench-secret"}}).json()
+        destination = api.post(
+            f"/projects/{credentials['project_id']}/destinations",
+            json={"type": "webhook", "name": "bench", "config": {"url": receiver.url, "secret": "bench-secret"}},
+        ).json()
         sessions = [
             api.post("/upload-sessions", json={"destination_ids": [destination["id"]], "max_images": 100}).json()["id"]
             for _ in range(options.images // 100 + 1)
@@ -129,7 +161,8 @@ def main() -> None:
             started = time.monotonic()
             response = httpx.post(
                 f"{base}/api/v1/upload/{sessions[index // 100]}/images",
-                files={"file": (f"{index}.jpg", payloads[index % len(payloads)], "image/jpeg")}, timeout=60,
+                files={"file": (f"{index}.jpg", payloads[index % len(payloads)], "image/jpeg")},
+                timeout=60,
             )
             finished = time.monotonic()
             response.raise_for_status()
@@ -150,7 +183,8 @@ def main() -> None:
             "database": "postgresql" if "postgres" in os.environ.get("DATABASE_URL", "") else "sqlite",
             "broker": "redis" if os.environ.get("DRAMATIQ_BROKER_URL") else "in-process",
             "worker": "separate rundramatiq" if options.separate_worker else "embedded threads",
-            "images": options.images, "concurrency": options.concurrency,
+            "images": options.images,
+            "concurrency": options.concurrency,
             "image_bytes_mean": int(statistics.mean(len(payload) for payload in payloads)),
             "uploads_per_second": round(options.images / wall, 1),
             "upload_ms_p50": round(percentile(latencies, 0.5) * 1000, 1),

@@ -39,7 +39,10 @@ class WorkerProcess:
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
-            cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env=process_environment(**FAST_RECOVERY),
         )
 
@@ -58,16 +61,32 @@ class WorkerProcess:
 
 
 class AcceptanceLedger:
-    """What the receiver accepted (answered 2xx), by delivery id: exactly once is the promise."""
+    """What the receiver accepted (answered 2xx), by (delivery id, attempt number)."""
 
     def __init__(self) -> None:
-        self.accepted: Counter[str] = Counter()
+        self.accepted: Counter[tuple[str, int]] = Counter()
         self.lock = threading.Lock()
 
     def accept(self, request) -> int:
         with self.lock:
-            self.accepted[request.header("X-Aptr-Delivery-Id")] += 1
+            self.accepted[(request.header("X-Aptr-Delivery-Id"), int(request.header("X-Aptr-Attempt")))] += 1
         return 200
+
+    def assert_each_delivered_exactly_once(self) -> None:
+        """Each delivery's recorded successful attempt was accepted exactly once. The only other acceptances
+        allowed are of attempts recorded as lost: a request the killed worker had already sent, which the
+        receiver read after the worker died (the at-least-once window receivers close by deduplicating on
+        X-Aptr-Delivery-Id)."""
+        attempts = DeliveryAttempt.objects.all()
+        delivered = {
+            (str(attempt.delivery_id), attempt.number) for attempt in attempts if attempt.outcome == "delivered"
+        }
+        lost = {(str(attempt.delivery_id), attempt.number) for attempt in attempts if attempt.outcome == "lost"}
+        assert {str(delivery.pk) for delivery in Delivery.objects.filter(status="delivered")} == {
+            delivery_id for delivery_id, _ in delivered
+        }
+        assert all(self.accepted[key] == 1 for key in delivered), (self.accepted, delivered)
+        assert set(self.accepted) - delivered <= lost, (self.accepted, delivered, lost)
 
 
 @pytest.fixture
@@ -79,11 +98,14 @@ def web_only(transactional_db, tmp_path):
 
 def _session_with_webhook(persona, server, receiver) -> str:
     destination = destination_create(
-        project=persona.project, type="webhook", name="receiver",
+        project=persona.project,
+        type="webhook",
+        name="receiver",
         config={"url": f"{receiver.url}/hook", "secret": "durable-secret"},
     )
     response = httpx.post(
-        f"{server.url}/api/v1/upload-sessions", json={"destination_ids": [str(destination.pk)]},
+        f"{server.url}/api/v1/upload-sessions",
+        json={"destination_ids": [str(destination.pk)]},
         headers={"Authorization": f"Bearer {persona.plain_key}"},
     )
     assert response.status_code == 201, response.text
@@ -106,15 +128,18 @@ def test_worker_killed_mid_delivery_still_delivers_every_image_exactly_once(web_
     persona = make_persona("owner")
     ledger = AcceptanceLedger()
     first_request_arrived, release = threading.Event(), threading.Event()
+    hung = Counter()
 
-    def hang_first_then_accept(request) -> int:
-        if not first_request_arrived.is_set():
+    def hang_until_the_worker_is_dead_then_accept(request) -> int:
+        # Nothing is accepted before the kill: every attempt in flight then is interrupted mid-request.
+        if not release.is_set():
+            hung[request.header("X-Aptr-Delivery-Id")] += 1
             first_request_arrived.set()
             release.wait(timeout=30)
             return 503  # the worker that sent it is dead; this answer reaches nobody
         return ledger.accept(request)
 
-    webhook_receiver.respond = hang_first_then_accept
+    webhook_receiver.respond = hang_until_the_worker_is_dead_then_accept
     session_id = _session_with_webhook(persona, web_only, webhook_receiver)
     first_worker = WorkerProcess(tmp_path / "worker.log")
     try:
@@ -131,10 +156,12 @@ def test_worker_killed_mid_delivery_still_delivers_every_image_exactly_once(web_
     finally:
         second_worker.stop()
 
+    ledger.assert_each_delivered_exactly_once()
     deliveries = list(Delivery.objects.all())
-    assert {str(delivery.pk) for delivery in deliveries} == set(ledger.accepted)
-    assert all(count == 1 for count in ledger.accepted.values()), ledger.accepted
-    assert DeliveryAttempt.objects.filter(outcome="lost").count() == 1
+    # An attempt killed before its request left the worker is lost too, so lost ⊇ hung.
+    lost = Counter(str(attempt.delivery_id) for attempt in DeliveryAttempt.objects.filter(outcome="lost"))
+    assert set(hung) <= set(lost)
+    assert all(delivery.attempts == lost[str(delivery.pk)] + 1 for delivery in deliveries)
 
 
 def test_deliveries_committed_before_the_web_process_died_are_delivered_by_the_sweeper(
@@ -156,4 +183,5 @@ def test_deliveries_committed_before_the_web_process_died_are_delivered_by_the_s
         wait_until(lambda: Delivery.objects.filter(status="delivered").count() == 2, timeout=60)
     finally:
         worker.stop()
+    ledger.assert_each_delivered_exactly_once()
     assert sorted(ledger.accepted.values()) == [1, 1]
