@@ -27,6 +27,9 @@ USER_AGENT = "Apertur/0.1 (+self-hosted)"
 
 # Beyond `is_global`, CGNAT (100.64/10) is called out by SPEC §6.2; ipaddress treats it as not global too.
 _ALWAYS_REFUSED = [ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("100.64.0.0/10")]
+# The well-known NAT64 prefix (RFC 6052): a DNS64 network reaches IPv4 hosts through it, so
+# 64:ff9b::a9fe:a9fe is 169.254.169.254 in disguise (ipaddress calls it global).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class HostNotAllowed(Exception):
@@ -40,9 +43,7 @@ def _allowed_private_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6N
 
 def ensure_address_allowed(address: str) -> None:
     """Raise HostNotAllowed unless `address` (an IP literal) is public or explicitly allowed."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    ip = _reached_address(ipaddress.ip_address(address.split("%", 1)[0]))
     if any(ip in network for network in _allowed_private_networks()):
         return
     if not ip.is_global or ip.is_multicast or any(ip in network for network in _ALWAYS_REFUSED):
@@ -50,6 +51,19 @@ def ensure_address_allowed(address: str) -> None:
             f"{address} is a private, loopback, link-local or reserved address; "
             "allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
         )
+
+
+def _reached_address(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 address really reaches when it embeds one (mapped, 6to4, NAT64)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
 
 
 def ensure_host_allowed(host: str, port: int) -> None:

@@ -31,9 +31,13 @@ class PathTemplateError(ValueError):
 
 def _fields(template: str) -> list[tuple[str, str | None, str]]:
     try:
-        return [(literal, field, spec or "") for literal, field, spec, _ in string.Formatter().parse(template)]
+        parsed = list(string.Formatter().parse(template))
     except ValueError as error:
         raise PathTemplateError(f"malformed template: {error}") from error
+    for _, field, _, conversion in parsed:
+        if conversion:
+            raise PathTemplateError(f"{{{field}!{conversion}}}: variables take no conversion")
+    return [(literal, field, spec or "") for literal, field, spec, _ in parsed]
 
 
 def validate_template(template: str) -> str:

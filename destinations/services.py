@@ -24,11 +24,19 @@ def _is_mask(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MASK)
 
 
+def _problem_message(problem: dict[str, Any]) -> str:
+    if problem["type"] == "extra_forbidden":
+        return "unknown field"
+    if problem["type"] == "value_error":
+        return str(problem["ctx"]["error"])  # our validators' own sentence, without pydantic's "Value error, "
+    return problem["msg"]
+
+
 def _config_error(error: ConfigValidationError) -> AppError:
     fields: dict[str, list[str]] = {}
     for problem in error.errors():
         location = ".".join(str(part) for part in problem["loc"])
-        message = "unknown field" if problem["type"] == "extra_forbidden" else problem["msg"]
+        message = _problem_message(problem)
         fields.setdefault(f"config.{location}" if location else "config", []).append(message)
     name, messages = next(iter(fields.items()))
     return AppError(400, "VALIDATION_ERROR", f"{name}: {messages[0]}", fields=fields)
@@ -68,8 +76,9 @@ def destination_update(
 ) -> Destination:
     """PATCH: config merges into what is stored; an omitted (or echoed, masked) secret keeps its value."""
     if config is not None:
+        secret_names = backend_class(destination.type).Config.secret_field_names()
         merged = {**destination.config, **(destination.secrets or {})}
-        merged.update({key: value for key, value in config.items() if not _is_mask(value)})
+        merged.update({key: value for key, value in config.items() if not (key in secret_names and _is_mask(value))})
         destination.config, destination.secrets = _validated(destination.type, merged)
     if name is not None:
         destination.name = name
@@ -101,7 +110,10 @@ def destination_test(*, destination: Destination) -> CheckResult:
     if result.success:
         Destination.objects.filter(pk=destination.pk).update(last_error="", needs_reconnect=False)
     else:
-        Destination.objects.filter(pk=destination.pk).update(last_error=(result.error or result.message)[:1000])
+        changes = {"last_error": (result.error or result.message)[:1000]}
+        if result.needs_reconnect:
+            changes["needs_reconnect"] = True
+        Destination.objects.filter(pk=destination.pk).update(**changes)
     return result
 
 

@@ -20,7 +20,10 @@ def test_official_client_manages_destinations_sessions_uploads_and_status(client
     project_id = str(persona.project.pk)
 
     destination = sdk.destinations.create(
-        project_id, type="webhook", name="Receiver", config={"url": f"{webhook_receiver.url}/in", "secret": "sdk-secret-1"}
+        project_id,
+        type="webhook",
+        name="Receiver",
+        config={"url": f"{webhook_receiver.url}/in", "secret": "sdk-secret-1"},
     )
     assert destination["config"]["secret"].startswith("••••")
     assert [item["id"] for item in sdk.destinations.list(project_id)] == [destination["id"]]

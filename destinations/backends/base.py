@@ -89,6 +89,7 @@ class CheckResult:
     message: str
     error: str | None = None
     http_status: int | None = None
+    needs_reconnect: bool = False
 
 
 class DestinationBackend(ABC):
@@ -120,7 +121,13 @@ class DestinationBackend(ABC):
         try:
             receipt = self.deliver(image, f"apertur-test/{image.image_id}.png")
         except DeliveryError as error:
-            return CheckResult(False, "Test delivery failed.", error=error.message, http_status=error.http_status)
+            return CheckResult(
+                False,
+                "Test delivery failed.",
+                error=error.message,
+                http_status=error.http_status,
+                needs_reconnect=error.needs_reconnect,
+            )
         return CheckResult(
             True, f"Test image delivered to {receipt.remote_reference}.", http_status=receipt.http_status
         )

@@ -19,11 +19,29 @@ from tests.factories import make_persona
 
 def test_bootstrap_prints_one_json_line_and_reuses_user_and_project(transactional_db):
     def bootstrap() -> dict:
-        output = subprocess.run(
-            [sys.executable, "manage.py", "apertur_bootstrap", "--email", "ops@example.test", "--password",
-             "long-password-1", "--project", "Ops", "--json"],
-            cwd=REPO_ROOT, env=process_environment(), capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()
+        output = (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "apertur_bootstrap",
+                    "--email",
+                    "ops@example.test",
+                    "--password",
+                    "long-password-1",
+                    "--project",
+                    "Ops",
+                    "--json",
+                ],
+                cwd=REPO_ROOT,
+                env=process_environment(),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
         assert len(output) == 1
         return json.loads(output[0])
 
@@ -37,7 +55,9 @@ def test_bootstrap_prints_one_json_line_and_reuses_user_and_project(transactiona
 def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_them(db, settings):
     persona = make_persona("owner")
     destination = destination_create(
-        project=persona.project, type="webhook", name="hook",
+        project=persona.project,
+        type="webhook",
+        name="hook",
         config={"url": "https://example.test/hook", "secret": "very-secret-value"},
     )
     # Cast to a plain text column: the raw stored value, not the field's decryption.

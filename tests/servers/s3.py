@@ -157,7 +157,6 @@ def _launch(arguments: list[str], log_path: Path, cwd: Path) -> subprocess.Popen
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
 
 
@@ -202,9 +201,13 @@ def start_seaweedfs(directory: Path) -> S3Server:
             }
         )
     )
-    ports = dict(zip(SEAWEEDFS_COMPONENTS, free_port_pairs(len(SEAWEEDFS_COMPONENTS), SEAWEEDFS_GRPC_OFFSET)))
+    ports = dict(
+        zip(SEAWEEDFS_COMPONENTS, free_port_pairs(len(SEAWEEDFS_COMPONENTS), SEAWEEDFS_GRPC_OFFSET), strict=True)
+    )
     port_flags = [
-        flag for component, (port, grpc) in ports.items() for flag in (f"-{component}.port={port}", f"-{component}.port.grpc={grpc}")
+        flag
+        for component, (port, grpc) in ports.items()
+        for flag in (f"-{component}.port={port}", f"-{component}.port.grpc={grpc}")
     ]
     arguments = [
         str(BIN_DIR / "weed"),

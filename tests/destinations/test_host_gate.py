@@ -1,0 +1,134 @@
+"""The outbound host gate (SPEC §6.2 "Host safety"): checked against the address actually connected to."""
+
+import pytest
+
+from apertur import http as outbound
+from apertur.http import HostNotAllowed, ensure_address_allowed, ensure_host_allowed
+from delivery.models import Delivery
+from delivery.services import delivery_execute
+from destinations.backends.base import DeliveryError
+from destinations.backends.s3 import S3Backend, S3Config
+from destinations.backends.webhook import WebhookBackend, WebhookConfig
+from tests.destinations.contract import make_staged_image, rendered_path
+from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.factories import noisy_jpeg
+
+
+@pytest.fixture
+def allowed_networks(settings):
+    """Set APERTUR_ALLOWED_PRIVATE_NETWORKS for one test (the suite's default allows 127.0.0.0/8)."""
+
+    def allow(*cidrs: str) -> None:
+        settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = list(cidrs)
+        outbound._allowed_private_networks.cache_clear()
+
+    return allow
+
+
+@pytest.fixture
+def loopback_refused(allowed_networks):
+    allowed_networks()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "169.254.169.254",  # cloud metadata
+        "10.1.2.3",
+        "172.16.5.4",
+        "192.168.1.10",
+        "100.64.0.1",  # CGNAT
+        "100.127.255.254",
+        "0.0.0.0",
+        "224.0.0.251",  # multicast
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fc00::1",  # unique local
+        "fd12:3456::1",
+        "fe80::1",  # link-local
+        "fe80::1%eth0",
+        "ff02::1",  # multicast
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    ],
+)
+def test_private_and_special_addresses_are_refused(loopback_refused, address):
+    with pytest.raises(HostNotAllowed, match="APERTUR_ALLOWED_PRIVATE_NETWORKS"):
+        ensure_address_allowed(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "8.8.8.8", "2a00:1450:4007:80e::200e", "64:ff9b::808:808", "2002:808:808::1"]
+)
+def test_public_addresses_pass(loopback_refused, address):
+    ensure_address_allowed(address)
+
+
+def test_listed_networks_are_allowed_and_nothing_else(allowed_networks):
+    allowed_networks("10.20.0.0/16", "fd00::/8")
+
+    ensure_address_allowed("10.20.30.40")
+    ensure_address_allowed("fd12::1")
+    ensure_address_allowed("::ffff:10.20.0.1")
+    for refused in ("10.21.0.1", "127.0.0.1", "169.254.169.254", "fc00::1", "::1"):
+        with pytest.raises(HostNotAllowed):
+            ensure_address_allowed(refused)
+
+
+def test_a_host_name_is_judged_by_the_addresses_it_resolves_to(loopback_refused):
+    with pytest.raises(HostNotAllowed):
+        ensure_host_allowed("localhost", 80)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_webhook_to_loopback_fails_permanently_as_refused_host(loopback_refused, webhook_receiver, host):
+    port = webhook_receiver.url.rsplit(":", 1)[1]
+    backend = WebhookBackend(WebhookConfig(url=f"http://{host}:{port}/hook", secret="gate-secret"))
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, rendered_path(image))
+
+    assert raised.value.message.startswith("refused host: ")
+    assert raised.value.permanent is True
+    assert webhook_receiver.requests == []
+
+
+def test_an_s3_endpoint_on_loopback_fails_permanently_as_refused_host(loopback_refused, moto_server):
+    bucket = moto_server.create_bucket()
+    backend = S3Backend(S3Config.model_validate(moto_server.destination_config(bucket)))
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, rendered_path(image))
+
+    assert raised.value.message.startswith("refused host: 127.0.0.1 is a private")
+    assert raised.value.permanent is True
+    assert moto_server.objects(bucket) == {}
+
+
+def test_a_refused_host_fails_the_delivery_at_once_with_a_clear_last_error(
+    api_client, owner, webhook_receiver, settings
+):
+    destination = create_destination(
+        api_client, owner, "webhook", {"url": f"{webhook_receiver.url}/hook", "secret": "gate-secret"}
+    )
+    session = create_session(api_client, owner, [destination["id"]])
+    image = upload_image(api_client, session["id"], noisy_jpeg((160, 120)))
+    settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = []
+    outbound._allowed_private_networks.cache_clear()
+
+    delivery_execute(delivery_id=str(Delivery.objects.get(image_id=image["id"]).pk))
+
+    delivery = Delivery.objects.get(image_id=image["id"])
+    assert delivery.status == "failed"
+    assert delivery.attempts == 1
+    assert delivery.last_error.startswith("refused host: 127.0.0.1 is a private, loopback")
+    listed = api_client.get(f"/api/v1/projects/{owner.project.pk}/destinations", **owner.auth).json()
+    assert listed[0]["lastError"] == delivery.last_error
+    assert webhook_receiver.requests == []
