@@ -23,6 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _test_settings(settings, tmp_path):
     """Loopback destinations are allowed (SPEC §6.2: the suite sets 127.0.0.0/8); caches start empty."""
     settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+    # The production hasher is slow on purpose; tests create many users and session passwords.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = str(tmp_path / "media")
     outbound._allowed_private_networks.cache_clear()
     cache.clear()
