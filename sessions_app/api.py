@@ -10,22 +10,25 @@ from django.conf import settings
 from django.core.signing import BadSignature
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from apertur.api.authentication import client_ip
 from apertur.api.errors import AppError
+from apertur.api.parsers import JsonParser
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from projects.models import ALL_MIME_TYPES
 from sessions_app import selectors, services
 from sessions_app.images import inspect_image
-from sessions_app.uploads import IMAGE_FIELD, MEBIBYTE, ImageUploadHandler, too_large
+from sessions_app.uploads import IMAGE_FIELD, MEBIBYTE, ImageMultiPartParser, ImageUploadHandler, too_large
 
 SOURCE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
-PASSWORD_COOKIE_SALT = "apertur.session-password"
+PASSWORD_COOKIE_SALT = "apertur.session-password"  # noqa: S105 (a signing salt, not a password)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# The largest value an integer column holds on every supported database; beyond it the insert fails (500).
+LARGEST_STORED_INTEGER = 2**31 - 1
 
 
 def password_cookie_name(session_id: str) -> str:
@@ -49,7 +52,9 @@ class SessionSettingsInput(serializers.Serializer):
     allowed_mime_types = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_MIME_TYPES), required=False, allow_empty=False
     )
-    max_image_dimension = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+    max_image_dimension = serializers.IntegerField(
+        required=False, min_value=1, max_value=LARGEST_STORED_INTEGER, allow_null=True
+    )
     password = serializers.CharField(required=False, min_length=4, max_length=128, trim_whitespace=False)
 
 
@@ -169,7 +174,7 @@ class VerifyPasswordView(PublicSessionApiView):
 
 
 class CompleteView(PublicSessionApiView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [JsonParser, MultiPartParser]
 
     def post(self, request, session_id: str):
         session = selectors.session_public(session_id=session_id)
@@ -195,8 +200,15 @@ def sanitise_filename(name: str, extension: str) -> str:
     return name
 
 
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0  # not a number: the streaming limit still applies
+
+
 class ImageUploadView(PublicSessionApiView):
-    parser_classes = [MultiPartParser]
+    parser_classes = [ImageMultiPartParser]
 
     def post(self, request, session_id: str):
         session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
@@ -206,8 +218,9 @@ class ImageUploadView(PublicSessionApiView):
             cookie_ok=_cookie_ok(request, session),
             ip=client_ip(request),
         )
+        services.ensure_room_for_image(session=session)
         limit_bytes = session.effective_max_image_size_mb * MEBIBYTE
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit_bytes + MULTIPART_OVERHEAD_BYTES:
+        if _declared_length(request) > limit_bytes + MULTIPART_OVERHEAD_BYTES:
             raise too_large(limit_bytes)
         request.upload_handlers = [ImageUploadHandler(request, limit_bytes)]
         received = request.FILES.get(IMAGE_FIELD)
@@ -234,7 +247,7 @@ class ImageUploadView(PublicSessionApiView):
             session=session,
             received=received,
             facts=facts,
-            filename=sanitise_filename(received.name or "", facts.extension),
+            filename=sanitise_filename(received.client_name, facts.extension),
             source=source,
         )
         return Response(

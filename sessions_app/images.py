@@ -72,5 +72,6 @@ def _decode_fully(image: PillowImage.Image) -> None:
         image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
     try:
         image.load()
-    except (OSError, ValueError, SyntaxError, PillowImage.DecompressionBombError) as error:
+    # pillow-heif reports a corrupt HEVC bitstream as EOFError, which is not an OSError.
+    except (OSError, EOFError, ValueError, SyntaxError, PillowImage.DecompressionBombError) as error:
         raise AppError(400, "INVALID_IMAGE", "The image is truncated or corrupt.") from error

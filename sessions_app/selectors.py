@@ -11,18 +11,20 @@ from sessions_app import services
 from sessions_app.models import UploadSession
 
 
-def session_for_project(*, project: Project, session_id: str) -> UploadSession:
-    session = UploadSession.objects.filter(project=project, pk=session_id).first()
+def _session_or_404(session_id: str, **scope) -> UploadSession:
+    # The id comes from the URL: PostgreSQL refuses a NUL character in a text query (500), and no id has one.
+    session = None if "\x00" in session_id else UploadSession.objects.filter(pk=session_id, **scope).first()
     if session is None:
         raise AppError(404, "NOT_FOUND", "Upload session not found.")
     return services.session_expire_if_due(session=session)
+
+
+def session_for_project(*, project: Project, session_id: str) -> UploadSession:
+    return _session_or_404(session_id, project=project)
 
 
 def session_public(*, session_id: str) -> UploadSession:
-    session = UploadSession.objects.filter(pk=session_id).first()
-    if session is None:
-        raise AppError(404, "NOT_FOUND", "Upload session not found.")
-    return services.session_expire_if_due(session=session)
+    return _session_or_404(session_id)
 
 
 def public_session_document(session: UploadSession) -> dict:

@@ -209,15 +209,23 @@ def session_complete(*, session: UploadSession) -> UploadSession:
 
 
 def ensure_open_for_upload(*, session: UploadSession) -> UploadSession:
-    """The session-level checks of SPEC §5, in order: expired (410), closed (409, or 422 when full)."""
+    """The first session-level checks of SPEC §5, in order: expired (410), closed (409).
+
+    A session closed only because it is full is left to `ensure_room_for_image` (422), which the SPEC
+    puts after the password check.
+    """
     session = session_expire_if_due(session=session)
     if session.close_reason == CloseReason.EXPIRED or session.expires_at <= timezone.now():
         raise AppError(410, "SESSION_EXPIRED", "This upload session has expired.")
-    if session.close_reason == CloseReason.FULL or session.images_count >= session.max_images:
-        raise session_full(session)
-    if session.closed_at is not None:
+    if session.closed_at is not None and session.close_reason != CloseReason.FULL:
         raise AppError(409, "SESSION_CLOSED", "This upload session is closed.")
     return session
+
+
+def ensure_room_for_image(*, session: UploadSession) -> None:
+    """The count check of SPEC §5 (422); `image_accept` repeats it under the session's lock."""
+    if session.close_reason == CloseReason.FULL or session.images_count >= session.max_images:
+        raise session_full(session)
 
 
 def session_full(session: UploadSession) -> AppError:
@@ -309,6 +317,7 @@ def image_accept(
         with transaction.atomic():
             locked = UploadSession.objects.select_for_update().get(pk=session.pk)
             ensure_open_for_upload(session=locked)
+            ensure_room_for_image(session=locked)
             now = timezone.now()
             image = Image.objects.create(
                 id=image_id,

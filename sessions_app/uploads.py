@@ -6,6 +6,10 @@ import tempfile
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
+from django.http.multipartparser import MultiPartParserError
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import DataAndFiles, MultiPartParser, get_encoding
 
 from apertur.api.errors import AppError
 
@@ -20,8 +24,11 @@ def too_large(limit_bytes: int) -> AppError:
 class ReceivedFile(UploadedFile):
     """The uploaded image in a temporary file, with the digest computed on the way in."""
 
-    def __init__(self, file, name: str, content_type: str, size: int, sha256: str) -> None:
-        super().__init__(file, name=name, content_type=content_type, size=size)
+    def __init__(self, file, client_name: str, content_type: str, size: int, sha256: str) -> None:
+        # UploadedFile refuses "", "." and ".." as names, which SPEC §5 takes as "no name"; the view
+        # sanitises the name as sent (`client_name`) itself, so the file object gets a neutral one.
+        super().__init__(file, name="upload", content_type=content_type, size=size)
+        self.client_name = client_name
         self.sha256 = sha256
 
     def temporary_file_path(self) -> str:
@@ -52,12 +59,36 @@ class ImageUploadHandler(FileUploadHandler):
         self.file.write(raw_data)
 
     def file_complete(self, file_size: int) -> ReceivedFile:
-        self.file.flush()
-        self.file.seek(0)
+        # Hand the file over: Django closes any `handler.file` it finds when it skips a later part, which
+        # would delete this image's temporary file under it.
+        file = self.file
+        del self.file
+        file.flush()
+        file.seek(0)
         return ReceivedFile(
-            self.file,
-            name=self.file_name or "",
+            file,
+            client_name=self.file_name or "",
             content_type=self.content_type or "",
             size=self.size,
             sha256=self.hasher.hexdigest(),
         )
+
+
+class _NamelessFileKeepingParser(DjangoMultiPartParser):
+    def sanitize_file_name(self, file_name: str) -> str:
+        # Django drops a file part whose name sanitises to nothing ("..", "photos/") as if it had not been
+        # sent; SPEC §5 keeps the image and names it image.<ext>, which the view's sanitise_filename does.
+        return super().sanitize_file_name(file_name) or file_name
+
+
+class ImageMultiPartParser(MultiPartParser):
+    """DRF's multipart parser, except that an image whose file name sanitises to nothing is kept."""
+
+    def parse(self, stream, media_type=None, parser_context=None) -> DataAndFiles:
+        request = parser_context["request"]
+        meta = {**request.META, "CONTENT_TYPE": media_type}
+        parser = _NamelessFileKeepingParser(meta, stream, request.upload_handlers, get_encoding(parser_context))
+        try:
+            return DataAndFiles(*parser.parse())
+        except MultiPartParserError as error:
+            raise ParseError(f"Multipart form parse error - {error}") from error

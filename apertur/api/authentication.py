@@ -6,6 +6,7 @@ import ipaddress
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -47,6 +48,32 @@ def _ip_allowed(address: str, allowed: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(entry, strict=False) for entry in allowed)
 
 
+def _host_of(value: str) -> str:
+    """The lower-case host name of an Origin/Referer header or an allowedDomains entry (URL or bare host)."""
+    try:
+        return (urlsplit(value if "://" in value else f"//{value}").hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def _domain_allowed(request: Request, allowed: list[str]) -> bool:
+    """SPEC §3: allowedDomains is checked against Origin, else Referer, when the request carries one.
+
+    An entry matches its host exactly; `*.example.com` matches any subdomain of example.com.
+    """
+    sent = request.META.get("HTTP_ORIGIN") or request.META.get("HTTP_REFERER")
+    if not sent:
+        return True
+    host = _host_of(sent)
+    for entry in allowed:
+        if entry.startswith("*."):
+            if host.endswith("." + _host_of(entry[2:])):
+                return True
+        elif host and host == _host_of(entry):
+            return True
+    return False
+
+
 def request_signature(secret: str, timestamp: str, method: str, path: str, body: bytes) -> str:
     base = f"{timestamp}.{method.upper()}.{path}.{hashlib.sha256(body).hexdigest()}"
     return "sha256=" + hmac.new(secret.encode(), base.encode(), hashlib.sha256).hexdigest()
@@ -55,12 +82,27 @@ def request_signature(secret: str, timestamp: str, method: str, path: str, body:
 def _verify_signature(request: Request, secret: str) -> None:
     timestamp = request.META.get("HTTP_X_APTR_TIMESTAMP", "")
     signature = request.META.get("HTTP_X_APTR_SIGNATURE", "")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > SIGNATURE_TOLERANCE_SECONDS:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if (
+        not (timestamp.isascii() and timestamp.isdigit())
+        or abs(time.time() - int(timestamp)) > SIGNATURE_TOLERANCE_SECONDS
+    ):
         raise AppError(401, "INVALID_SIGNATURE", "Missing or stale X-Aptr-Timestamp for a signing key.")
     path = request._request.get_full_path()
     expected = request_signature(secret, timestamp, request.method, path, request._request.body)
-    if not hmac.compare_digest(expected, signature):
+    # Bytes: compare_digest refuses str with non-ASCII characters, which a client can send in a header.
+    if not hmac.compare_digest(expected.encode(), signature.encode(errors="replace")):
         raise AppError(401, "INVALID_SIGNATURE", "The request signature does not match.")
+
+
+def _is_multipart_upload(request: Request) -> bool:
+    """Multipart bodies are exempt from signing (SPEC §3): clients cannot see the bytes their library frames.
+
+    Only where the view really takes multipart: a declared content type alone must not switch signing off.
+    """
+    return request.content_type.startswith("multipart/") and any(
+        parser.media_type.startswith("multipart/") for parser in request.parsers
+    )
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -76,7 +118,9 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AppError(401, "AUTHENTICATION_FAILED", "Unknown or inactive API key.")
         if api_key.allowed_ips and not _ip_allowed(client_ip(request), api_key.allowed_ips):
             raise AppError(403, "IP_NOT_ALLOWED", "This API key may not be used from this address.")
-        if api_key.signing_secret and not request.content_type.startswith("multipart/"):
+        if api_key.allowed_domains and not _domain_allowed(request, api_key.allowed_domains):
+            raise AppError(403, "FORBIDDEN", "This API key may not be used from this origin.")
+        if api_key.signing_secret and not _is_multipart_upload(request):
             _verify_signature(request, api_key.signing_secret)
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:

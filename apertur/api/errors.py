@@ -82,7 +82,10 @@ def _app_error_from(exception: Exception) -> AppError | None:
     if isinstance(exception, drf_exceptions.ParseError):
         return AppError(400, "VALIDATION_ERROR", f"Malformed request body: {exception.detail}")
     if isinstance(exception, drf_exceptions.AuthenticationFailed | drf_exceptions.NotAuthenticated):
-        return AppError(401, "AUTHENTICATION_FAILED", str(exception.detail))
+        # A 401 must name the scheme (RFC 9110 §15.5.2); DRF puts it on the exception for its own handler.
+        scheme = getattr(exception, "auth_header", None)
+        headers = {"WWW-Authenticate": scheme} if scheme else None
+        return AppError(401, "AUTHENTICATION_FAILED", str(exception.detail), headers=headers)
     if isinstance(exception, drf_exceptions.PermissionDenied | DjangoPermissionDenied):
         return AppError(403, "FORBIDDEN", "You do not have permission to do this.")
     if isinstance(exception, drf_exceptions.NotFound | Http404):

@@ -4,6 +4,7 @@ Counters live in the cache (Redis in production) and are incremented atomically,
 processes. The view records the window so the response can carry X-RateLimit-* headers.
 """
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -35,7 +36,10 @@ def hit(scope: str, identity: str) -> RateLimitWindow:
     now = time.time()
     window_start = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
     reset_at = window_start + WINDOW_SECONDS
-    key = f"ratelimit:{scope}:{identity}:{window_start}"
+    # The identity can hold whatever a client put in the URL (a session id): hashed, the key stays short and
+    # safe for every cache backend.
+    digest = hashlib.sha256(identity.encode(errors="replace")).hexdigest()
+    key = f"ratelimit:{scope}:{digest}:{window_start}"
     cache.add(key, 0, timeout=WINDOW_SECONDS + 5)
     try:
         count = cache.incr(key)

@@ -6,10 +6,12 @@ from rest_framework.views import APIView
 from apertur.api import throttling
 from apertur.api.authentication import KeyPrincipal, client_ip
 from apertur.api.errors import AppError
+from apertur.api.parsers import JsonParser
 from projects.models import Project
 
 
 class RateLimitedView(APIView):
+    parser_classes = [JsonParser]
     rate_limit_scope = "default"
     rate_limit_window: throttling.RateLimitWindow | None = None
 
