@@ -60,3 +60,6 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["delivery", "started_at"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"

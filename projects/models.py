@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from apertur.crypto import EncryptedJSONField
+from apertur_server.crypto import EncryptedJSONField
 
 ALL_MIME_TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic"]
 
@@ -32,6 +32,9 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "project"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
 
 
 class ApiKey(models.Model):

@@ -6,7 +6,7 @@ import string
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from apertur.api.authentication import key_digest
+from apertur_server.api.authentication import key_digest
 from projects.models import ApiKey, Membership, Project
 
 KEY_ALPHABET = string.ascii_letters + string.digits  # base62
@@ -29,13 +29,18 @@ def api_key_create(*, project: Project, label: str = "", env: str = ApiKey.Env.L
     return api_key, plain
 
 
-def bootstrap(*, email: str, password: str, project_name: str) -> tuple[Project, str]:
-    """Create (or reuse) a user and their project by name, and a new live key for it."""
+def bootstrap(*, email: str, password: str, project_name: str, site_admin: bool = False) -> tuple[Project, str]:
+    """Create (or reuse) a user and their project by name, and a new live key for it.
+
+    `site_admin` also lets the user into Django's admin (the development demo account).
+    """
     user_model = get_user_model()
     with transaction.atomic():
         user = user_model.objects.filter(email__iexact=email).first()
         if user is None:
-            user = user_model.objects.create_user(username=email, email=email, password=password)
+            user = user_model.objects.create_user(
+                username=email, email=email, password=password, is_staff=site_admin, is_superuser=site_admin
+            )
         project = Project.objects.filter(name=project_name, memberships__user=user).first()
         if project is None:
             project = project_create(name=project_name, owner=user)

@@ -13,10 +13,10 @@ from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from apertur.api.authentication import client_ip
-from apertur.api.errors import AppError
-from apertur.api.parsers import JsonParser
-from apertur.api.views import KeyApiView, PublicSessionApiView
+from apertur_server.api.authentication import client_ip
+from apertur_server.api.errors import AppError
+from apertur_server.api.parsers import JsonParser
+from apertur_server.api.views import KeyApiView, PublicSessionApiView
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from projects.models import ALL_MIME_TYPES

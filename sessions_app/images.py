@@ -9,7 +9,7 @@ from django.conf import settings
 from PIL import Image as PillowImage
 from PIL import UnidentifiedImageError
 
-from apertur.api.errors import AppError
+from apertur_server.api.errors import AppError
 
 pillow_heif.register_heif_opener()
 

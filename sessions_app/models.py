@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apertur.ids import new_image_id, new_session_id
+from apertur_server.ids import new_image_id, new_session_id
 
 
 class UploadSession(models.Model):

@@ -3,8 +3,8 @@
 from django.conf import settings
 from django.db.models import Prefetch
 
-from apertur.api.errors import AppError
-from apertur.api.formats import iso
+from apertur_server.api.errors import AppError
+from apertur_server.api.formats import iso
 from delivery.models import Delivery
 from projects.models import Project
 from sessions_app import services

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from apertur import http as outbound
+from apertur_server import http as outbound
 from tests.factories import make_persona
 from tests.servers.webhook_receiver import WebhookReceiver
 

@@ -37,13 +37,13 @@ def test_official_client_manages_destinations_sessions_uploads_and_status(client
     assert session["id"].startswith("sess_") and session["uuid"] == session["id"]
     public = sdk.sessions.get(session["id"])
     assert public["password_protected"] is True and public["imagesCount"] == 0
+    with pytest.raises(AuthenticationError):
+        sdk.upload.image(session["id"], image_bytes(), filename="shot.jpg", password="wrong-one")
     assert sdk.sessions.verify_password(session["id"], "wrong-one") == {"valid": False}
     assert sdk.sessions.verify_password(session["id"], "open-sesame") == {"valid": True}
 
     uploaded = sdk.upload.image(session["id"], image_bytes(), filename="shot.jpg", password="open-sesame")
     assert uploaded["image_index"] == 0 and uploaded["mime_type"] == "image/jpeg"
-    with pytest.raises(AuthenticationError):
-        sdk.upload.image(session["id"], image_bytes(), filename="shot.jpg", password="wrong-one")
 
     [_, delivered] = webhook_receiver.wait_for_requests(2)
     assert delivered.header("X-Aptr-Image-Id") == uploaded["id"]

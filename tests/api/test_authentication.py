@@ -1,33 +1,20 @@
 """API-key authentication (SPEC §3): bearer keys, key restrictions, request signing."""
 
-import importlib.util
 import json
 import time
 from datetime import timedelta
-from importlib.metadata import distribution
 
 import pytest
+from apertur.signature import sign_request as sdk_sign_request
 from django.utils import timezone
 
-from apertur.api.authentication import request_signature
+from apertur_server.api.authentication import request_signature
 from projects.models import ApiKey
 from tests.factories import image_bytes
 from tests.sessions_app.helpers import upload
 
 CREATE = "/api/v1/upload-sessions"
 SIGNING_SECRET = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-
-
-def load_sdk_signature_module():
-    """The official SDK's `apertur.signature`; loaded by path, as this project's own `apertur` package shadows it."""
-    path = distribution("apertur-sdk").locate_file("apertur/signature.py")
-    spec = importlib.util.spec_from_file_location("apertur_sdk_signature", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sdk_sign_request = load_sdk_signature_module().sign_request
 
 
 def assert_error(response, status: int, code: str) -> None:

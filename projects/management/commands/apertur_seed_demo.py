@@ -18,7 +18,9 @@ class Command(BaseCommand):
         if credentials_file.exists():
             credentials = json.loads(credentials_file.read_text())
         else:
-            project, api_key = bootstrap(email=DEMO_EMAIL, password=DEMO_PASSWORD, project_name="Demo project")
+            project, api_key = bootstrap(
+                email=DEMO_EMAIL, password=DEMO_PASSWORD, project_name="Demo project", site_admin=True
+            )
             credentials = {
                 "email": DEMO_EMAIL,
                 "password": DEMO_PASSWORD,
@@ -29,7 +31,8 @@ class Command(BaseCommand):
             credentials_file.chmod(0o600)
         self.stdout.write(
             "\nDemo account (development only)\n"
-            f"  Admin:       {settings.APERTUR_PUBLIC_URL}/admin/  ({credentials['email']} / {credentials['password']})\n"
+            f"  Admin:       {settings.APERTUR_PUBLIC_URL}/admin/\n"
+            f"  Login:       {credentials['email']} / {credentials['password']}\n"
             f"  Project id:  {credentials['project_id']}\n"
             f"  API key:     {credentials['api_key']}\n"
         )

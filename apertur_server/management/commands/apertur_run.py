@@ -2,7 +2,7 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apertur.broker import start_embedded_worker
+from apertur_server.broker import start_embedded_worker
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_worker: bool, **options) -> None:
         worker = None if no_worker else start_embedded_worker()
         try:
-            uvicorn.run("apertur.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+            uvicorn.run("apertur_server.asgi:application", host=host, port=port, lifespan="off", log_level="info")
         finally:
             if worker is not None:
                 worker.stop(timeout=10_000)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from apertur.api.errors import AppError
+from apertur_server.api.errors import AppError
 from projects.models import ApiKey, Project
 
 SIGNATURE_TOLERANCE_SECONDS = 300
