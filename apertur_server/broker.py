@@ -17,16 +17,19 @@ logger = logging.getLogger(__name__)
 
 
 def sweep_once() -> None:
-    """One tick of periodic work: due deliveries re-sent, expired sessions closed."""
-    from delivery.services import deliveries_sweep
-    from sessions_app.services import sessions_expire_due
+    """One tick of periodic work: due deliveries re-sent, expired sessions closed, old staged bytes deleted."""
+    from delivery.services import deliveries_sweep  # apps load after the broker module
+    from sessions_app.services import images_purge_staged, sessions_expire_due
 
     close_old_connections()
     try:
         sent = deliveries_sweep()
         expired = sessions_expire_due()
-        if sent or expired:
-            logger.info("sweeper: re-sent %d deliveries, expired %d sessions", sent, expired)
+        purged = images_purge_staged()
+        if sent or expired or purged:
+            logger.info(
+                "sweeper: re-sent %d deliveries, expired %d sessions, purged %d staged images", sent, expired, purged
+            )
     finally:
         close_old_connections()
 

@@ -264,6 +264,8 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
             raise AppError(409, "NOT_FAILED", f"Only failed deliveries can be retried; this one is {delivery.status}.")
         if delivery.destination.deleted_at is not None:
             raise AppError(409, "DESTINATION_DELETED", "The destination of this delivery was deleted.")
+        if delivery.image.staged_deleted_at is not None:
+            raise AppError(409, "IMAGE_NO_LONGER_STAGED", "The image's bytes were deleted after the retention period.")
         now = timezone.now()
         delivery.status = Status.PENDING
         delivery.attempts = 0

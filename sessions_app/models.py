@@ -82,6 +82,7 @@ class Image(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "index"], name="one_image_per_index")]
+        indexes = [models.Index(fields=["staged_deleted_at", "created_at"])]
         ordering = ["session", "index"]
 
     def __str__(self) -> str:

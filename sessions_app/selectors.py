@@ -72,7 +72,7 @@ def created_session_document(session: UploadSession) -> dict:
         },
         "destinations": [
             {"id": str(destination.pk), "type": destination.type, "name": destination.name}
-            for destination in session.destinations.all()
+            for destination in session.destinations.order_by("created_at")
         ],
         "long_polling": session.long_polling,
         "expires_at": iso(session.expires_at),

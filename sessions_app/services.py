@@ -35,14 +35,15 @@ _UNSET = object()
 
 def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None) -> list[Destination]:
     if destination_ids is None:
-        return list(api_key.default_destinations.alive().filter(is_active=True))
+        return list(api_key.default_destinations.alive().filter(is_active=True).order_by("created_at"))
+    canonical = {value: _canonical_uuid(value) for value in destination_ids}
     found = {
         str(destination.pk): destination
         for destination in Destination.objects.alive()
         .filter(project=api_key.project, is_active=True)
-        .filter(pk__in=[value for value in destination_ids if _is_uuid(value)])
+        .filter(pk__in=[key for key in canonical.values() if key])
     }
-    unknown = [value for value in destination_ids if value not in found]
+    unknown = [value for value, key in canonical.items() if key not in found]
     if unknown:
         raise AppError(
             400,
@@ -50,15 +51,15 @@ def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None)
             f"Unknown or inactive destination: {unknown[0]}.",
             fields={"destination_ids": [f"unknown or inactive destination: {value}" for value in unknown]},
         )
-    return list(dict.fromkeys(found[value] for value in destination_ids))
+    return list(dict.fromkeys(found[canonical[value]] for value in destination_ids))
 
 
-def _is_uuid(value: str) -> bool:
+def _canonical_uuid(value: str) -> str | None:
+    """The lower-case hyphenated form the database compares, or None for what is not a UUID."""
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def session_create(
@@ -347,3 +348,24 @@ def image_accept(
         default_storage.delete(staged_name)
         raise
     return image
+
+
+def images_purge_staged() -> int:
+    """Periodic: delete staged bytes nobody needs any more (SPEC §8, retention setting).
+
+    An image's bytes are needed while any delivery is still to run, and for the retention period after its
+    deliveries last changed (a manual retry). Images of long-polling sessions are kept for the pull flow.
+    """
+    cutoff = timezone.now() - timedelta(days=settings.APERTUR_STAGING_RETENTION_DAYS)
+    expired = (
+        Image.objects.filter(staged_deleted_at__isnull=True, created_at__lte=cutoff, session__long_polling=False)
+        .exclude(deliveries__status__in=[Delivery.Status.PENDING, Delivery.Status.DELIVERING])
+        .exclude(deliveries__updated_at__gt=cutoff)
+        .only("pk", "staged_name")[:200]
+    )
+    purged = 0
+    for image in expired:
+        default_storage.delete(image.staged_name)
+        Image.objects.filter(pk=image.pk).update(staged_deleted_at=timezone.now())
+        purged += 1
+    return purged

@@ -1,0 +1,44 @@
+"""Staged bytes are deleted after the retention period, once no delivery needs them (SPEC §8)."""
+
+from datetime import timedelta
+
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from delivery.models import Delivery
+from sessions_app.models import Image
+from sessions_app.services import images_purge_staged
+from tests.delivery.test_engine import create_session_with_webhook, upload
+from tests.factories import image_bytes
+
+
+def age(image_id: str, *, days: int, delivery_status: str) -> None:
+    long_ago = timezone.now() - timedelta(days=days)
+    Image.objects.filter(pk=image_id).update(created_at=long_ago)
+    Delivery.objects.filter(image_id=image_id).update(status=delivery_status, updated_at=long_ago)
+
+
+def test_old_images_whose_deliveries_are_done_lose_their_staged_bytes_and_cannot_be_retried(
+    api_client, owner, settings
+):
+    settings.APERTUR_STAGING_RETENTION_DAYS = 7
+    session_id, _ = create_session_with_webhook(api_client, owner, "https://example.test/hook")
+    done, failed, in_flight, recent = (upload(api_client, session_id, image_bytes()).json()["id"] for _ in range(4))
+    age(done, days=8, delivery_status="delivered")
+    age(failed, days=8, delivery_status="failed")
+    age(in_flight, days=8, delivery_status="pending")
+    age(recent, days=6, delivery_status="delivered")
+
+    assert images_purge_staged() == 2
+
+    for image_id, kept in ((done, False), (failed, False), (in_flight, True), (recent, True)):
+        image = Image.objects.get(pk=image_id)
+        assert default_storage.exists(image.staged_name) is kept
+        assert (image.staged_deleted_at is None) is kept
+    failed_delivery = Delivery.objects.get(image_id=failed)
+    response = api_client.post(
+        f"/api/v1/upload-sessions/{session_id}/deliveries/{failed_delivery.pk}/retry", **owner.auth
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "IMAGE_NO_LONGER_STAGED"
+    assert images_purge_staged() == 0
