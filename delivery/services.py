@@ -17,7 +17,7 @@ from delivery.models import Delivery, DeliveryAttempt
 from destinations.backends import backend_class
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
 from destinations.models import Destination
-from destinations.paths import DEFAULT_PATH_TEMPLATE, render_path, template_variables
+from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
 from sessions_app import services as session_services
 from sessions_app.models import Image
 
@@ -127,20 +127,10 @@ def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
 
 
 def remote_path(destination: Destination, image: StagedImage, backend) -> str:
-    """Deterministic: the same image always lands on the same path, so a retry overwrites."""
-    variables = template_variables(
-        project_id=image.project_id,
-        session_id=image.session_id,
-        image_id=image.image_id,
-        index=image.index,
-        filename=image.filename,
-        extension=image.extension,
-        uploaded_at=image.uploaded_at,
-    )
     template = DEFAULT_PATH_TEMPLATE
     if backend.path_template_field:
         template = destination.config.get(backend.path_template_field) or DEFAULT_PATH_TEMPLATE
-    return render_path(template, variables=variables, tags=image.tags)
+    return image_path(template, image)
 
 
 def _attempt(destination: Destination, image: StagedImage) -> DeliveryReceipt:

@@ -3,6 +3,10 @@
 import re
 import string
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from destinations.backends.base import StagedImage
 
 DEFAULT_PATH_TEMPLATE = "{session_id}/{index}_{image_id}.{ext}"
 VARIABLES = frozenset(
@@ -77,11 +81,6 @@ def normalise_path(path: str) -> str:
     return "/".join(segment for segment in segments if segment not in {"", ".", ".."})
 
 
-def join_folder(folder: str, filename: str) -> str:
-    """Folder-style destinations: the configured folder joined with the file name."""
-    return normalise_path(f"{folder}/{filename}")
-
-
 def template_variables(
     *,
     project_id: str,
@@ -108,3 +107,17 @@ def template_variables(
         "day": uploaded_at.strftime("%d"),
         "timestamp": str(int(uploaded_at.timestamp())),
     }
+
+
+def image_path(template: str, image: "StagedImage") -> str:
+    """Where `image` goes under `template`: deterministic, so a retried delivery overwrites."""
+    variables = template_variables(
+        project_id=image.project_id,
+        session_id=image.session_id,
+        image_id=image.image_id,
+        index=image.index,
+        filename=image.filename,
+        extension=image.extension,
+        uploaded_at=image.uploaded_at,
+    )
+    return render_path(template, variables=variables, tags=image.tags)

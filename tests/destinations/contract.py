@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from destinations.backends.base import DeliveryError, DestinationBackend, StagedImage
-from destinations.paths import DEFAULT_PATH_TEMPLATE, render_path, template_variables
+from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
 from tests.factories import noisy_jpeg
 
 
@@ -42,16 +42,7 @@ def make_staged_image(data: bytes, **overrides) -> StagedImage:
 
 
 def rendered_path(image: StagedImage, template: str = DEFAULT_PATH_TEMPLATE) -> str:
-    variables = template_variables(
-        project_id=image.project_id,
-        session_id=image.session_id,
-        image_id=image.image_id,
-        index=image.index,
-        filename=image.filename,
-        extension=image.extension,
-        uploaded_at=image.uploaded_at,
-    )
-    return render_path(template, variables=variables, tags=image.tags)
+    return image_path(template, image)
 
 
 class ContractTarget(ABC):

@@ -7,7 +7,6 @@ import pytest
 from destinations.paths import (
     DEFAULT_PATH_TEMPLATE,
     PathTemplateError,
-    join_folder,
     normalise_path,
     render_path,
     template_variables,
@@ -112,10 +111,6 @@ def test_values_cannot_escape_the_template_with_dot_dot_or_a_leading_slash():
     path = render("/{tag:folder}/{filename}", tags=["folder:../../../root"], filename="..")
 
     assert path == "root"
-
-
-def test_folder_destinations_join_folder_and_file_name_normalised():
-    assert join_folder("/Apertur/../uploads/", "photo.jpg") == "Apertur/uploads/photo.jpg"
 
 
 def test_rendering_is_deterministic():

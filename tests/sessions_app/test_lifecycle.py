@@ -54,7 +54,7 @@ def test_a_completed_session_whose_delivery_exhausts_its_retries_is_failed(
 
 def test_reaching_max_images_closes_the_session_and_it_completes_when_delivered(worker, api_client, webhook_receiver):
     persona = make_persona("owner")
-    session_id, destination_id = create_session_with_webhook(api_client, persona, f"{webhook_receiver.url}/hook")
+    session_id, _ = create_session_with_webhook(api_client, persona, f"{webhook_receiver.url}/hook")
     api_client.patch(f"/api/v1/upload-sessions/{session_id}", {"max_images": 2}, format="json", **persona.auth)
     for _ in range(2):
         assert upload(api_client, session_id, image_bytes()).status_code == 201
