@@ -207,6 +207,8 @@ class WebhookBackend(DestinationBackend):
                     headers=headers,
                     timeout=settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS,
                     allow_redirects=False,
+                    # Only the status matters: a receiver that drips a long body must not hold the worker.
+                    stream=True,
                 )
                 response.close()
                 return response

@@ -1,6 +1,6 @@
 import uvicorn
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from apertur_server.broker import start_embedded_worker
 
@@ -14,6 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="serve only; run `rundramatiq` elsewhere")
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options) -> None:
+        if no_worker and settings.EMBEDDED_BROKER:
+            # The in-process broker only reaches workers in this process: nothing would ever deliver.
+            raise CommandError("--no-worker needs DRAMATIQ_BROKER_URL and workers started with `rundramatiq`.")
         worker = None if no_worker else start_embedded_worker()
         try:
             uvicorn.run("apertur_server.asgi:application", host=host, port=port, lifespan="off", log_level="info")
