@@ -12,12 +12,15 @@ handler500 = "apertur_server.api.errors.handler500"
 
 api_v1 = [
     path("upload-sessions", sessions_api.SessionCreateView.as_view()),
+    path("upload-sessions/<str:session_id>/qr", sessions_api.SessionQrView.as_view()),
     path("upload-sessions/<str:session_id>", sessions_api.SessionUpdateView.as_view()),
     path("upload-sessions/<str:session_id>/delivery-status", sessions_api.DeliveryStatusView.as_view()),
     path(
         "upload-sessions/<str:session_id>/deliveries/<str:delivery_id>/retry",
         sessions_api.DeliveryRetryView.as_view(),
     ),
+    path("sessions", sessions_api.SessionListView.as_view()),
+    path("sessions/recent", sessions_api.RecentSessionsView.as_view()),
     path("upload/<str:session_id>/session", sessions_api.PublicSessionView.as_view()),
     path("upload/<str:session_id>/verify-password", sessions_api.VerifyPasswordView.as_view()),
     path("upload/<str:session_id>/images", sessions_api.ImageUploadView.as_view()),

@@ -8,8 +8,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.signing import BadSignature
+from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -20,7 +22,7 @@ from apertur_server.api.views import KeyApiView, PublicSessionApiView
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from projects.models import ALL_MIME_TYPES
-from sessions_app import selectors, services
+from sessions_app import qr, selectors, services
 from sessions_app.images import inspect_image
 from sessions_app.uploads import IMAGE_FIELD, MEBIBYTE, ImageMultiPartParser, ImageUploadHandler, too_large
 
@@ -121,6 +123,101 @@ class DeliveryRetryView(KeyApiView):
             raise AppError(404, "NOT_FOUND", "Delivery not found.")
         delivery = delivery_services.delivery_retry(delivery=delivery)
         return Response({"id": str(delivery.pk), "status": delivery.status, "attempts": delivery.attempts})
+
+
+class IgnoreClientContentNegotiation(BaseContentNegotiation):
+    """Always the first renderer (JSON, for errors), whatever `Accept` or `?format=` say.
+
+    DRF reads `?format=` as a renderer override and 404s on `png`; on the QR endpoint it names the image type.
+    https://www.django-rest-framework.org/api-guide/content-negotiation/#custom-content-negotiation
+    """
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class HexColourField(serializers.CharField):
+    """A colour as `RRGGBB`, `#RRGGBB` or `RGB`, given back as `#rrggbb`."""
+
+    default_error_messages = {"invalid": "must be a hex colour: RRGGBB, #RRGGBB or RGB"}
+
+    def to_internal_value(self, data) -> str:
+        try:
+            return qr.hex_colour(super().to_internal_value(data))
+        except ValueError:
+            self.fail("invalid")
+
+
+class SessionQrView(KeyApiView):
+    """The QR image of the session's upload URL (SPEC §4.2)."""
+
+    rate_limit_scope = "session_read"
+    content_negotiation_class = IgnoreClientContentNegotiation
+
+    class Input(serializers.Serializer):
+        format = serializers.ChoiceField(choices=list(qr.CONTENT_TYPES), default="png")
+        size = serializers.IntegerField(min_value=64, max_value=2048, default=512)
+        style = serializers.ChoiceField(choices=qr.STYLES, default="square")
+        fg = HexColourField(default="000000")
+        bg = HexColourField(default="ffffff")
+        borderSize = serializers.IntegerField(min_value=0, max_value=20, default=4)
+        borderColor = HexColourField(required=False)
+
+    def get(self, request, session_id: str):
+        session = selectors.session_for_project(project=self.project, session_id=session_id)
+        payload = self.Input(data=request.query_params)
+        payload.is_valid(raise_exception=True)
+        options = payload.validated_data
+        image, content_type = qr.render_qr(
+            selectors.upload_url(session),
+            qr.QrOptions(
+                format=options["format"],
+                size=options["size"],
+                style=options["style"],
+                foreground=options["fg"],
+                background=options["bg"],
+                border_modules=options["borderSize"],
+                border_color=options.get("borderColor"),
+            ),
+        )
+        return HttpResponse(image, content_type=content_type, headers={"Cache-Control": "private, max-age=300"})
+
+
+class SessionListView(KeyApiView):
+    """`GET /api/v1/sessions` (SPEC §4.2): the key's project's sessions, newest first, in pages."""
+
+    rate_limit_scope = "session_read"
+
+    class Input(serializers.Serializer):
+        page = serializers.IntegerField(min_value=1, max_value=LARGEST_STORED_INTEGER, default=1)
+        pageSize = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+    def get(self, request):
+        payload = self.Input(data=request.query_params)
+        payload.is_valid(raise_exception=True)
+        page, page_size = payload.validated_data["page"], payload.validated_data["pageSize"]
+        rows, total = selectors.session_rows(project=self.project, offset=(page - 1) * page_size, limit=page_size)
+        return Response(
+            {"data": rows, "total": total, "page": page, "pageSize": page_size, "totalPages": -(-total // page_size)}
+        )
+
+
+class RecentSessionsView(KeyApiView):
+    """`GET /api/v1/sessions/recent` (SPEC §4.2): a bare array, newest first."""
+
+    rate_limit_scope = "session_read"
+
+    class Input(serializers.Serializer):
+        limit = serializers.IntegerField(min_value=1, max_value=50, default=10)
+
+    def get(self, request):
+        payload = self.Input(data=request.query_params)
+        payload.is_valid(raise_exception=True)
+        rows, _ = selectors.session_rows(project=self.project, offset=0, limit=payload.validated_data["limit"])
+        return Response(rows)
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

@@ -1,14 +1,15 @@
 """Reads that need care: scoping to the caller's project, and the delivery-status document."""
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q
+from django.utils import timezone
 
 from apertur_server.api.errors import AppError
 from apertur_server.api.formats import iso
 from delivery.models import Delivery
 from projects.models import Project
 from sessions_app import services
-from sessions_app.models import UploadSession
+from sessions_app.models import Image, UploadSession
 
 
 def _session_or_404(session_id: str, **scope) -> UploadSession:
@@ -48,15 +49,19 @@ def public_session_document(session: UploadSession) -> dict:
     }
 
 
+def upload_url(session: UploadSession) -> str:
+    """The phone's link: always on the configured public URL, never the request's Host."""
+    return f"{settings.APERTUR_PUBLIC_URL}/u/{session.pk}"
+
+
 def created_session_document(session: UploadSession) -> dict:
     """The 201 body of POST /api/v1/upload-sessions (SPEC §4.1)."""
-    base = settings.APERTUR_PUBLIC_URL
     qr_path = f"/api/v1/upload-sessions/{session.pk}/qr"
     return {
         "id": session.pk,
         "uuid": session.pk,
-        "upload_url": f"{base}/u/{session.pk}",
-        "qr_url": f"{base}{qr_path}",
+        "upload_url": upload_url(session),
+        "qr_url": f"{settings.APERTUR_PUBLIC_URL}{qr_path}",
         "qr_specs": {
             "endpoint": qr_path,
             "formats": ["png", "svg", "jpeg"],
@@ -144,3 +149,60 @@ def _delivery_row(delivery: Delivery) -> dict:
     if delivery.last_error:
         row["last_error"] = delivery.last_error
     return row
+
+
+def session_rows(*, project: Project, offset: int, limit: int) -> tuple[list[dict], int]:
+    """A page of the project's sessions, newest first, as SPEC §4.2 list rows; and the total count.
+
+    Three queries whatever the page size: the sessions (with their destination counts), and one
+    aggregate over their images' deliveries.
+    """
+    sessions = UploadSession.objects.filter(project=project)
+    total = sessions.count()
+    page = list(
+        sessions.select_related("project")
+        .annotate(destinations_count=Count("destinations", distinct=True))
+        .order_by("-created_at", "-pk")[offset : offset + limit]
+    )
+    image_counts = _image_outcomes([session.pk for session in page])
+    return [_session_row(session, image_counts.get(session.pk, (0, 0))) for session in page], total
+
+
+def _image_outcomes(session_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Per session: (images delivered to every destination, images with a failed delivery)."""
+    per_image = (
+        Image.objects.filter(session_id__in=session_ids)
+        .annotate(
+            deliveries_total=Count("deliveries"),
+            deliveries_done=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.DELIVERED)),
+            deliveries_failed=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.FAILED)),
+        )
+        .values_list("session_id", "deliveries_total", "deliveries_done", "deliveries_failed")
+    )
+    outcomes: dict[str, tuple[int, int]] = {}
+    for session_id, total, done, failed in per_image:
+        delivered, failed_images = outcomes.get(session_id, (0, 0))
+        outcomes[session_id] = (delivered + (total > 0 and done == total), failed_images + (failed > 0))
+    return outcomes
+
+
+def _session_row(session: UploadSession, outcomes: tuple[int, int]) -> dict:
+    status = session.status
+    if session.closed_at is None and session.expires_at <= timezone.now():
+        status = UploadSession.Status.EXPIRED  # the sweeper closes it within seconds; the list already knows
+    return {
+        "id": session.pk,
+        "createdAt": iso(session.created_at),
+        "expiresAt": iso(session.expires_at),
+        "status": status,
+        "projectId": str(session.project_id),
+        "projectName": session.project.name,
+        "imagesCount": session.images_count,
+        "imagesDelivered": outcomes[0],
+        "imagesFailed": outcomes[1],
+        "destinationsCount": session.destinations_count,
+        "tags": session.tags,
+        "longPollingEnabled": session.long_polling,
+        "label": session.label,
+        "env": session.env,
+    }

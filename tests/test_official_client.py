@@ -52,6 +52,11 @@ def test_official_client_manages_destinations_sessions_uploads_and_status(client
     assert status["files"][0]["destinations"][0]["status"] == "delivered"
     assert status["images"][0]["deliveries"][0]["destination_type"] == "webhook"
 
+    page = sdk.sessions.list(page=1, page_size=10)
+    assert page["total"] == 1 and page["data"][0]["id"] == session["id"]
+    assert page["data"][0]["imagesDelivered"] == 1
+    assert [row["id"] for row in sdk.sessions.recent(limit=5)] == [session["id"]]
+
     updated = sdk.sessions.update(session["id"], max_images=5, password=None)
     assert updated["effectiveMaxImages"] == 5 and updated["password_protected"] is False
 
