@@ -5,6 +5,7 @@ database, a local webhook receiver, then uploads --images JPEGs from --concurren
 latency percentiles, upload throughput and upload→delivered latency, then one JSON line.
 
     .venv/bin/python bench/upload_and_deliver.py                       # embedded default (SQLite, in-process)
+    .venv/bin/python bench/upload_and_deliver.py --destination s3      # to a local S3 server (moto)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/apertur_bench DRAMATIQ_BROKER_URL=redis://127.0.0.1:6379/9 \
         .venv/bin/python bench/upload_and_deliver.py --separate-worker  # PostgreSQL + Redis + rundramatiq
 """
@@ -65,6 +66,27 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def watch_bucket(s3_url: str, receiver: Receiver, expected: int) -> None:
+    """S3 arrivals: list the bucket until every image's object exists, noting when each first appears."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret-key",
+    )
+    deadline = time.monotonic() + 600
+    while len(receiver.arrivals) < expected and time.monotonic() < deadline:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench"):
+            for item in page.get("Contents", []):
+                image_id = item["Key"].rsplit("/", 1)[-1].split(".")[0]
+                with receiver.lock:
+                    receiver.arrivals.setdefault(image_id, time.monotonic())
+        time.sleep(0.02)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
@@ -75,6 +97,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--separate-worker", action="store_true")
+    parser.add_argument(
+        "--destination",
+        choices=["webhook", "s3"],
+        default="webhook",
+        help="s3: a moto_server from the venv (make install-test); arrival = the object exists",
+    )
     options = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="apertur-bench-"))
@@ -182,6 +210,7 @@ def main() -> None:
             "benchmark": "upload_and_deliver",
             "database": "postgresql" if "postgres" in os.environ.get("DATABASE_URL", "") else "sqlite",
             "broker": "redis" if os.environ.get("DRAMATIQ_BROKER_URL") else "in-process",
+            "destination": options.destination,
             "worker": "separate rundramatiq" if options.separate_worker else "embedded threads",
             "images": options.images,
             "concurrency": options.concurrency,

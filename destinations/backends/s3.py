@@ -1,5 +1,8 @@
 """S3 and S3-compatible destination, on django-storages' S3Storage (which owns the upload code)."""
 
+import threading
+from collections import OrderedDict
+
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
@@ -77,16 +80,37 @@ class S3Config(BackendConfig):
         return headers
 
 
+# Building a boto3 resource costs ~150 ms of CPU (it loads the service model), more than a typical upload.
+# Resources are not thread-safe, so each worker thread keeps its own few, keyed by everything that shapes them.
+_RESOURCES_PER_THREAD = 16
+_thread_resources = threading.local()
+
+
 class GuardedS3Storage(S3Storage):
-    """S3Storage whose connections pass the outbound-host gate."""
+    """S3Storage whose connections pass the outbound-host gate and are reused across deliveries."""
 
     @property
     def connection(self):
-        fresh = getattr(self._connections, "connection", None) is None
-        connection = super().connection
-        if fresh:
-            guard_botocore_client(connection.meta.client)
-        return connection
+        cache: OrderedDict = getattr(_thread_resources, "by_key", None) or OrderedDict()
+        _thread_resources.by_key = cache
+        # The client config is derived from the endpoint alone (see S3Backend.storage), so it needs no key part.
+        key = (self.endpoint_url, self.region_name, self.access_key, self.secret_key)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        resource = self._create_session().resource(
+            "s3",
+            region_name=self.region_name,
+            use_ssl=self.use_ssl,
+            endpoint_url=self.endpoint_url,
+            config=self.client_config,
+            verify=self.verify,
+        )
+        guard_botocore_client(resource.meta.client)
+        cache[key] = resource
+        while len(cache) > _RESOURCES_PER_THREAD:
+            cache.popitem(last=False)
+        return resource
 
 
 class S3Backend(DestinationBackend):

@@ -222,3 +222,19 @@ def test_an_unreachable_endpoint_is_a_failure_that_will_be_retried():
 def test_config_is_validated_strictly(config, message):
     with pytest.raises(ValueError, match=message):
         S3Config.model_validate({"bucket": "media", "accessKey": "testing", "secretKey": "testingsecret", **config})
+
+
+def test_deliveries_with_the_same_credentials_reuse_one_client_and_a_changed_secret_gets_a_new_one(
+    seaweedfs_server,
+):
+    bucket = seaweedfs_server.create_bucket()
+    first, second = (s3_backend(seaweedfs_server, bucket).storage(make_staged_image(b"x")) for _ in range(2))
+    assert first.connection is second.connection
+
+    changed = s3_backend(seaweedfs_server, bucket, secretKey="not-the-secret-key").storage(make_staged_image(b"x"))
+    assert changed.connection is not first.connection
+    with pytest.raises(DeliveryError) as refused:
+        s3_backend(seaweedfs_server, bucket, secretKey="not-the-secret-key").deliver(make_staged_image(b"x"), "a.jpg")
+    assert refused.value.needs_reconnect
+    s3_backend(seaweedfs_server, bucket).deliver(make_staged_image(b"y"), "a.jpg")
+    assert seaweedfs_server.objects(bucket) == {"a.jpg": b"y"}
