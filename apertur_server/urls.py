@@ -20,6 +20,8 @@ api_v1 = [
         sessions_api.DeliveryRetryView.as_view(),
     ),
     path("sessions", sessions_api.SessionListView.as_view()),
+    path("encryption/server-key", sessions_api.EncryptionKeyView.as_view()),
+    path("encryption/key", sessions_api.EncryptionKeyView.as_view()),
     path("sessions/recent", sessions_api.RecentSessionsView.as_view()),
     path("upload/<str:session_id>/session", sessions_api.PublicSessionView.as_view()),
     path("upload/<str:session_id>/verify-password", sessions_api.VerifyPasswordView.as_view()),

@@ -1,5 +1,6 @@
 """Upload-session endpoints (SPEC §4, §5, §8.1). Thin: parse, call a service or selector, render."""
 
+import json
 import os
 import re
 import unicodedata
@@ -22,9 +23,17 @@ from apertur_server.api.views import KeyApiView, PublicSessionApiView
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from projects.models import ALL_MIME_TYPES
-from sessions_app import qr, selectors, services
+from sessions_app import encryption, qr, selectors, services
 from sessions_app.images import inspect_image
-from sessions_app.uploads import IMAGE_FIELD, MEBIBYTE, ImageMultiPartParser, ImageUploadHandler, too_large
+from sessions_app.uploads import (
+    IMAGE_FIELD,
+    MEBIBYTE,
+    ImageMultiPartParser,
+    ImageUploadHandler,
+    ReceivedFile,
+    received_from_bytes,
+    too_large,
+)
 
 SOURCE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 PASSWORD_COOKIE_SALT = "apertur.session-password"  # noqa: S105 (a signing salt, not a password)
@@ -304,8 +313,18 @@ def _declared_length(request) -> int:
         return 0  # not a number: the streaming limit still applies
 
 
+def _opened_envelope(envelope: object, *, client_name: str, limit_bytes: int) -> ReceivedFile:
+    plaintext = encryption.decrypt_envelope(envelope)
+    if len(plaintext) > limit_bytes:
+        raise too_large(limit_bytes)
+    return received_from_bytes(plaintext, client_name=client_name, content_type="")
+
+
 class ImageUploadView(PublicSessionApiView):
-    parser_classes = [ImageMultiPartParser]
+    """`POST /api/v1/upload/{id}/images` (SPEC §5): a multipart image, an encrypted multipart envelope
+    (`X-Aptr-Encrypted: default`), or the envelope as a JSON body."""
+
+    parser_classes = [ImageMultiPartParser, JsonParser]
 
     def post(self, request, session_id: str):
         session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
@@ -317,19 +336,39 @@ class ImageUploadView(PublicSessionApiView):
         )
         services.ensure_room_for_image(session=session)
         limit_bytes = session.effective_max_image_size_mb * MEBIBYTE
-        if _declared_length(request) > limit_bytes + MULTIPART_OVERHEAD_BYTES:
+        as_json = request.content_type.startswith("application/json")
+        scheme = request.headers.get("X-Aptr-Encrypted")
+        encrypted = as_json or scheme is not None
+        if scheme is not None and scheme != "default":
+            raise encryption.invalid_envelope(f"unknown scheme {scheme!r} (only `default`)")
+        body_limit = encryption.envelope_limit_bytes(limit_bytes) if encrypted else limit_bytes
+        if _declared_length(request) > body_limit + MULTIPART_OVERHEAD_BYTES:
             raise too_large(limit_bytes)
-        request.upload_handlers = [ImageUploadHandler(request, limit_bytes)]
-        received = request.FILES.get(IMAGE_FIELD)
-        if received is None:
-            raise AppError(
-                400,
-                "VALIDATION_ERROR",
-                "Send the image as the multipart part `file`.",
-                fields={IMAGE_FIELD: ["required"]},
+        if as_json:
+            name = request.data.get("filename") if isinstance(request.data, dict) else None
+            received = _opened_envelope(
+                request.data, client_name=name if isinstance(name, str) else "", limit_bytes=limit_bytes
             )
+        else:
+            request.upload_handlers = [ImageUploadHandler(request, body_limit)]
+            received = request.FILES.get(IMAGE_FIELD)
+            if received is None:
+                raise AppError(
+                    400,
+                    "VALIDATION_ERROR",
+                    "Send the image as the multipart part `file`.",
+                    fields={IMAGE_FIELD: ["required"]},
+                )
+            if encrypted:
+                try:
+                    envelope = json.load(received.file)
+                except (ValueError, UnicodeDecodeError, RecursionError) as error:
+                    raise encryption.invalid_envelope("the file part is not a JSON envelope") from error
+                received = _opened_envelope(
+                    envelope, client_name=received.client_name.removesuffix(".enc"), limit_bytes=limit_bytes
+                )
         source = request.data.get("source") or "camera"
-        if not SOURCE_PATTERN.fullmatch(source):
+        if not isinstance(source, str) or not SOURCE_PATTERN.fullmatch(source):
             raise AppError(
                 400,
                 "VALIDATION_ERROR",
@@ -346,6 +385,7 @@ class ImageUploadView(PublicSessionApiView):
             facts=facts,
             filename=sanitise_filename(received.client_name, facts.extension),
             source=source,
+            is_encrypted=encrypted,
         )
         return Response(
             {
@@ -362,3 +402,10 @@ class ImageUploadView(PublicSessionApiView):
             },
             status=201,
         )
+
+
+class EncryptionKeyView(KeyApiView):
+    """`GET /api/v1/encryption/server-key` and `/api/v1/encryption/key` (SPEC §5): the public key to encrypt to."""
+
+    def get(self, request):
+        return Response({"publicKey": encryption.encryption_key_current().public_key_pem})

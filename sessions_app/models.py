@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apertur_server.crypto import EncryptedJSONField
 from apertur_server.ids import new_image_id, new_session_id
 
 
@@ -76,6 +77,7 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     source = models.CharField(max_length=64, default="camera")
+    is_encrypted = models.BooleanField(default=False)
     staged_name = models.CharField(max_length=300)
     staged_deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -87,3 +89,23 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class UploadEncryptionKey(models.Model):
+    """The server's RSA key pair for encrypted uploads (SPEC §5). One is current; retired ones keep
+    decrypting for a grace period so uploads encrypted just before a rotation still succeed."""
+
+    public_key_pem = models.TextField()
+    # The private key is a secret: encrypted at rest like every other one.
+    private_key_pem = EncryptedJSONField()
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_current"], condition=models.Q(is_current=True), name="one_current_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"upload encryption key {self.pk} ({'current' if self.is_current else 'retired'})"

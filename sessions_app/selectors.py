@@ -8,7 +8,7 @@ from apertur_server.api.errors import AppError
 from apertur_server.api.formats import iso
 from delivery.models import Delivery
 from projects.models import Project
-from sessions_app import services
+from sessions_app import encryption, services
 from sessions_app.models import Image, UploadSession
 
 
@@ -42,7 +42,7 @@ def public_session_document(session: UploadSession) -> dict:
         "effectiveMaxImageSizeMb": session.effective_max_image_size_mb,
         "imagesCount": session.images_count,
         "password_protected": session.password_protected,
-        "serverPublicKey": None,
+        "serverPublicKey": encryption.encryption_key_current().public_key_pem,
         "e2eEnabled": False,
         "e2ePublicKey": None,
         "e2eDowngraded": False,

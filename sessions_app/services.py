@@ -305,7 +305,13 @@ def password_cookie_value(session: UploadSession) -> str:
 
 
 def image_accept(
-    *, session: UploadSession, received: ReceivedFile, facts: ImageFacts, filename: str, source: str
+    *,
+    session: UploadSession,
+    received: ReceivedFile,
+    facts: ImageFacts,
+    filename: str,
+    source: str,
+    is_encrypted: bool = False,
 ) -> Image:
     """Stage the bytes, then commit the image, its deliveries and the session change in one transaction.
 
@@ -332,6 +338,7 @@ def image_accept(
                 height=facts.height,
                 sha256=received.sha256,
                 source=source,
+                is_encrypted=is_encrypted,
                 staged_name=staged_name,
                 created_at=now,
             )

@@ -92,3 +92,18 @@ class ImageMultiPartParser(MultiPartParser):
             return DataAndFiles(*parser.parse())
         except MultiPartParserError as error:
             raise ParseError(f"Multipart form parse error - {error}") from error
+
+
+def received_from_bytes(data: bytes, *, client_name: str, content_type: str) -> ReceivedFile:
+    """A decrypted image, staged in a temporary file like a streamed one."""
+    file = tempfile.NamedTemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)  # noqa: SIM115 (request-owned)
+    file.write(data)
+    file.flush()
+    file.seek(0)
+    return ReceivedFile(
+        file,
+        client_name=client_name,
+        content_type=content_type,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

@@ -25,6 +25,8 @@ def _test_settings(settings, tmp_path):
     settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
     # The production hasher is slow on purpose; tests create many users and session passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Same reason: a 3072-bit upload-encryption key takes ~0.3 s to generate, and every test starts without one.
+    settings.APERTUR_ENCRYPTION_KEY_BITS = 2048
     settings.MEDIA_ROOT = str(tmp_path / "media")
     outbound._allowed_private_networks.cache_clear()
     cache.clear()

@@ -66,3 +66,23 @@ def test_official_client_manages_destinations_sessions_uploads_and_status(client
         sdk.destinations.test(project_id, destination["id"])
     with pytest.raises(ValidationError):
         sdk.sessions.create(destination_ids=["not-a-destination"])
+
+
+def test_official_client_encrypted_upload_is_decrypted_and_delivered_as_the_original(client, webhook_receiver):
+    sdk, persona = client
+    destination = sdk.destinations.create(
+        str(persona.project.pk),
+        type="webhook",
+        name="Receiver",
+        config={"url": f"{webhook_receiver.url}/in", "secret": "sdk-secret-1", "format": "binary"},
+    )
+    session = sdk.sessions.create(destination_ids=[destination["id"]])
+    original = image_bytes("PNG", size=(40, 30))
+    public_key = sdk.encryption.get_server_key()["publicKey"]
+
+    uploaded = sdk.upload.image_encrypted(session["id"], original, public_key, filename="private.png")
+
+    assert (uploaded["filename"], uploaded["mime_type"]) == ("private.png", "image/png")
+    [delivered] = webhook_receiver.wait_for_requests(1)
+    assert delivered.body == original
+    assert sdk.sessions.get(session["id"])["serverPublicKey"] == public_key

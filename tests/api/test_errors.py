@@ -72,12 +72,21 @@ def test_body_in_an_unsupported_content_type_is_a_415_envelope(api_client, owner
     assert_envelope(response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
-def test_upload_sent_as_json_is_a_415_envelope(api_client, owner):
+def test_upload_sent_as_plain_text_is_a_415_envelope(api_client, owner):
+    session = create_session(api_client, owner)
+
+    response = api_client.post(f"/api/v1/upload/{session['id']}/images", "aGVsbG8=", content_type="text/plain")
+
+    assert_envelope(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def test_upload_sent_as_json_that_is_no_encrypted_envelope_is_a_400(api_client, owner):
+    # A JSON body is the encrypted-upload variant of SPEC §5; anything else in JSON is a bad envelope.
     session = create_session(api_client, owner)
 
     response = api_client.post(f"/api/v1/upload/{session['id']}/images", {"file": "aGVsbG8="}, format="json")
 
-    assert_envelope(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_envelope(response, 400, "INVALID_ENCRYPTED_PAYLOAD")
 
 
 def test_validation_error_lists_every_bad_field(api_client, owner):
