@@ -350,7 +350,7 @@ class ImageUploadView(PublicSessionApiView):
                 request.data, client_name=name if isinstance(name, str) else "", limit_bytes=limit_bytes
             )
         else:
-            request.upload_handlers = [ImageUploadHandler(request, body_limit)]
+            request.upload_handlers = [ImageUploadHandler(request, body_limit, image_limit_bytes=limit_bytes)]
             received = request.FILES.get(IMAGE_FIELD)
             if received is None:
                 raise AppError(

@@ -36,11 +36,16 @@ class ReceivedFile(UploadedFile):
 
 
 class ImageUploadHandler(FileUploadHandler):
-    """Writes the `file` part to disk, never to memory, and stops at `limit_bytes`."""
+    """Writes the `file` part to disk, never to memory, and stops at `limit_bytes`.
 
-    def __init__(self, request, limit_bytes: int) -> None:
+    `image_limit_bytes` is the limit the client is told about: an encrypted envelope may be larger than the
+    image it carries (base64), so its byte limit differs from the image's.
+    """
+
+    def __init__(self, request, limit_bytes: int, image_limit_bytes: int | None = None) -> None:
         super().__init__(request)
         self.limit_bytes = limit_bytes
+        self.image_limit_bytes = image_limit_bytes or limit_bytes
 
     def new_file(self, field_name, file_name, *args, **kwargs) -> None:
         if field_name != IMAGE_FIELD:
@@ -54,7 +59,7 @@ class ImageUploadHandler(FileUploadHandler):
         self.size += len(raw_data)
         if self.size > self.limit_bytes:
             self.file.close()
-            raise too_large(self.limit_bytes)
+            raise too_large(self.image_limit_bytes)
         self.hasher.update(raw_data)
         self.file.write(raw_data)
 

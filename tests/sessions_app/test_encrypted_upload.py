@@ -138,6 +138,7 @@ def test_decrypted_bytes_go_through_every_image_rule(api_client, owner):
     api_client.patch(f"/api/v1/upload-sessions/{small['id']}", {"max_image_size_mb": 1}, format="json", **owner.auth)
     too_big = upload_envelope(api_client, small["id"], encrypt_image(noisy_jpeg((1800, 1400)), key))
     assert (too_big.status_code, too_big.json()["code"]) == (413, "FILE_TOO_LARGE")
+    assert "larger than 1 MB" in too_big.json()["message"]  # the image's limit, not the envelope's
 
 
 def test_after_rotation_old_envelopes_open_during_the_grace_period_only(api_client, owner, settings):
