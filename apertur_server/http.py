@@ -30,6 +30,9 @@ _ALWAYS_REFUSED = [ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("100.
 # The well-known NAT64 prefix (RFC 6052): a DNS64 network reaches IPv4 hosts through it, so
 # 64:ff9b::a9fe:a9fe is 169.254.169.254 in disguise (ipaddress calls it global).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Only global unicast IPv6 is the internet; outside it lie IPv4-compatible (::a.b.c.d), site-local (fec0::/10),
+# local-use NAT64 (64:ff9b:1::/48) and other forms that `is_global` does not all catch.
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
 class HostNotAllowed(Exception):
@@ -46,7 +49,8 @@ def ensure_address_allowed(address: str) -> None:
     ip = _reached_address(ipaddress.ip_address(address.split("%", 1)[0]))
     if any(ip in network for network in _allowed_private_networks()):
         return
-    if not ip.is_global or ip.is_multicast or any(ip in network for network in _ALWAYS_REFUSED):
+    outside_internet = isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST_V6
+    if not ip.is_global or ip.is_multicast or outside_internet or any(ip in network for network in _ALWAYS_REFUSED):
         raise HostNotAllowed(
             f"{address} is a private, loopback, link-local or reserved address; "
             "allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
@@ -66,14 +70,18 @@ def _reached_address(
     return ip
 
 
-def ensure_host_allowed(host: str, port: int) -> None:
-    """Resolve `host` and check every address: for protocols whose library owns the socket (FTP, SFTP)."""
+def ensure_host_allowed(host: str, port: int) -> str:
+    """Resolve `host`, check every address, and return the first: the one to connect to.
+
+    For protocols whose library owns the socket (FTP, SFTP), connect to the returned address.
+    """
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as error:
         raise HostNotAllowed(f"cannot resolve {host}: {error.strerror}") from error
     for info in infos:
         ensure_address_allowed(info[4][0])
+    return infos[0][4][0]
 
 
 def check_connected_socket(sock: socket.socket) -> socket.socket:
@@ -87,6 +95,10 @@ def check_connected_socket(sock: socket.socket) -> socket.socket:
 
 class _GuardedMixin:
     def _new_conn(self) -> socket.socket:
+        # Connect only to an address that passed the check (checking after connecting would let a refused
+        # destination probe which private ports are open), then check the socket's peer once more.
+        # TLS still verifies `self.host`; only the address dialled changes.
+        self._dns_host = ensure_host_allowed(self._dns_host, self.port)
         return check_connected_socket(super()._new_conn())
 
 

@@ -34,12 +34,17 @@ def max_attempts() -> int:
 
 
 def _enqueue(delivery_id, *, delay_seconds: float = 0) -> None:
-    from delivery.actors import deliver
+    """Ring the doorbell. It runs after commit, so a broker outage must not fail the request that committed
+    the row (the client would retry and duplicate the image): the sweeper re-sends what was not rung."""
+    from delivery.actors import deliver  # here, not at the top: the actor module imports this one
 
-    if delay_seconds > 0:
-        deliver.send_with_options(args=(str(delivery_id),), delay=int(delay_seconds * 1000))
-    else:
-        deliver.send(str(delivery_id))
+    try:
+        if delay_seconds > 0:
+            deliver.send_with_options(args=(str(delivery_id),), delay=int(delay_seconds * 1000))
+        else:
+            deliver.send(str(delivery_id))
+    except Exception:
+        logger.warning("could not enqueue delivery %s; the sweeper will send it", delivery_id, exc_info=True)
 
 
 def deliveries_create_for_image(*, image: Image, destinations: list[Destination]) -> list[Delivery]:
@@ -167,9 +172,13 @@ def delivery_execute(*, delivery_id: str) -> None:
 
 
 def _current(claim: Claim) -> Delivery | None:
-    """The row, locked, if this attempt still owns it (a lease takeover makes an attempt stale)."""
-    delivery = Delivery.objects.select_for_update().select_related("image").get(pk=claim.delivery.pk)
-    if delivery.status != Status.DELIVERING or delivery.attempts != claim.attempt.number:
+    """The row, locked, if this attempt still owns it: still delivering, and its latest attempt is this one
+    (a lease takeover or a manual retry makes an older attempt stale)."""
+    delivery = (
+        Delivery.objects.select_for_update(of=("self",)).select_related("image__session").get(pk=claim.delivery.pk)
+    )
+    latest_attempt = DeliveryAttempt.objects.filter(delivery=delivery).order_by("-pk").values_list("pk", flat=True)
+    if delivery.status != Status.DELIVERING or latest_attempt.first() != claim.attempt.pk:
         return None
     return delivery
 
@@ -186,8 +195,8 @@ def _finish_attempt(claim: Claim, started: float, outcome: str, error: str = "",
 
 def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> None:
     with transaction.atomic():
-        _finish_attempt(claim, started, DeliveryAttempt.Outcome.DELIVERED, http_status=receipt.http_status)
         delivery = _current(claim)
+        _finish_attempt(claim, started, DeliveryAttempt.Outcome.DELIVERED, http_status=receipt.http_status)
         if delivery is None:
             return
         now = timezone.now()
@@ -196,7 +205,9 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
         delivery.lease_expires_at = None
         delivery.last_error = ""
         delivery.remote_reference = receipt.remote_reference
-        delivery.save()
+        delivery.save(
+            update_fields=["status", "delivered_at", "lease_expires_at", "last_error", "remote_reference", "updated_at"]
+        )
         Destination.objects.filter(pk=delivery.destination_id).update(
             last_delivery_at=now, last_error="", needs_reconnect=False
         )
@@ -207,8 +218,8 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
 def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
     retry_in = None
     with transaction.atomic():
-        _finish_attempt(claim, started, DeliveryAttempt.Outcome.FAILED, error.message, error.http_status)
         delivery = _current(claim)
+        _finish_attempt(claim, started, DeliveryAttempt.Outcome.FAILED, error.message, error.http_status)
         if delivery is None:
             return
         now = timezone.now()
@@ -222,7 +233,9 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
             delivery.next_retry_at = now + timedelta(seconds=retry_in)
             if retry_in <= BROKER_DELAY_LIMIT_SECONDS:
                 delivery.enqueued_at = delivery.next_retry_at
-            delivery.save()
+            delivery.save(
+                update_fields=["status", "next_retry_at", "enqueued_at", "lease_expires_at", "last_error", "updated_at"]
+            )
         destination_changes = {"last_error": delivery.last_error[:1000]}
         if error.needs_reconnect:
             destination_changes["needs_reconnect"] = True
@@ -237,7 +250,7 @@ def _mark_failed(delivery: Delivery, error: str, now) -> None:
     delivery.next_retry_at = None
     delivery.lease_expires_at = None
     delivery.last_error = error
-    delivery.save()
+    delivery.save(update_fields=["status", "next_retry_at", "lease_expires_at", "last_error", "updated_at"])
     session_services.session_refresh_status(session=delivery.image.session)
 
 
@@ -248,7 +261,9 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
     """Manual retry: a failed delivery goes back to pending with a fresh attempt budget."""
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update().select_related("image__session", "destination").get(pk=delivery.pk)
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("image__session", "destination")
+            .get(pk=delivery.pk)
         )
         if delivery.status != Status.FAILED:
             raise AppError(409, "NOT_FAILED", f"Only failed deliveries can be retried; this one is {delivery.status}.")
@@ -261,7 +276,7 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
         delivery.attempts = 0
         delivery.next_retry_at = now
         delivery.enqueued_at = now
-        delivery.save()
+        delivery.save(update_fields=["status", "attempts", "next_retry_at", "enqueued_at", "updated_at"])
         session_services.session_refresh_status(session=delivery.image.session)
         session_services.session_touch(session_id=delivery.image.session_id)
         transaction.on_commit(lambda: _enqueue(delivery.id))
@@ -269,12 +284,16 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
 
 
 def deliveries_fail_for_deleted_destination(*, destination: Destination) -> int:
-    """Pending work to a deleted destination can never succeed: fail it now, keep the history."""
+    """Pending work to a deleted destination can never succeed: fail it now, keep the history.
+
+    Call inside a transaction, before touching the destination row (lock order: deliveries first)."""
     failed = 0
     for delivery in (
-        Delivery.objects.filter(destination=destination)
+        Delivery.objects.select_for_update(of=("self",))
+        .filter(destination=destination)
         .exclude(status__in=Delivery.TERMINAL)
         .select_related("image__session")
+        .order_by("pk")
     ):
         _finish_lost_attempt(delivery, timezone.now())
         _mark_failed(delivery, "destination deleted", timezone.now())

@@ -74,27 +74,41 @@ def destination_update(
     config: dict[str, Any] | None = None,
     is_active: bool | None = None,
 ) -> Destination:
-    """PATCH: config merges into what is stored; an omitted (or echoed, masked) secret keeps its value."""
-    if config is not None:
-        secret_names = backend_class(destination.type).Config.secret_field_names()
-        merged = {**destination.config, **(destination.secrets or {})}
-        merged.update({key: value for key, value in config.items() if not (key in secret_names and _is_mask(value))})
-        destination.config, destination.secrets = _validated(destination.type, merged)
-    if name is not None:
-        destination.name = name
-    if is_active is not None:
-        destination.is_active = is_active
-    destination.save()
+    """PATCH: config merges into what is stored; an omitted (or echoed, masked) secret keeps its value.
+
+    Only the fields the PATCH names are written, on the locked row, so a concurrent delete or a worker's
+    `lastError`/`needsReconnect` is never overwritten with what the request loaded."""
+    with transaction.atomic():
+        destination = Destination.objects.select_for_update().get(pk=destination.pk)
+        if destination.deleted_at is not None:
+            raise AppError(404, "NOT_FOUND", "Destination not found.")
+        changed = ["updated_at"]
+        if config is not None:
+            secret_names = backend_class(destination.type).Config.secret_field_names()
+            merged = {**destination.config, **(destination.secrets or {})}
+            merged.update(
+                {key: value for key, value in config.items() if not (key in secret_names and _is_mask(value))}
+            )
+            destination.config, destination.secrets = _validated(destination.type, merged)
+            changed += ["config", "secrets"]
+        if name is not None:
+            destination.name = name
+            changed.append("name")
+        if is_active is not None:
+            destination.is_active = is_active
+            changed.append("is_active")
+        destination.save(update_fields=changed)
     return destination
 
 
 def destination_delete(*, destination: Destination) -> None:
     """Soft delete: past deliveries keep their history; pending ones fail with "destination deleted"."""
     with transaction.atomic():
-        destination.deleted_at = timezone.now()
-        destination.is_active = False
-        destination.save(update_fields=["deleted_at", "is_active", "updated_at"])
+        # Deliveries first, then the destination: the lock order the delivery engine uses.
         delivery_services.deliveries_fail_for_deleted_destination(destination=destination)
+        Destination.objects.filter(pk=destination.pk).update(
+            deleted_at=timezone.now(), is_active=False, updated_at=timezone.now()
+        )
 
 
 def backend_for(destination: Destination) -> DestinationBackend:

@@ -16,10 +16,14 @@ pillow_heif.register_heif_opener()
 # Pillow format name → (MIME type, extension). HEIF containers are reported as HEIF by pillow-heif.
 FORMATS = {
     "JPEG": ("image/jpeg", "jpg"),
+    # A JPEG with extra frames (phones' HDR gain maps, Ultra HDR, stereo): still image/jpeg, and its first
+    # frame is the picture. The bytes are stored unchanged.
+    "MPO": ("image/jpeg", "jpg"),  # no opener of its own: the JPEG opener returns it
     "PNG": ("image/png", "png"),
     "WEBP": ("image/webp", "webp"),
     "HEIF": ("image/heic", "heic"),
 }
+OPENERS = ["JPEG", "PNG", "WEBP", "HEIF"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ def inspect_image(stream: IO[bytes], *, allowed_mime_types: list[str], max_dimen
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PillowImage.DecompressionBombWarning)
         try:
-            image = PillowImage.open(stream, formats=list(FORMATS))
+            image = PillowImage.open(stream, formats=OPENERS)
         except (UnidentifiedImageError, PillowImage.DecompressionBombError, OSError, ValueError) as error:
             raise AppError(400, "INVALID_IMAGE", "The file is not a JPEG, PNG, WebP or HEIC image.") from error
         with image:
@@ -67,7 +71,7 @@ def inspect_image(stream: IO[bytes], *, allowed_mime_types: list[str], max_dimen
 
 def _decode_fully(image: PillowImage.Image) -> None:
     """Decode every byte so truncated or corrupt files are refused now, not at the destination."""
-    if image.format == "JPEG":
+    if image.format in {"JPEG", "MPO"}:
         # draft() makes libjpeg decode at 1/8 scale: all entropy-coded data is still read and checked.
         image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
     try:

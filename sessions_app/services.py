@@ -157,16 +157,22 @@ def derive_status(session: UploadSession, *, open_deliveries: int, failed_delive
 
 
 def session_refresh_status(*, session: UploadSession) -> str:
-    """Recompute and store the status from the facts; call inside the transaction that changed them."""
-    counts = Delivery.objects.filter(image__session=session).aggregate(
+    """Recompute and store the status from the facts; call inside the transaction that changed them.
+
+    The session row is locked first: two deliveries finishing at once would otherwise each count the
+    other as still open (READ COMMITTED) and neither would write `completed`. Lock order everywhere:
+    delivery → attempt → destination → session.
+    """
+    locked = UploadSession.objects.select_for_update().get(pk=session.pk)
+    counts = Delivery.objects.filter(image__session=locked).aggregate(
         open=Count("id", filter=~Q(status__in=Delivery.TERMINAL)),
         failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
     )
-    status = derive_status(session, open_deliveries=counts["open"], failed_deliveries=counts["failed"])
-    if status != session.status:
-        session.status = status
+    status = derive_status(locked, open_deliveries=counts["open"], failed_deliveries=counts["failed"])
+    if status != locked.status:
         session.last_changed_at = timezone.now()
         UploadSession.objects.filter(pk=session.pk).update(status=status, last_changed_at=session.last_changed_at)
+    session.status = status
     return status
 
 

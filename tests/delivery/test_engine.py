@@ -2,7 +2,12 @@
 
 from datetime import timedelta
 
+import redis
+from django.utils import timezone
+
+from delivery.actors import deliver
 from delivery.models import Delivery, DeliveryAttempt
+from delivery.services import deliveries_sweep
 from destinations.services import destination_create
 from sessions_app.models import UploadSession
 from tests.factories import image_bytes, make_persona, wait_until
@@ -79,3 +84,27 @@ def test_failing_receiver_is_retried_on_the_schedule_then_failed_and_manual_retr
     assert delivery.attempts == 1
     delivery_ids = {request.header("X-Aptr-Delivery-Id") for request in webhook_receiver.requests}
     assert delivery_ids == {str(delivery.pk)}
+
+
+def test_an_upload_succeeds_while_the_broker_is_down_and_the_sweeper_sends_it_later(
+    api_client, owner, monkeypatch, django_capture_on_commit_callbacks
+):
+    session_id, _ = create_session_with_webhook(api_client, owner, "https://example.test/hook")
+
+    def broker_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(deliver, "send", broker_down)
+    with django_capture_on_commit_callbacks(execute=True) as doorbells:
+        response = upload(api_client, session_id, image_bytes())
+
+    assert response.status_code == 201, response.content  # committed, so the client must not be told otherwise
+    assert len(doorbells) == 1
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending"
+
+    sent = []
+    monkeypatch.setattr(deliver, "send", sent.append)
+    Delivery.objects.update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    assert deliveries_sweep() == 1
+    assert sent == [str(delivery.pk)]

@@ -1,5 +1,7 @@
 """The outbound host gate (SPEC §6.2 "Host safety"): checked against the address actually connected to."""
 
+import socket
+
 import pytest
 
 from apertur_server import http as outbound
@@ -55,6 +57,11 @@ def loopback_refused(allowed_networks):
         "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
         "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
         "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "::169.254.169.254",  # IPv4-compatible (deprecated)
+        "::7f00:1",
+        "fec0::1",  # site-local (deprecated)
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated
     ],
 )
 def test_private_and_special_addresses_are_refused(loopback_refused, address):
@@ -132,3 +139,28 @@ def test_a_refused_host_fails_the_delivery_at_once_with_a_clear_last_error(
     listed = api_client.get(f"/api/v1/projects/{owner.project.pk}/destinations", **owner.auth).json()
     assert listed[0]["lastError"] == delivery.last_error
     assert webhook_receiver.requests == []
+
+
+def test_a_refused_address_is_never_dialled_so_open_and_closed_ports_look_the_same(loopback_refused):
+    """Checking only after connecting would tell a refused destination which private ports are open."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        messages = []
+        for port in (listening.getsockname()[1], closed_port):
+            backend = WebhookBackend(WebhookConfig(url=f"http://127.0.0.1:{port}/", secret="long-enough-secret"))
+            with pytest.raises(DeliveryError) as refused:
+                backend.deliver(make_staged_image(b"x"), "x")
+            messages.append(refused.value.message)
+        listening.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            listening.accept()  # nothing connected to the open port
+    finally:
+        listening.close()
+    assert all(message.startswith("refused host:") for message in messages), messages
+    assert messages[0].replace(str(closed_port), "") == messages[1].replace(str(closed_port), "")

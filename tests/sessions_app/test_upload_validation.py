@@ -1,6 +1,7 @@
 """POST /api/v1/upload/{id}/images (SPEC §5): each rule with its §2 error, in the order the SPEC gives."""
 
 import hashlib
+import io
 import resource
 from datetime import timedelta
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
+from PIL import Image as PillowImage
 
 from sessions_app.models import Image, UploadSession
 from tests.factories import image_bytes, noisy_jpeg
@@ -248,6 +250,20 @@ def test_heic_is_accepted_as_image_heic(api_client, owner):
     body = response.json()
     assert (body["mime_type"], body["width"], body["height"]) == ("image/heic", 64, 48)
     assert body["filename"] == "IMG_0001.HEIC"
+
+
+def test_a_multi_picture_jpeg_from_a_phone_is_accepted_as_image_jpeg_unchanged(api_client, owner):
+    # HDR gain-map and Ultra HDR photos are JPEGs with extra frames, which Pillow calls MPO.
+    frames = [PillowImage.new("RGB", (64, 48), colour) for colour in ((200, 30, 30), (30, 30, 200))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    session = create_session(api_client, owner, allowed_mime_types=["image/jpeg"])
+
+    response = upload(api_client, session["id"], buffer.getvalue(), name="IMG_0002.JPG")
+
+    assert response.status_code == 201, response.content
+    assert (response.json()["mime_type"], response.json()["width"]) == ("image/jpeg", 64)
+    assert response.json()["sha256"] == hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def test_webp_is_accepted_as_image_webp(api_client, owner):
