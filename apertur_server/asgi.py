@@ -1,4 +1,4 @@
-"""ASGI entry point (uvicorn). Refuses upload bodies beyond the server's hard cap before Django spools them."""
+"""ASGI entry point (uvicorn). Refuses request bodies Django cannot bound before Django spools them."""
 
 import json
 import os
@@ -17,46 +17,39 @@ def _hard_cap_bytes() -> int:
     return settings.APERTUR_MAX_IMAGE_SIZE_MB_CAP * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES
 
 
+async def _refuse(send, status: int, code: str, reason: str, message: str) -> None:
+    body = json.dumps({"message": message, "code": code, "statusCode": status, "error": reason}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 async def application(scope, receive, send):
-    """Django's ASGI handler reads the whole body before any view runs; this stops a huge one early.
+    """Django's ASGI handler reads the whole body before any view runs, so bounds are set here first.
 
-    The per-session limit is enforced by the upload view while it parses; this is the outer bound.
+    A declared length over the server's hard cap is refused unread (the per-session limit is enforced
+    later, while the upload view parses). A chunked body has no declared length: uvicorn enforces a
+    declared Content-Length, so with it required every body is bounded; Django's multipart parser needs
+    it anyway.
     """
-    if scope["type"] == "http" and scope["method"] == "POST":
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+    if scope["type"] == "http":
+        headers = dict(scope.get("headers", []))
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > _hard_cap_bytes():
-            body = json.dumps(
-                {
-                    "message": "The request body is too large.",
-                    "code": "FILE_TOO_LARGE",
-                    "statusCode": 413,
-                    "error": "Request Entity Too Large",
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, 413, "FILE_TOO_LARGE", "Request Entity Too Large", "The request body is too large.")
             return
-        receive = _bounded(receive, _hard_cap_bytes())
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            await _refuse(
+                send, 411, "LENGTH_REQUIRED", "Length Required", "Send the body with a Content-Length header."
+            )
+            return
     await django_application(scope, receive, send)
-
-
-def _bounded(receive, limit: int):
-    received = 0
-
-    async def bounded_receive():
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                # A chunked body past the cap: end the request as if the client left.
-                return {"type": "http.disconnect"}
-        return message
-
-    return bounded_receive

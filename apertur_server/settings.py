@@ -101,7 +101,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # read-check-write of an upload (max_images) is serialised, as row locks do on PostgreSQL.
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # synchronous=FULL: an upload's 201 promises its rows survive a power cut, not only a crash.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
     }
     # Tests that start a web server or worker in another process need a file they can share.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
@@ -199,6 +200,7 @@ APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)
 APERTUR_MAX_IMAGE_PIXELS = env_int("APERTUR_MAX_IMAGE_PIXELS", 50_000_000)
+APERTUR_DECODE_CONCURRENCY = env_int("APERTUR_DECODE_CONCURRENCY", 2)
 APERTUR_DEFAULT_EXPIRY_HOURS = env_int("APERTUR_DEFAULT_EXPIRY_HOURS", 24)
 APERTUR_MAX_EXPIRY_HOURS = 168
 APERTUR_PASSWORD_MAX_ATTEMPTS = env_int("APERTUR_PASSWORD_MAX_ATTEMPTS", 10)

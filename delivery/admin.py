@@ -15,5 +15,17 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["id", "image", "destination", "status", "attempts", "next_retry_at", "delivered_at"]
     list_filter = ["status"]
     list_select_related = ["image", "destination"]
-    readonly_fields = ["attempts", "lease_expires_at", "enqueued_at", "remote_reference", "delivered_at"]
+    # State changes go through the delivery service (the API's retry); the admin only shows them.
+    readonly_fields = [
+        "image",
+        "destination",
+        "status",
+        "attempts",
+        "next_retry_at",
+        "lease_expires_at",
+        "enqueued_at",
+        "last_error",
+        "remote_reference",
+        "delivered_at",
+    ]
     inlines = [DeliveryAttemptInline]

@@ -23,3 +23,4 @@ class ApiKeyAdmin(admin.ModelAdmin):
     # The digest is useless to a reader and the signing secret must never be shown.
     exclude = ["digest", "signing_secret"]
     readonly_fields = ["prefix", "last_used_at"]
+    raw_id_fields = ["project", "default_destinations"]

@@ -17,6 +17,7 @@ class UploadSessionAdmin(admin.ModelAdmin):
     list_filter = ["status", "env"]
     list_select_related = ["project"]
     exclude = ["password_hash"]
+    raw_id_fields = ["project", "api_key", "destinations"]
     readonly_fields = ["images_count", "status", "closed_at", "close_reason", "last_changed_at"]
     inlines = [ImageInline]
 
@@ -26,3 +27,4 @@ class ImageAdmin(admin.ModelAdmin):
     list_display = ["id", "session", "index", "filename", "mime_type", "size_bytes", "created_at"]
     list_select_related = ["session"]
     search_fields = ["id", "session__id", "sha256"]
+    raw_id_fields = ["session"]

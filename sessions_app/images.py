@@ -1,5 +1,6 @@
 """What an uploaded file really is (SPEC §5): sniffed by decoding, never by the declared type."""
 
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import IO
@@ -24,6 +25,9 @@ FORMATS = {
     "HEIF": ("image/heic", "heic"),
 }
 OPENERS = ["JPEG", "PNG", "WEBP", "HEIF"]
+# A full decode holds every pixel: up to ~200 MB for a 50 MP RGBA image. Bounding how many run at once per
+# process bounds that memory whatever the number of parallel uploads (the others wait their turn).
+_DECODE_SLOTS = threading.BoundedSemaphore(settings.APERTUR_DECODE_CONCURRENCY)
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def _decode_fully(image: PillowImage.Image) -> None:
         # draft() makes libjpeg decode at 1/8 scale: all entropy-coded data is still read and checked.
         image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
     try:
-        image.load()
+        with _DECODE_SLOTS:
+            image.load()
     # pillow-heif reports a corrupt HEVC bitstream as EOFError, which is not an OSError.
     except (OSError, EOFError, ValueError, SyntaxError, PillowImage.DecompressionBombError) as error:
         raise AppError(400, "INVALID_IMAGE", "The image is truncated or corrupt.") from error

@@ -1,5 +1,6 @@
 """Every state change of upload sessions and images (SPEC §4, §5)."""
 
+import contextlib
 import hashlib
 import hmac
 import time
@@ -246,28 +247,43 @@ def _attempt_keys(session_id: str, ip: str) -> tuple[str, str]:
     return f"password-failures:{session_id}:{ip}", f"password-failures-since:{session_id}:{ip}"
 
 
+def _locked_out(since_key: str) -> AppError:
+    since = cache.get(since_key) or time.time()
+    retry_after = max(int(since + settings.APERTUR_PASSWORD_LOCKOUT_SECONDS - time.time()), 1)
+    return AppError(
+        429,
+        "TOO_MANY_PASSWORD_ATTEMPTS",
+        "Too many wrong passwords; try again later.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def _ensure_not_locked(session_id: str, ip: str) -> None:
     count_key, since_key = _attempt_keys(session_id, ip)
     if (cache.get(count_key) or 0) >= settings.APERTUR_PASSWORD_MAX_ATTEMPTS:
-        since = cache.get(since_key) or time.time()
-        retry_after = max(int(since + settings.APERTUR_PASSWORD_LOCKOUT_SECONDS - time.time()), 1)
-        raise AppError(
-            429,
-            "TOO_MANY_PASSWORD_ATTEMPTS",
-            "Too many wrong passwords; try again later.",
-            headers={"Retry-After": str(retry_after)},
-        )
+        raise _locked_out(since_key)
 
 
-def _record_failure(session_id: str, ip: str) -> None:
+def _reserve_attempt(session_id: str, ip: str) -> None:
+    """Count an attempt before checking it (atomically), so parallel guesses cannot all slip in under the
+    limit while the slow hasher runs; a right password gives its attempt back."""
     count_key, since_key = _attempt_keys(session_id, ip)
     window = settings.APERTUR_PASSWORD_LOCKOUT_SECONDS
     cache.add(since_key, time.time(), timeout=window)
     cache.add(count_key, 0, timeout=window)
     try:
-        cache.incr(count_key)
-    except ValueError:
+        count = cache.incr(count_key)
+    except ValueError:  # evicted between add and incr
         cache.set(count_key, 1, timeout=window)
+        count = 1
+    if count > settings.APERTUR_PASSWORD_MAX_ATTEMPTS:
+        raise _locked_out(since_key)
+
+
+def _refund_attempt(session_id: str, ip: str) -> None:
+    count_key, _ = _attempt_keys(session_id, ip)
+    with contextlib.suppress(ValueError):  # the window ended meanwhile
+        cache.decr(count_key)
 
 
 def _verified_cache_key(session: UploadSession, password: str) -> str:
@@ -284,10 +300,11 @@ def session_password_verify(*, session: UploadSession, password: str, ip: str) -
     key = _verified_cache_key(session, password)
     if cache.get(key):
         return True
+    _reserve_attempt(session.pk, ip)
     if check_password(password, session.password_hash):
+        _refund_attempt(session.pk, ip)
         cache.set(key, True, timeout=settings.APERTUR_PASSWORD_LOCKOUT_SECONDS)
         return True
-    _record_failure(session.pk, ip)
     return False
 
 

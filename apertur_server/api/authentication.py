@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import ipaddress
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,7 @@ from rest_framework.request import Request
 from apertur_server.api.errors import AppError
 from projects.models import ApiKey, Project
 
+logger = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE_SECONDS = 300
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -45,7 +47,19 @@ def _ip_allowed(address: str, allowed: list[str]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in ipaddress.ip_network(entry, strict=False) for entry in allowed)
+    return any(ip in network for network in _networks(allowed))
+
+
+def _networks(entries: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The allow-list's valid entries; a malformed one (typed in the admin) matches nothing rather than
+    failing every request made with the key."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+        except ValueError:
+            logger.warning("API key allow-list entry %r is not an IP or CIDR; ignored", entry)
+    return networks
 
 
 def _host_of(value: str) -> str:

@@ -119,6 +119,8 @@ def test_bearer_scheme_is_case_insensitive(api_client, owner):
         (["127.0.0.1"], "127.0.0.1", 201),
         (["192.0.2.0/24", "127.0.0.0/8"], "127.0.0.1", 201),
         (["2001:db8::/32"], "2001:db8::5", 201),
+        (["not-an-address", "127.0.0.1"], "127.0.0.1", 201),  # a malformed entry matches nothing, never a 500
+        (["not-an-address"], "127.0.0.1", 403),
     ],
 )
 def test_ip_allow_list_refuses_other_addresses_with_403(api_client, owner, allowed, remote, status):

@@ -13,6 +13,8 @@ from apertur_server import crypto
 from destinations.models import Destination
 from destinations.services import destination_create
 from projects.models import ApiKey
+from sessions_app.encryption import encryption_key_current
+from sessions_app.models import UploadEncryptionKey
 from tests.conftest import REPO_ROOT, process_environment
 from tests.factories import make_persona
 
@@ -52,7 +54,7 @@ def test_bootstrap_prints_one_json_line_and_reuses_user_and_project(transactiona
     assert ApiKey.objects.filter(project_id=first["project_id"]).count() == 2
 
 
-def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_them(db, settings):
+def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_every_one(db, settings):
     persona = make_persona("owner")
     destination = destination_create(
         project=persona.project,
@@ -60,6 +62,8 @@ def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_them(db, setting
         name="hook",
         config={"url": "https://example.test/hook", "secret": "very-secret-value"},
     )
+    ApiKey.objects.filter(pk=persona.api_key.pk).update(signing_secret="signing-secret-value")
+    key_pair = encryption_key_current()
     # Cast to a plain text column: the raw stored value, not the field's decryption.
     stored = Destination.objects.filter(pk=destination.pk).values_list(Cast("secrets", TextField()), flat=True).get()
     assert stored.startswith("gAAAA") and "very-secret-value" not in stored
@@ -70,9 +74,11 @@ def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_them(db, setting
     crypto._fernet.cache_clear()
     try:
         call_command("apertur_rotate_secrets")
-        settings.APERTUR_SECRET_KEYS = [new_key]
+        settings.APERTUR_SECRET_KEYS = [new_key]  # the old key is gone: everything must open with the new one
         crypto._fernet.cache_clear()
         assert Destination.objects.get(pk=destination.pk).secrets == {"secret": "very-secret-value"}
+        assert ApiKey.objects.get(pk=persona.api_key.pk).signing_secret == "signing-secret-value"
+        assert UploadEncryptionKey.objects.get(pk=key_pair.pk).private_key_pem == key_pair.private_key_pem
     finally:
         crypto._fernet.cache_clear()
 

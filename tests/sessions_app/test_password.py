@@ -1,9 +1,15 @@
 """Session passwords (SPEC §4.4): verify, the lockout after 10 wrong attempts, the header and the page cookie."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from rest_framework.test import APIClient
 
+from apertur_server.api.errors import AppError
 from sessions_app.api import password_cookie_name
+from sessions_app.models import UploadSession
+from sessions_app.services import session_password_verify
 from tests.factories import image_bytes
 from tests.sessions_app.helpers import create_session, upload
 
@@ -197,3 +203,21 @@ def test_public_session_document_is_readable_without_the_password(api_client, se
 
     assert response.status_code == 200
     assert response.json()["password_protected"] is True
+
+
+def test_parallel_wrong_guesses_cannot_slip_past_the_lockout(api_client, owner):
+    session = UploadSession.objects.get(pk=create_session(api_client, owner, password="right-password")["id"])
+    start = threading.Barrier(30)
+
+    def guess(number: int) -> str:
+        start.wait()
+        try:
+            return str(session_password_verify(session=session, password=f"wrong-{number}", ip="198.51.100.7"))
+        except AppError as error:
+            return error.code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        outcomes = list(pool.map(guess, range(30)))
+
+    assert outcomes.count("False") == 10
+    assert outcomes.count("TOO_MANY_PASSWORD_ATTEMPTS") == 20

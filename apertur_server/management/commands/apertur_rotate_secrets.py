@@ -3,6 +3,7 @@ from django.db import transaction
 
 from destinations.models import Destination
 from projects.models import ApiKey
+from sessions_app.models import UploadEncryptionKey
 
 
 class Command(BaseCommand):
@@ -19,4 +20,11 @@ class Command(BaseCommand):
             for api_key in ApiKey.objects.exclude(signing_secret=None).only("pk", "signing_secret"):
                 ApiKey.objects.filter(pk=api_key.pk).update(signing_secret=api_key.signing_secret)
                 keys += 1
-        self.stdout.write(f"Re-encrypted the secrets of {destinations} destinations and {keys} API keys.")
+            key_pairs = 0
+            for key_pair in UploadEncryptionKey.objects.only("pk", "private_key_pem"):
+                UploadEncryptionKey.objects.filter(pk=key_pair.pk).update(private_key_pem=key_pair.private_key_pem)
+                key_pairs += 1
+        self.stdout.write(
+            f"Re-encrypted the secrets of {destinations} destinations, {keys} API keys "
+            f"and {key_pairs} upload-encryption key pairs."
+        )
