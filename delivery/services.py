@@ -163,6 +163,9 @@ def delivery_execute(*, delivery_id: str) -> None:
         receipt = _attempt(claim.delivery.destination, image)
     except DeliveryError as error:
         _record_failure(claim, error, started)
+    except FileNotFoundError:
+        # The staged bytes are gone (retention purge, or staging storage lost them): no retry can help.
+        _record_failure(claim, DeliveryError("the staged image is no longer available", permanent=True), started)
     except Exception as error:
         # A bug or an unexpected library error must not leave the row stuck in `delivering`.
         logger.exception("delivery %s: unexpected error", delivery_id)

@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from delivery.models import Delivery
+from delivery.services import delivery_execute
 from sessions_app.models import Image
 from sessions_app.services import images_purge_staged
 from tests.delivery.test_engine import create_session_with_webhook, upload
@@ -42,3 +43,15 @@ def test_old_images_whose_deliveries_are_done_lose_their_staged_bytes_and_cannot
     assert response.status_code == 409
     assert response.json()["code"] == "IMAGE_NO_LONGER_STAGED"
     assert images_purge_staged() == 0
+
+
+def test_a_delivery_whose_staged_bytes_are_gone_fails_at_once_with_a_clear_error(api_client, owner):
+    session_id, _ = create_session_with_webhook(api_client, owner, "https://example.test/hook")
+    image = Image.objects.get(pk=upload(api_client, session_id, image_bytes()).json()["id"])
+    default_storage.delete(image.staged_name)
+
+    delivery_execute(delivery_id=str(Delivery.objects.get(image=image).pk))
+
+    delivery = Delivery.objects.get(image=image)
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert delivery.last_error == "the staged image is no longer available"
