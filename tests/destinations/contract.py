@@ -58,7 +58,7 @@ class ContractTarget(ABC):
 
     @abstractmethod
     def backend_with_refused_credentials(self) -> DestinationBackend:
-        """A backend whose credentials the server refuses (skip when the server cannot tell)."""
+        """A backend whose credentials the server refuses."""
 
     @abstractmethod
     def delivered(self) -> dict[str, bytes]:

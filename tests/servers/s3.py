@@ -49,7 +49,6 @@ class S3Server:
     endpoint: str
     process: subprocess.Popen
     log_path: Path
-    checks_credentials: bool
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def client(self, *, secret_key: str = SECRET_KEY):
@@ -169,7 +168,6 @@ def start_moto(directory: Path) -> S3Server:
             [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], directory / "moto.log", directory
         ),
         log_path=directory / "moto.log",
-        checks_credentials=False,
     )
     session = requests.Session()
     session.trust_env = False
@@ -233,7 +231,6 @@ def start_seaweedfs(directory: Path) -> S3Server:
         endpoint=f"http://127.0.0.1:{ports['s3'][0]}",
         process=_launch(arguments, directory / "seaweedfs.log", directory),
         log_path=directory / "seaweedfs.log",
-        checks_credentials=True,
     )
 
     def accepts_a_signed_write() -> bool:
