@@ -1,7 +1,8 @@
 """Durability (SPEC §8): killed workers and lost doorbells delay deliveries but never lose or duplicate them.
 
-These run real processes: the web server (uvicorn), Dramatiq workers (`manage.py rundramatiq`) on the
-Redis broker, and the database of the test run. They need DRAMATIQ_BROKER_URL (as `.ci/run` sets it).
+These run real processes: the web server (uvicorn), Dramatiq workers (`manage.py rundramatiq`) on a
+Redis broker, and the database of the test run. The broker is DRAMATIQ_BROKER_URL when set (as `.ci/run`
+sets it), else the Redis server this machine runs on 127.0.0.1:6379 (database 15).
 """
 
 import os
@@ -11,25 +12,45 @@ import sys
 import threading
 from collections import Counter
 
-import dramatiq
 import httpx
 import pytest
+import redis
 
 from delivery.models import Delivery, DeliveryAttempt
 from destinations.services import destination_create
 from tests.conftest import REPO_ROOT, ServerProcess, process_environment
 from tests.factories import image_bytes, make_persona, wait_until
 
+LOCAL_REDIS_BROKER = "redis://127.0.0.1:6379/15"
+
+
+def shared_broker_url() -> str | None:
+    """The Redis broker the processes share: the configured one, else the local Redis if it answers."""
+    if os.environ.get("DRAMATIQ_BROKER_URL"):
+        return os.environ["DRAMATIQ_BROKER_URL"]
+    try:
+        redis.Redis.from_url(LOCAL_REDIS_BROKER, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    return LOCAL_REDIS_BROKER
+
+
+BROKER_URL = shared_broker_url()
 pytestmark = pytest.mark.skipif(
-    not os.environ.get("DRAMATIQ_BROKER_URL"), reason="needs a Redis broker shared by several processes"
+    BROKER_URL is None, reason="needs DRAMATIQ_BROKER_URL or a Redis server on 127.0.0.1:6379"
 )
 
-FAST_RECOVERY = {
+PROCESS_SETTINGS = {
+    "DRAMATIQ_BROKER_URL": BROKER_URL or "",
     "APERTUR_DELIVERY_LEASE_SECONDS": "3",
     "APERTUR_SWEEP_INTERVAL_SECONDS": "0.3",
     "APERTUR_SWEEP_RESEND_AFTER_SECONDS": "1",
     "APERTUR_RETRY_DELAYS": "0.2,0.2,0.2,0.2,0.2",
 }
+
+
+def empty_the_broker() -> None:
+    redis.Redis.from_url(BROKER_URL).flushdb()
 
 
 class WorkerProcess:
@@ -43,7 +64,7 @@ class WorkerProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=process_environment(**FAST_RECOVERY),
+            env=process_environment(**PROCESS_SETTINGS),
         )
 
     def kill(self) -> None:
@@ -91,7 +112,8 @@ class AcceptanceLedger:
 
 @pytest.fixture
 def web_only(transactional_db, tmp_path):
-    server = ServerProcess(with_worker=False, log_path=tmp_path / "web.log", **FAST_RECOVERY)
+    empty_the_broker()
+    server = ServerProcess(with_worker=False, log_path=tmp_path / "web.log", **PROCESS_SETTINGS)
     yield server
     server.stop()
 
@@ -175,7 +197,7 @@ def test_deliveries_committed_before_the_web_process_died_are_delivered_by_the_s
     _upload(web_only, session_id, 2)
     web_only.kill()
     # The doorbells rung after commit are lost too (as if the process died before sending them):
-    dramatiq.get_broker().flush_all()
+    empty_the_broker()
     assert Delivery.objects.filter(status="pending").count() == 2
 
     worker = WorkerProcess(tmp_path / "worker.log")
