@@ -17,8 +17,14 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e .
 	touch $@
 
+# The official Python client, the tests' black-box client. Its package is named `apertur` like ours, so it goes
+# into a folder outside sys.path and the tests load it as `apertur_sdk` (tests/official_client.py).
+OFFICIAL_CLIENT := apertur-sdk==0.2.0
+
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	-$(VENV)/bin/pip uninstall --quiet --yes apertur-sdk 2>/dev/null
+	$(VENV)/bin/pip install --quiet --no-deps --upgrade --target $(VENV)/official-client $(OFFICIAL_CLIENT)
 	touch $@
 
 install: $(VENV)/.installed

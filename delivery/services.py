@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as ConfigValidationError
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 from delivery.models import Delivery, DeliveryAttempt
 from destinations.backends import backend_class
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage

@@ -5,9 +5,9 @@ import uuid
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from apertur_server.api.errors import AppError
-from apertur_server.api.formats import iso
-from apertur_server.api.views import KeyApiView
+from apertur.api.formats import iso
+from apertur.api.views import KeyApiView
+from apertur.errors import AppError
 from destinations import services
 from destinations.backends import BACKENDS
 from destinations.models import Destination

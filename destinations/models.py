@@ -2,7 +2,7 @@ import uuid
 
 from django.db import models
 
-from apertur_server.crypto import EncryptedJSONField
+from apertur.crypto import EncryptedJSONField
 from destinations.backends import BACKENDS
 
 

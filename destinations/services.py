@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError as ConfigValidationError
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 from delivery import services as delivery_services
 from destinations.backends import BACKENDS, backend_class
 from destinations.backends.base import CheckResult, DestinationBackend

@@ -1,11 +1,17 @@
+import hashlib
 import uuid
 
 from django.conf import settings
 from django.db import models
 
-from apertur_server.crypto import EncryptedJSONField
+from apertur.crypto import EncryptedJSONField
 
 ALL_MIME_TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic"]
+
+
+def key_digest(plain_key: str) -> str:
+    """How an API key is stored: its SHA-256, never the key itself."""
+    return hashlib.sha256(plain_key.encode()).hexdigest()
 
 
 class Project(models.Model):

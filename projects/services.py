@@ -6,8 +6,7 @@ import string
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from apertur_server.api.authentication import key_digest
-from projects.models import ApiKey, Membership, Project
+from projects.models import ApiKey, Membership, Project, key_digest
 
 KEY_ALPHABET = string.ascii_letters + string.digits  # base62
 KEY_PREFIX_LENGTH = 14

@@ -16,10 +16,10 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from apertur_server.api.authentication import client_ip
-from apertur_server.api.errors import AppError
-from apertur_server.api.parsers import JsonParser
-from apertur_server.api.views import KeyApiView, PublicSessionApiView
+from apertur.api.authentication import client_ip
+from apertur.api.parsers import JsonParser
+from apertur.api.views import KeyApiView, PublicSessionApiView
+from apertur.errors import AppError
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from projects.models import ALL_MIME_TYPES

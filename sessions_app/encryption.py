@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 from sessions_app.models import UploadEncryptionKey
 
 ALGORITHM = "RSA-OAEP+AES-256-GCM"

@@ -10,7 +10,7 @@ from django.conf import settings
 from PIL import Image as PillowImage
 from PIL import UnidentifiedImageError
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 
 pillow_heif.register_heif_opener()
 

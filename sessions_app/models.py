@@ -2,8 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apertur_server.crypto import EncryptedJSONField
-from apertur_server.ids import new_image_id, new_session_id
+from apertur.crypto import EncryptedJSONField
+from apertur.ids import new_image_id, new_session_id
 
 
 class UploadSession(models.Model):

@@ -4,8 +4,8 @@ from django.conf import settings
 from django.db.models import Count, Prefetch, Q
 from django.utils import timezone
 
-from apertur_server.api.errors import AppError
-from apertur_server.api.formats import iso
+from apertur.api.formats import iso
+from apertur.errors import AppError
 from delivery.models import Delivery
 from projects.models import Project
 from sessions_app import encryption, services

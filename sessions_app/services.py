@@ -16,8 +16,8 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from apertur_server.api.errors import AppError
-from apertur_server.ids import new_image_id
+from apertur.errors import AppError
+from apertur.ids import new_image_id
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from destinations.models import Destination

@@ -11,7 +11,7 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import DataAndFiles, MultiPartParser, get_encoding
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 
 MEBIBYTE = 1024 * 1024
 IMAGE_FIELD = "file"

@@ -12,11 +12,13 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from apertur_server import http as outbound
+from apertur import http as outbound
+from tests import official_client
 from tests.factories import make_persona
 from tests.servers.webhook_receiver import WebhookReceiver
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+official_client.load()  # before any test module imports `apertur_sdk`
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """The official Python client (`apertur-sdk`, unchanged) against a live server: the compatibility target."""
 
 import pytest
-from apertur import Apertur
-from apertur.errors import AuthenticationError, NotFoundError, ValidationError
+from apertur_sdk import Apertur
+from apertur_sdk.errors import AuthenticationError, NotFoundError, ValidationError
 
 from delivery.models import Delivery
 from tests.factories import image_bytes, make_persona, wait_until

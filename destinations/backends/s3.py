@@ -10,7 +10,7 @@ from django.core.files import File
 from pydantic import AnyHttpUrl, SecretStr, field_validator
 from storages.backends.s3 import S3Storage
 
-from apertur_server.http import HostNotAllowed, guard_botocore_client
+from apertur.http import HostNotAllowed, guard_botocore_client
 from destinations.backends.base import (
     BackendConfig,
     DeliveryError,

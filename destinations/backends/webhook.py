@@ -16,7 +16,7 @@ from django.conf import settings
 from pydantic import AnyHttpUrl, SecretStr, field_validator
 from requests_toolbelt import MultipartEncoder
 
-from apertur_server.http import HostNotAllowed, outbound_session
+from apertur.http import HostNotAllowed, outbound_session
 from destinations.backends.base import (
     BackendConfig,
     DeliveryError,

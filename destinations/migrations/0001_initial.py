@@ -4,7 +4,7 @@ import uuid
 
 from django.db import migrations, models
 
-import apertur_server.crypto
+import apertur.crypto
 
 
 class Migration(migrations.Migration):
@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ("type", models.CharField(choices=[("s3", "s3"), ("webhook", "webhook")], max_length=32)),
                 ("name", models.CharField(max_length=200)),
                 ("config", models.JSONField(default=dict)),
-                ("secrets", apertur_server.crypto.EncryptedJSONField(blank=True, null=True)),
+                ("secrets", apertur.crypto.EncryptedJSONField(blank=True, null=True)),
                 ("is_active", models.BooleanField(default=True)),
                 ("last_delivery_at", models.DateTimeField(blank=True, null=True)),
                 ("last_error", models.TextField(blank=True, default="")),

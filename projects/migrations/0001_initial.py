@@ -6,7 +6,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-import apertur_server.crypto
+import apertur.crypto
 
 
 class Migration(migrations.Migration):
@@ -79,7 +79,7 @@ class Migration(migrations.Migration):
                 ("long_polling_enabled", models.BooleanField(default=False)),
                 ("allowed_ips", models.JSONField(blank=True, default=list)),
                 ("allowed_domains", models.JSONField(blank=True, default=list)),
-                ("signing_secret", apertur_server.crypto.EncryptedJSONField(blank=True, null=True)),
+                ("signing_secret", apertur.crypto.EncryptedJSONField(blank=True, null=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "default_destinations",

@@ -4,7 +4,7 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
-import apertur_server.ids
+import apertur.ids
 
 
 class Migration(migrations.Migration):
@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 (
                     "id",
                     models.CharField(
-                        default=apertur_server.ids.new_session_id,
+                        default=apertur.ids.new_session_id,
                         editable=False,
                         max_length=40,
                         primary_key=True,
@@ -94,7 +94,7 @@ class Migration(migrations.Migration):
                 (
                     "id",
                     models.CharField(
-                        default=apertur_server.ids.new_image_id,
+                        default=apertur.ids.new_image_id,
                         editable=False,
                         max_length=40,
                         primary_key=True,

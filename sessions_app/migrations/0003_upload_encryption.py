@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-import apertur_server.crypto
+import apertur.crypto
 
 
 class Migration(migrations.Migration):
@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("public_key_pem", models.TextField()),
-                ("private_key_pem", apertur_server.crypto.EncryptedJSONField()),
+                ("private_key_pem", apertur.crypto.EncryptedJSONField()),
                 ("is_current", models.BooleanField(default=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("retired_at", models.DateTimeField(blank=True, null=True)),

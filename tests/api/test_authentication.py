@@ -5,10 +5,10 @@ import time
 from datetime import timedelta
 
 import pytest
-from apertur.signature import sign_request as sdk_sign_request
+from apertur_sdk.signature import sign_request as sdk_sign_request
 from django.utils import timezone
 
-from apertur_server.api.authentication import request_signature
+from apertur.api.authentication import request_signature
 from projects.models import ApiKey
 from tests.factories import image_bytes
 from tests.sessions_app.helpers import upload

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from apertur_server.api import throttling
+from apertur.api import throttling
 from projects.services import api_key_create
 from tests.sessions_app.helpers import create_session
 

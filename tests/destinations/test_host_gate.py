@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from apertur_server import http as outbound
-from apertur_server.http import HostNotAllowed, ensure_address_allowed, ensure_host_allowed
+from apertur import http as outbound
+from apertur.http import HostNotAllowed, ensure_address_allowed, ensure_host_allowed
 from delivery.models import Delivery
 from delivery.services import delivery_execute
 from destinations.backends.base import DeliveryError

@@ -8,7 +8,7 @@ import threading
 from urllib.parse import unquote
 
 import pytest
-from apertur.signature import verify_webhook_signature
+from apertur_sdk.signature import verify_webhook_signature
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from standardwebhooks.webhooks import Webhook
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db.models import TextField
 from django.db.models.functions import Cast
 
-from apertur_server import crypto
+from apertur import crypto
 from destinations.models import Destination
 from destinations.services import destination_create
 from projects.models import ApiKey

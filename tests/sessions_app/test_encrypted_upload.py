@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from apertur.crypto import encrypt_image
+from apertur_sdk.crypto import encrypt_image
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.files.storage import default_storage

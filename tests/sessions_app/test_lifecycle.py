@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apertur_server.broker import sweep_once
+from apertur.broker import sweep_once
 from delivery.models import Delivery
 from sessions_app.models import UploadSession
 from sessions_app.services import derive_status

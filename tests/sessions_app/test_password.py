@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rest_framework.test import APIClient
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 from sessions_app.api import password_cookie_name
 from sessions_app.models import UploadSession
 from sessions_app.services import session_password_verify

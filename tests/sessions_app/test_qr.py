@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 import pytest
 import segno
 import zxingcpp
-from apertur import Apertur
+from apertur_sdk import Apertur
 from PIL import Image
 
 from sessions_app.qr import ERROR_CORRECTION

@@ -1,4 +1,4 @@
-"""The one application error type and the handler that renders every error as the SPEC §2 envelope."""
+"""The handler that renders every error as the envelope of docs/api.md ("Errors")."""
 
 from http import HTTPStatus
 from typing import Any
@@ -8,33 +8,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
-
-class AppError(Exception):
-    """An error the client can act on: status, machine code, human message, optional field errors."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        fields: dict[str, list[str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields
-        self.headers = headers or {}
-
-
-def not_found(what: str = "Resource") -> AppError:
-    return AppError(404, "NOT_FOUND", f"{what} not found.")
-
-
-def validation_error(message: str, fields: dict[str, list[str]] | None = None) -> AppError:
-    return AppError(400, "VALIDATION_ERROR", message, fields=fields)
+from apertur.errors import AppError
 
 
 def error_body(status: int, code: str, message: str, fields: dict | None = None) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from apertur_server.api.errors import AppError
-from projects.models import ApiKey, Project
+from apertur.errors import AppError
+from projects.models import ApiKey, Project, key_digest
 
 logger = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -32,10 +32,6 @@ class KeyPrincipal:
         return self.api_key.project
 
     is_authenticated = True
-
-
-def key_digest(plain_key: str) -> str:
-    return hashlib.sha256(plain_key.encode()).hexdigest()
 
 
 def client_ip(request) -> str:

@@ -12,7 +12,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("APERTUR_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-logger = logging.getLogger("apertur_server.settings")
+logger = logging.getLogger("apertur.settings")
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -57,7 +57,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "destinations",
     "delivery",
-    "apertur_server",
+    "apertur",
 ]
 
 MIDDLEWARE = [
@@ -70,9 +70,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "apertur_server.urls"
-WSGI_APPLICATION = "apertur_server.wsgi.application"
-ASGI_APPLICATION = "apertur_server.asgi.application"
+ROOT_URLCONF = "apertur.urls"
+WSGI_APPLICATION = "apertur.wsgi.application"
+ASGI_APPLICATION = "apertur.asgi.application"
 
 TEMPLATES = [
     {
@@ -132,7 +132,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Pipelines",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "apertur_server.broker.SweeperMiddleware",
+        "apertur.broker.SweeperMiddleware",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
@@ -155,7 +155,7 @@ if STAGING_S3_BUCKET:
         },
     }
 else:
-    _default_storage = {"BACKEND": "apertur_server.storage.DurableFileSystemStorage"}
+    _default_storage = {"BACKEND": "apertur.storage.DurableFileSystemStorage"}
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -174,11 +174,11 @@ USE_TZ = True
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["apertur_server.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["apertur_server.api.permissions.HasApiKey"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apertur.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apertur.api.permissions.HasApiKey"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "apertur_server.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "apertur.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 

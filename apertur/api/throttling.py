@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-from apertur_server.api.errors import AppError
+from apertur.errors import AppError
 
 WINDOW_SECONDS = 60
 

@@ -3,10 +3,10 @@
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from apertur_server.api import throttling
-from apertur_server.api.authentication import KeyPrincipal, client_ip
-from apertur_server.api.errors import AppError
-from apertur_server.api.parsers import JsonParser
+from apertur.api import throttling
+from apertur.api.authentication import KeyPrincipal, client_ip
+from apertur.api.parsers import JsonParser
+from apertur.errors import AppError
 from projects.models import Project
 
 

@@ -5,7 +5,7 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apertur_server.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apertur.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402 (after Django is set up)

@@ -2,7 +2,7 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apertur_server.broker import start_embedded_worker
+from apertur.broker import start_embedded_worker
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
             raise CommandError("--no-worker needs DRAMATIQ_BROKER_URL and workers started with `rundramatiq`.")
         worker = None if no_worker else start_embedded_worker()
         try:
-            uvicorn.run("apertur_server.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+            uvicorn.run("apertur.asgi:application", host=host, port=port, lifespan="off", log_level="info")
         finally:
             if worker is not None:
                 worker.stop(timeout=10_000)

@@ -1,14 +1,14 @@
 from django.contrib import admin
 from django.urls import path
 
-from apertur_server.health import healthz
+from apertur.health import healthz
 from destinations.api import DestinationDetailView, DestinationListView, DestinationTestView
 from sessions_app import api as sessions_api
 
-handler400 = "apertur_server.api.errors.handler400"
-handler403 = "apertur_server.api.errors.handler403"
-handler404 = "apertur_server.api.errors.handler404"
-handler500 = "apertur_server.api.errors.handler500"
+handler400 = "apertur.api.errors.handler400"
+handler403 = "apertur.api.errors.handler403"
+handler404 = "apertur.api.errors.handler404"
+handler500 = "apertur.api.errors.handler500"
 
 api_v1 = [
     path("upload-sessions", sessions_api.SessionCreateView.as_view()),

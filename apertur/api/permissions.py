@@ -1,6 +1,6 @@
 from rest_framework.permissions import BasePermission
 
-from apertur_server.api.authentication import KeyPrincipal
+from apertur.api.authentication import KeyPrincipal
 
 
 class HasApiKey(BasePermission):
