@@ -2,7 +2,8 @@
 
 These run real processes: the web server (uvicorn), Dramatiq workers (`manage.py rundramatiq`) on a
 Redis broker, and the database of the test run. The broker is DRAMATIQ_BROKER_URL when set (as `.ci/run`
-sets it), else the Redis server this machine runs on 127.0.0.1:6379 (database 15).
+sets it), else the Redis server this machine runs on 127.0.0.1:6379 (database 15, or APERTUR_TEST_LOCAL_REDIS so
+two checkouts can run their suites at once).
 """
 
 import os
@@ -21,7 +22,7 @@ from destinations.services import destination_create
 from tests.conftest import REPO_ROOT, ServerProcess, process_environment
 from tests.factories import image_bytes, make_persona, wait_until
 
-LOCAL_REDIS_BROKER = "redis://127.0.0.1:6379/15"
+LOCAL_REDIS_BROKER = os.environ.get("APERTUR_TEST_LOCAL_REDIS", "redis://127.0.0.1:6379/15")
 
 
 def shared_broker_url() -> str | None:
