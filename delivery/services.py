@@ -18,8 +18,8 @@ from destinations.backends import backend_class
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
 from destinations.models import Destination
 from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
-from sessions_app import services as session_services
 from sessions_app.models import Image
+from sessions_app.status import SessionEvent, session_changed
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -96,6 +96,7 @@ def _claim(delivery_id: str) -> Claim | None:
             _finish_lost_attempt(delivery, now)
             if delivery.attempts >= max_attempts():
                 _mark_failed(delivery, "the worker stopped during the last attempt", now)
+                _announce_failure(delivery, final=True)
                 return None
         delivery.attempts += 1
         delivery.status = Status.DELIVERING
@@ -106,7 +107,12 @@ def _claim(delivery_id: str) -> Claim | None:
             update_fields=["attempts", "status", "lease_expires_at", "next_retry_at", "enqueued_at", "updated_at"]
         )
         attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, started_at=now)
-        session_services.session_touch(session_id=delivery.image.session_id)
+        session_changed(
+            session=delivery.image.session,
+            event=SessionEvent.DELIVERY_STARTED,
+            **_delivery_facts(delivery),
+            attempt=delivery.attempts,
+        )
     return Claim(delivery=delivery, attempt=attempt)
 
 
@@ -178,7 +184,9 @@ def _current(claim: Claim) -> Delivery | None:
     """The row, locked, if this attempt still owns it: still delivering, and its latest attempt is this one
     (a lease takeover or a manual retry makes an older attempt stale)."""
     delivery = (
-        Delivery.objects.select_for_update(of=("self",)).select_related("image__session").get(pk=claim.delivery.pk)
+        Delivery.objects.select_for_update(of=("self",))
+        .select_related("image__session", "destination")
+        .get(pk=claim.delivery.pk)
     )
     latest_attempt = DeliveryAttempt.objects.filter(delivery=delivery).order_by("-pk").values_list("pk", flat=True)
     if delivery.status != Status.DELIVERING or latest_attempt.first() != claim.attempt.pk:
@@ -214,8 +222,12 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
         Destination.objects.filter(pk=delivery.destination_id).update(
             last_delivery_at=now, last_error="", needs_reconnect=False
         )
-        session_services.session_refresh_status(session=delivery.image.session)
-        session_services.session_touch(session_id=delivery.image.session_id)
+        session_changed(
+            session=delivery.image.session,
+            event=SessionEvent.DELIVERY_DELIVERED,
+            **_delivery_facts(delivery),
+            destination_type=delivery.destination.type,
+        )
 
 
 def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
@@ -228,7 +240,8 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
         now = timezone.now()
         delivery.lease_expires_at = None
         delivery.last_error = error.message[:ERROR_TEXT_LIMIT]
-        if error.permanent or delivery.attempts >= max_attempts():
+        final = error.permanent or delivery.attempts >= max_attempts()
+        if final:
             _mark_failed(delivery, delivery.last_error, now)
         else:
             retry_in = settings.APERTUR_RETRY_DELAYS[delivery.attempts - 1]
@@ -243,7 +256,7 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
         if error.needs_reconnect:
             destination_changes["needs_reconnect"] = True
         Destination.objects.filter(pk=delivery.destination_id).update(**destination_changes)
-        session_services.session_touch(session_id=delivery.image.session_id)
+        _announce_failure(delivery, final=final)
         if retry_in is not None and retry_in <= BROKER_DELAY_LIMIT_SECONDS:
             transaction.on_commit(lambda: _enqueue(delivery.id, delay_seconds=retry_in))
 
@@ -254,7 +267,24 @@ def _mark_failed(delivery: Delivery, error: str, now) -> None:
     delivery.lease_expires_at = None
     delivery.last_error = error
     delivery.save(update_fields=["status", "next_retry_at", "lease_expires_at", "last_error", "updated_at"])
-    session_services.session_refresh_status(session=delivery.image.session)
+
+
+def _delivery_facts(delivery: Delivery) -> dict[str, str]:
+    return {
+        "delivery_id": str(delivery.pk),
+        "image_id": delivery.image_id,
+        "destination_id": str(delivery.destination_id),
+    }
+
+
+def _announce_failure(delivery: Delivery, *, final: bool) -> None:
+    session_changed(
+        session=delivery.image.session,
+        event=SessionEvent.DELIVERY_FAILED,
+        **_delivery_facts(delivery),
+        error=delivery.last_error,
+        final=final,
+    )
 
 
 # --- operator actions -----------------------------------------------------------------------------
@@ -280,8 +310,9 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
         delivery.next_retry_at = now
         delivery.enqueued_at = now
         delivery.save(update_fields=["status", "attempts", "next_retry_at", "enqueued_at", "updated_at"])
-        session_services.session_refresh_status(session=delivery.image.session)
-        session_services.session_touch(session_id=delivery.image.session_id)
+        session_changed(
+            session=delivery.image.session, event=SessionEvent.DELIVERY_RETRIED, **_delivery_facts(delivery)
+        )
         transaction.on_commit(lambda: _enqueue(delivery.id))
     return delivery
 
@@ -300,6 +331,7 @@ def deliveries_fail_for_deleted_destination(*, destination: Destination) -> int:
     ):
         _finish_lost_attempt(delivery, timezone.now())
         _mark_failed(delivery, "destination deleted", timezone.now())
+        _announce_failure(delivery, final=True)
         failed += 1
     return failed
 

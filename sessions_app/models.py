@@ -8,7 +8,7 @@ from apertur.ids import new_image_id, new_session_id
 
 class UploadSession(models.Model):
     """One link/QR a phone user uploads into. `status` is stored for listing but always
-    recomputed by `sessions_app.services.session_refresh_status` from the facts below."""
+    recomputed by `sessions_app.status.session_status_refresh` from the facts below."""
 
     class Status(models.TextChoices):
         PENDING = "pending"

@@ -13,7 +13,6 @@ from django.core.cache import cache
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from apertur.errors import AppError
@@ -24,11 +23,11 @@ from destinations.models import Destination
 from projects.models import ALL_MIME_TYPES, ApiKey
 from sessions_app.images import ImageFacts
 from sessions_app.models import Image, UploadSession
+from sessions_app.status import SessionEvent, session_changed
 from sessions_app.uploads import ReceivedFile
 
 Status = UploadSession.Status
 CloseReason = UploadSession.CloseReason
-_UNSET = object()
 
 
 # --- creation and settings ------------------------------------------------------------------------
@@ -137,48 +136,12 @@ def session_update(*, session: UploadSession, changes: dict) -> UploadSession:
             session.closed_at, session.close_reason = None, ""
         if session.closed_at is None and session.images_count >= session.max_images:
             session.closed_at, session.close_reason = now, CloseReason.FULL
-        session.last_changed_at = now
         session.save()
-        session_refresh_status(session=session)
+        session_changed(session=session, event=SessionEvent.SESSION_UPDATED, fields=sorted(changes))
     return session
 
 
 # --- lifecycle ------------------------------------------------------------------------------------
-
-
-def derive_status(session: UploadSession, *, open_deliveries: int, failed_deliveries: int) -> str:
-    """The one place that says what a session's status is (SPEC §4.3)."""
-    if session.closed_at is None:
-        return Status.UPLOADING if session.images_count else Status.PENDING
-    if session.close_reason == CloseReason.EXPIRED:
-        return Status.EXPIRED
-    if open_deliveries:
-        return Status.UPLOADING
-    return Status.FAILED if failed_deliveries else Status.COMPLETED
-
-
-def session_refresh_status(*, session: UploadSession) -> str:
-    """Recompute and store the status from the facts; call inside the transaction that changed them.
-
-    The session row is locked first: two deliveries finishing at once would otherwise each count the
-    other as still open (READ COMMITTED) and neither would write `completed`. Lock order everywhere:
-    delivery → attempt → destination → session.
-    """
-    locked = UploadSession.objects.select_for_update().get(pk=session.pk)
-    counts = Delivery.objects.filter(image__session=locked).aggregate(
-        open=Count("id", filter=~Q(status__in=Delivery.TERMINAL)),
-        failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
-    )
-    status = derive_status(locked, open_deliveries=counts["open"], failed_deliveries=counts["failed"])
-    if status != locked.status:
-        session.last_changed_at = timezone.now()
-        UploadSession.objects.filter(pk=session.pk).update(status=status, last_changed_at=session.last_changed_at)
-    session.status = status
-    return status
-
-
-def session_touch(*, session_id: str) -> None:
-    UploadSession.objects.filter(pk=session_id).update(last_changed_at=timezone.now())
 
 
 def session_expire_if_due(*, session: UploadSession) -> UploadSession:
@@ -189,7 +152,7 @@ def session_expire_if_due(*, session: UploadSession) -> UploadSession:
             )
             session.refresh_from_db()
             if closed:
-                session_refresh_status(session=session)
+                session_changed(session=session, event=SessionEvent.SESSION_CLOSED, reason=CloseReason.EXPIRED)
     return session
 
 
@@ -208,11 +171,12 @@ def session_complete(*, session: UploadSession) -> UploadSession:
     if session.close_reason == CloseReason.EXPIRED:
         raise AppError(410, "SESSION_EXPIRED", "This upload session has expired.")
     with transaction.atomic():
-        UploadSession.objects.filter(pk=session.pk, closed_at__isnull=True).update(
-            closed_at=timezone.now(), close_reason=CloseReason.COMPLETED, last_changed_at=timezone.now()
+        closed = UploadSession.objects.filter(pk=session.pk, closed_at__isnull=True).update(
+            closed_at=timezone.now(), close_reason=CloseReason.COMPLETED
         )
         session.refresh_from_db()
-        session_refresh_status(session=session)
+        if closed:
+            session_changed(session=session, event=SessionEvent.SESSION_CLOSED, reason=CloseReason.COMPLETED)
     return session
 
 
@@ -368,12 +332,19 @@ def image_accept(
             locked.images_count += 1
             if locked.images_count >= locked.max_images:
                 locked.closed_at, locked.close_reason = now, CloseReason.FULL
-            locked.last_changed_at = now
-            locked.save(update_fields=["images_count", "closed_at", "close_reason", "last_changed_at"])
+            locked.save(update_fields=["images_count", "closed_at", "close_reason"])
             delivery_services.deliveries_create_for_image(
                 image=image, destinations=list(locked.destinations.alive().filter(is_active=True))
             )
-            session_refresh_status(session=locked)
+            session_changed(
+                session=locked,
+                event=SessionEvent.IMAGE_ACCEPTED,
+                image_id=image.pk,
+                index=image.index,
+                filename=image.filename,
+                size_bytes=image.size_bytes,
+                mime_type=image.mime_type,
+            )
     except BaseException:
         default_storage.delete(staged_name)
         raise

@@ -91,15 +91,18 @@ def test_an_upload_succeeds_while_the_broker_is_down_and_the_sweeper_sends_it_la
 ):
     session_id, _ = create_session_with_webhook(api_client, owner, "https://example.test/hook")
 
+    rung = []
+
     def broker_down(*args, **kwargs):
+        rung.append(args)
         raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(deliver, "send", broker_down)
-    with django_capture_on_commit_callbacks(execute=True) as doorbells:
+    with django_capture_on_commit_callbacks(execute=True):
         response = upload(api_client, session_id, image_bytes())
 
     assert response.status_code == 201, response.content  # committed, so the client must not be told otherwise
-    assert len(doorbells) == 1
+    assert len(rung) == 1
     delivery = Delivery.objects.get()
     assert delivery.status == "pending"
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from apertur.broker import sweep_once
 from delivery.models import Delivery
 from sessions_app.models import UploadSession
-from sessions_app.services import derive_status
+from sessions_app.status import derive_status
 from tests.delivery.test_engine import create_session_with_webhook, upload
 from tests.factories import image_bytes, make_persona, wait_until
 

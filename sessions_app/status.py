@@ -1,0 +1,84 @@
+"""A session's status derived from stored facts (docs/api.md "Status lifecycle"), and `session_changed`, the one
+place every change of a session's facts passes through.
+
+It depends on models only, so the session services and the delivery engine both use it without importing each
+other.
+"""
+
+from enum import StrEnum
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from apertur import events
+from delivery.models import Delivery
+from sessions_app.models import UploadSession
+
+Status = UploadSession.Status
+CloseReason = UploadSession.CloseReason
+
+
+class SessionEvent(StrEnum):
+    """What happened to a session. Every event's data also carries the session's `status` after the change."""
+
+    IMAGE_ACCEPTED = "image.accepted"  # image_id, index, filename, size_bytes, mime_type
+    DELIVERY_STARTED = "delivery.started"  # delivery_id, image_id, destination_id, attempt
+    DELIVERY_DELIVERED = "delivery.delivered"  # delivery_id, image_id, destination_id, destination_type
+    DELIVERY_FAILED = "delivery.failed"  # delivery_id, image_id, destination_id, error, final
+    DELIVERY_RETRIED = "delivery.retried"  # delivery_id, image_id, destination_id (a manual retry)
+    SESSION_CLOSED = "session.closed"  # reason: completed | full | expired
+    SESSION_UPDATED = "session.updated"  # fields: the settings a PATCH changed (password included)
+
+
+def derive_status(session: UploadSession, *, open_deliveries: int, failed_deliveries: int) -> str:
+    """The one place that says what a session's status is."""
+    if session.closed_at is None:
+        return Status.UPLOADING if session.images_count else Status.PENDING
+    if session.close_reason == CloseReason.EXPIRED:
+        return Status.EXPIRED
+    if open_deliveries:
+        return Status.UPLOADING
+    return Status.FAILED if failed_deliveries else Status.COMPLETED
+
+
+def displayed_status(session: UploadSession) -> str:
+    """The status a reader is shown. An open session past its expiry reads as expired: the sweeper closes it
+    within seconds, and a read never writes."""
+    if session.closed_at is None and session.expires_at <= timezone.now():
+        return Status.EXPIRED
+    return session.status
+
+
+def session_status_refresh(*, session: UploadSession) -> str:
+    """Recompute and store the status from the facts; call inside the transaction that changed them.
+
+    The session row is locked first: two deliveries finishing at once would otherwise each count the other as
+    still open (READ COMMITTED) and neither would write `completed`. Lock order everywhere:
+    delivery → attempt → destination → session.
+    """
+    locked = UploadSession.objects.select_for_update().get(pk=session.pk)
+    counts = Delivery.objects.filter(image__session=locked).aggregate(
+        open=Count("id", filter=~Q(status__in=Delivery.TERMINAL)),
+        failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
+    )
+    status = derive_status(locked, open_deliveries=counts["open"], failed_deliveries=counts["failed"])
+    if status != locked.status:
+        UploadSession.objects.filter(pk=session.pk).update(status=status)
+    session.status = status
+    return status
+
+
+def session_changed(*, session: UploadSession, event: SessionEvent, **data: Any) -> None:
+    """Record that a session's facts changed: refresh its status, bump `last_changed_at`, and publish the event
+    once the surrounding transaction commits. Call it once per change, inside the transaction that made it."""
+    with transaction.atomic():
+        status = session_status_refresh(session=session)
+        now = timezone.now()
+        UploadSession.objects.filter(pk=session.pk).update(last_changed_at=now)
+        session.last_changed_at = now
+        published = events.Event(
+            session_id=session.pk, name=str(event), changed_at=now, data={**data, "status": status}
+        )
+        transaction.on_commit(lambda: events.publish(published))
