@@ -23,6 +23,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from apertur.deadlines import register_socket
+
 USER_AGENT = "Apertur/0.1 (+self-hosted)"
 
 # Beyond `is_global`, CGNAT (100.64/10) is called out by SPEC §6.2; ipaddress treats it as not global too.
@@ -99,7 +101,15 @@ class _GuardedMixin:
         # destination probe which private ports are open), then check the socket's peer once more.
         # TLS still verifies `self.host`; only the address dialled changes.
         self._dns_host = ensure_host_allowed(self._dns_host, self.port)
-        return check_connected_socket(super()._new_conn())
+        return register_socket(check_connected_socket(super()._new_conn()))
+
+
+class _DeadlineOnlyMixin:
+    """For hosts the operator configured (OAuth providers' endpoints), not a user: no address check, but the
+    attempt's total deadline still applies."""
+
+    def _new_conn(self) -> socket.socket:
+        return register_socket(super()._new_conn())
 
 
 class GuardedHTTPConnection(_GuardedMixin, HTTPConnection):
@@ -127,15 +137,41 @@ class GuardedAdapter(HTTPAdapter):
         }
 
 
-def outbound_session() -> requests.Session:
-    """A requests session for user-supplied URLs: guarded sockets, no proxies from the environment."""
+class ProviderHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = type("ProviderHTTPConnection", (_DeadlineOnlyMixin, HTTPConnection), {})
+
+
+class ProviderHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = type("ProviderHTTPSConnection", (_DeadlineOnlyMixin, HTTPSConnection), {})
+
+
+class ProviderAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": ProviderHTTPConnectionPool,
+            "https": ProviderHTTPSConnectionPool,
+        }
+
+
+def _session(adapter: HTTPAdapter) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.headers["User-Agent"] = USER_AGENT
-    adapter = GuardedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def outbound_session() -> requests.Session:
+    """A requests session for user-supplied URLs: guarded sockets, no proxies from the environment."""
+    return _session(GuardedAdapter())
+
+
+def provider_session() -> requests.Session:
+    """A requests session for the endpoints of a provider the operator configured (OAuth token endpoints, cloud
+    APIs): not a user's host, so no address check; the attempt's deadline still applies."""
+    return _session(ProviderAdapter())
 
 
 class GuardedAWSHTTPConnection(_GuardedMixin, AWSHTTPConnection):

@@ -191,10 +191,19 @@ APERTUR_SECRET_KEYS = env_list("APERTUR_SECRET_KEYS") or [
 ]
 APERTUR_ALLOWED_PRIVATE_NETWORKS = env_list("APERTUR_ALLOWED_PRIVATE_NETWORKS")
 APERTUR_RETRY_DELAYS = [float(delay) for delay in env_list("APERTUR_RETRY_DELAYS", "5,30,120,600,3600")]
-APERTUR_DELIVERY_LEASE_SECONDS = float(os.environ.get("APERTUR_DELIVERY_LEASE_SECONDS", 300))
+# A lease is a heartbeat (renewed a few times per lease while the attempt runs): short, so a killed worker's
+# attempt is taken over within about a lease.
+APERTUR_DELIVERY_LEASE_SECONDS = float(os.environ.get("APERTUR_DELIVERY_LEASE_SECONDS", 30))
+# The total time one attempt (or destination test) may take, whatever the protocol.
+APERTUR_DELIVERY_ATTEMPT_TIMEOUT = float(os.environ.get("APERTUR_DELIVERY_ATTEMPT_TIMEOUT", 60))
+# Fairness between tenants: attempts in flight per destination and per project; one over the cap waits a few
+# seconds (not an attempt, not a failure).
+APERTUR_DESTINATION_CONCURRENCY = env_int("APERTUR_DESTINATION_CONCURRENCY", 2)
+APERTUR_PROJECT_CONCURRENCY = env_int("APERTUR_PROJECT_CONCURRENCY", 4)
+APERTUR_CONCURRENCY_DEFER_SECONDS = float(os.environ.get("APERTUR_CONCURRENCY_DEFER_SECONDS", 2))
 APERTUR_SWEEP_INTERVAL_SECONDS = float(os.environ.get("APERTUR_SWEEP_INTERVAL_SECONDS", 5))
 APERTUR_SWEEP_RESEND_AFTER_SECONDS = float(os.environ.get("APERTUR_SWEEP_RESEND_AFTER_SECONDS", 60))
-APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 4)
+APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 8)
 APERTUR_OUTBOUND_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_OUTBOUND_TIMEOUT_SECONDS", 30))
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)

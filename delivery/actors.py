@@ -5,8 +5,9 @@ from django.conf import settings
 
 from delivery import services
 
-# The time limit stays below the lease, so a stuck attempt is interrupted before another worker may take over.
-DELIVERY_TIME_LIMIT_MS = int(settings.APERTUR_DELIVERY_LEASE_SECONDS * 0.9 * 1000)
+# A last resort behind the attempt's own deadline (which ends its sockets): an attempt stuck past both is
+# interrupted; its lease is no longer renewed then, so the sweeper has it re-attempted.
+DELIVERY_TIME_LIMIT_MS = int((settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT + 30) * 1000)
 
 
 # No Retries middleware is installed, so Dramatiq never re-runs a delivery on its own.

@@ -1,6 +1,7 @@
 """The delivery engine (SPEC §8): outbox rows, one attempt at a time, retries on one schedule, the sweeper."""
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,12 +13,14 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as ConfigValidationError
 
+from apertur.deadlines import Deadline
 from apertur.errors import AppError
+from delivery.leases import lease_expiry, lease_keeper
 from delivery.models import Delivery, DeliveryAttempt
-from destinations.backends import backend_class
+from destinations.attempts import backend_for, deadline_message, destination_record_outcome
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
 from destinations.models import Destination
-from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
+from projects.models import Project
 from sessions_app.models import Image
 from sessions_app.status import SessionEvent, session_changed
 
@@ -98,9 +101,12 @@ def _claim(delivery_id: str) -> Claim | None:
                 _mark_failed(delivery, "the worker stopped during the last attempt", now)
                 _announce_failure(delivery, final=True)
                 return None
+        if _over_concurrency_cap(delivery, now):
+            _defer(delivery, now)
+            return None
         delivery.attempts += 1
         delivery.status = Status.DELIVERING
-        delivery.lease_expires_at = now + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
+        delivery.lease_expires_at = lease_expiry()
         delivery.next_retry_at = None
         delivery.enqueued_at = None
         delivery.save(
@@ -114,6 +120,32 @@ def _claim(delivery_id: str) -> Claim | None:
             attempt=delivery.attempts,
         )
     return Claim(delivery=delivery, attempt=attempt)
+
+
+def _over_concurrency_cap(delivery: Delivery, now) -> bool:
+    """Fairness between tenants: a slow destination (or project) may hold only so many worker threads.
+
+    The project row is locked first so two workers claiming for one project count each other (lock order:
+    delivery → project → attempt → destination → session)."""
+    project_id = delivery.destination.project_id
+    list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk", flat=True))
+    in_flight = Delivery.objects.filter(status=Status.DELIVERING, lease_expires_at__gt=now).exclude(pk=delivery.pk)
+    if in_flight.filter(destination_id=delivery.destination_id).count() >= settings.APERTUR_DESTINATION_CONCURRENCY:
+        return True
+    return in_flight.filter(destination__project_id=project_id).count() >= settings.APERTUR_PROJECT_CONCURRENCY
+
+
+def _defer(delivery: Delivery, now) -> None:
+    """Put a delivery over the cap back for a few seconds: not an attempt, not a failure. The jitter keeps the
+    deferred ones of a busy destination from all coming back in the same instant."""
+    wait = settings.APERTUR_CONCURRENCY_DEFER_SECONDS * random.uniform(0.5, 1.5)
+    if delivery.status == Status.DELIVERING:  # a lost attempt found over the cap waits as pending
+        delivery.status = Status.PENDING
+        delivery.lease_expires_at = None
+    delivery.next_retry_at = now + timedelta(seconds=wait)
+    delivery.enqueued_at = delivery.next_retry_at
+    delivery.save(update_fields=["status", "lease_expires_at", "next_retry_at", "enqueued_at", "updated_at"])
+    transaction.on_commit(lambda: _enqueue(delivery.id, delay_seconds=wait))
 
 
 def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
@@ -137,25 +169,18 @@ def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
     )
 
 
-def remote_path(destination: Destination, image: StagedImage, backend) -> str:
-    template = DEFAULT_PATH_TEMPLATE
-    if backend.path_template_field:
-        template = destination.config.get(backend.path_template_field) or DEFAULT_PATH_TEMPLATE
-    return image_path(template, image)
-
-
-def _attempt(destination: Destination, image: StagedImage) -> DeliveryReceipt:
+def _attempt(destination: Destination, image: StagedImage, deadline: Deadline) -> DeliveryReceipt:
     if destination.deleted_at is not None:
         raise DeliveryError("destination deleted", permanent=True)
     if not destination.is_active:
         raise DeliveryError("the destination is switched off (isActive: false)")
     try:
-        backend = backend_class(destination.type).from_stored(destination.config, destination.secrets)
+        backend = backend_for(destination, deadline=deadline)
     except ConfigValidationError as error:
         raise DeliveryError(
             f"the destination's config is invalid: {error.errors()[0]['msg']}", permanent=True
         ) from error
-    return backend.deliver(image, remote_path(destination, image, backend))
+    return backend.deliver(image, backend.remote_path(image))
 
 
 def delivery_execute(*, delivery_id: str) -> None:
@@ -165,19 +190,36 @@ def delivery_execute(*, delivery_id: str) -> None:
         return
     started = time.monotonic()
     image = staged_image(claim.delivery, claim.attempt.number)
-    try:
-        receipt = _attempt(claim.delivery.destination, image)
-    except DeliveryError as error:
-        _record_failure(claim, error, started)
-    except FileNotFoundError:
-        # The staged bytes are gone (retention purge, or staging storage lost them): no retry can help.
-        _record_failure(claim, DeliveryError("the staged image is no longer available", permanent=True), started)
-    except Exception as error:
-        # A bug or an unexpected library error must not leave the row stuck in `delivering`.
-        logger.exception("delivery %s: unexpected error", delivery_id)
-        _record_failure(claim, DeliveryError(f"internal error: {type(error).__name__}"), started)
-    else:
-        _record_success(claim, receipt, started)
+    deadline = Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT)
+    with lease_keeper.holding(str(claim.delivery.pk)), deadline:
+        try:
+            receipt = _attempt(claim.delivery.destination, image, deadline)
+        except DeliveryError as failure:
+            _record_failure(claim, DeliveryError(deadline_message(deadline)) if deadline.expired else failure, started)
+        except FileNotFoundError:
+            # The staged bytes are gone (retention purge, or staging storage lost them): no retry can help.
+            _record_failure(claim, DeliveryError("the staged image is no longer available", permanent=True), started)
+        except Exception as error:
+            # A bug or an unexpected library error must not leave the row stuck in `delivering`.
+            logger.exception("delivery %s: unexpected error", delivery_id)
+            message = deadline_message(deadline) if deadline.expired else f"internal error: {type(error).__name__}"
+            _record_failure(claim, DeliveryError(message), started)
+        else:
+            _record_success(claim, receipt, started)
+
+
+def _log_attempt(claim: Claim, outcome: str, started: float, detail: str = "") -> None:
+    destination = claim.delivery.destination
+    logger.info(
+        "delivery %s attempt %d to %s destination %s: %s in %d ms%s",
+        claim.delivery.pk,
+        claim.attempt.number,
+        destination.type,
+        destination.pk,
+        outcome,
+        (time.monotonic() - started) * 1000,
+        f" ({detail})" if detail else "",
+    )
 
 
 def _current(claim: Claim) -> Delivery | None:
@@ -208,6 +250,7 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
     with transaction.atomic():
         delivery = _current(claim)
         _finish_attempt(claim, started, DeliveryAttempt.Outcome.DELIVERED, http_status=receipt.http_status)
+        _log_attempt(claim, "delivered" if delivery else "delivered (stale attempt, not recorded)", started)
         if delivery is None:
             return
         now = timezone.now()
@@ -219,9 +262,7 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
         delivery.save(
             update_fields=["status", "delivered_at", "lease_expires_at", "last_error", "remote_reference", "updated_at"]
         )
-        Destination.objects.filter(pk=delivery.destination_id).update(
-            last_delivery_at=now, last_error="", needs_reconnect=False
-        )
+        destination_record_outcome(destination_id=delivery.destination_id, delivered_at=now)
         session_changed(
             session=delivery.image.session,
             event=SessionEvent.DELIVERY_DELIVERED,
@@ -235,6 +276,7 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
     with transaction.atomic():
         delivery = _current(claim)
         _finish_attempt(claim, started, DeliveryAttempt.Outcome.FAILED, error.message, error.http_status)
+        _log_attempt(claim, "failed", started, error.message)
         if delivery is None:
             return
         now = timezone.now()
@@ -252,10 +294,9 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
             delivery.save(
                 update_fields=["status", "next_retry_at", "enqueued_at", "lease_expires_at", "last_error", "updated_at"]
             )
-        destination_changes = {"last_error": delivery.last_error[:1000]}
-        if error.needs_reconnect:
-            destination_changes["needs_reconnect"] = True
-        Destination.objects.filter(pk=delivery.destination_id).update(**destination_changes)
+        destination_record_outcome(
+            destination_id=delivery.destination_id, error=delivery.last_error, needs_reconnect=error.needs_reconnect
+        )
         _announce_failure(delivery, final=final)
         if retry_in is not None and retry_in <= BROKER_DELAY_LIMIT_SECONDS:
             transaction.on_commit(lambda: _enqueue(delivery.id, delay_seconds=retry_in))

@@ -1,15 +1,22 @@
 """Every state change of destinations (SPEC §6.1). Config is validated strictly by the type's backend."""
 
+from dataclasses import replace
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError as ConfigValidationError
 
+from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from delivery import services as delivery_services
+from destinations.attempts import backend_for, deadline_message, destination_record_outcome
 from destinations.backends import BACKENDS, backend_class
-from destinations.backends.base import CheckResult, DestinationBackend
+from destinations.backends.base import (
+    CheckResult,
+    merge_secrets,
+)
 from destinations.models import Destination
 from projects.models import Project
 
@@ -22,6 +29,28 @@ def mask_secret(value: str) -> str:
 
 def _is_mask(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MASK)
+
+
+def _without_masks(config: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH's config minus the masked secrets a client echoed back (they keep their stored value)."""
+    kept: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            kept[key] = _without_masks(value)
+        elif not _is_mask(value):
+            kept[key] = value
+    return kept
+
+
+def _masked(secrets: dict[str, Any]) -> dict[str, Any]:
+    """Secret strings become `••••<last 4>`; other secret values (token expiries …) are left out."""
+    masked: dict[str, Any] = {}
+    for key, value in secrets.items():
+        if isinstance(value, dict):
+            masked[key] = _masked(value)
+        elif isinstance(value, str):
+            masked[key] = mask_secret(value)
+    return masked
 
 
 def _problem_message(problem: dict[str, Any]) -> str:
@@ -44,15 +73,12 @@ def _config_error(error: ConfigValidationError) -> AppError:
 
 def _validated(kind: str, full_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate with the type's Config; split what the user sent into stored config and secrets."""
-    backend = backend_class(kind)
+    config_model = backend_class(kind).Config
     try:
-        backend.Config.model_validate(full_config)
+        config_model.model_validate(full_config)
     except ConfigValidationError as error:
         raise _config_error(error) from error
-    secret_names = backend.Config.secret_field_names()
-    config = {key: value for key, value in full_config.items() if key not in secret_names}
-    secrets = {key: value for key, value in full_config.items() if key in secret_names and value is not None}
-    return config, secrets
+    return config_model.split_secrets(full_config)
 
 
 def destination_create(*, project: Project, type: str, name: str, config: dict[str, Any]) -> Destination:
@@ -84,11 +110,8 @@ def destination_update(
             raise AppError(404, "NOT_FOUND", "Destination not found.")
         changed = ["updated_at"]
         if config is not None:
-            secret_names = backend_class(destination.type).Config.secret_field_names()
-            merged = {**destination.config, **(destination.secrets or {})}
-            merged.update(
-                {key: value for key, value in config.items() if not (key in secret_names and _is_mask(value))}
-            )
+            stored = merge_secrets(destination.config, destination.secrets)
+            merged = merge_secrets(stored, _without_masks(config))
             destination.config, destination.secrets = _validated(destination.type, merged)
             changed += ["config", "secrets"]
         if name is not None:
@@ -111,27 +134,24 @@ def destination_delete(*, destination: Destination) -> None:
         )
 
 
-def backend_for(destination: Destination) -> DestinationBackend:
-    try:
-        return backend_class(destination.type).from_stored(destination.config, destination.secrets)
-    except ConfigValidationError as error:
-        raise _config_error(error) from error
-
-
 def destination_test(*, destination: Destination) -> CheckResult:
-    """Deliver one generated image synchronously, once, no retries; the outcome is shown on the destination."""
-    result = backend_for(destination).check()
-    if result.success:
-        Destination.objects.filter(pk=destination.pk).update(last_error="", needs_reconnect=False)
-    else:
-        changes = {"last_error": (result.error or result.message)[:1000]}
-        if result.needs_reconnect:
-            changes["needs_reconnect"] = True
-        Destination.objects.filter(pk=destination.pk).update(**changes)
+    """Deliver one generated image synchronously, once, no retries, within the attempt deadline; the outcome is
+    shown on the destination."""
+    with Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT) as deadline:
+        try:
+            result = backend_for(destination, deadline=deadline).check()
+        except ConfigValidationError as error:
+            raise _config_error(error) from error
+    if deadline.expired and not result.success:
+        result = replace(result, error=deadline_message(deadline))
+    destination_record_outcome(
+        destination_id=str(destination.pk),
+        error=None if result.success else (result.error or result.message),
+        needs_reconnect=result.needs_reconnect,
+    )
     return result
 
 
 def public_config(destination: Destination) -> dict[str, Any]:
     """The config as the API shows it: secrets masked, never returned."""
-    masked = {key: mask_secret(str(value)) for key, value in (destination.secrets or {}).items()}
-    return {**destination.config, **masked}
+    return merge_secrets(destination.config, _masked(destination.secrets or {}))

@@ -1,14 +1,20 @@
-"""The list of destination types: one entry per type, everything else (choices, API validation) derives from it."""
+"""The list of destination types: one entry per type, by dotted path, imported on first use (a worker does not
+import every provider's SDK at start). Choices, forms and API validation derive from it; a new type needs no
+migration."""
+
+from functools import cache
+
+from django.utils.module_loading import import_string
 
 from destinations.backends.base import DestinationBackend
-from destinations.backends.s3 import S3Backend
-from destinations.backends.webhook import WebhookBackend
 
-BACKENDS: dict[str, type[DestinationBackend]] = {
-    "s3": S3Backend,
-    "webhook": WebhookBackend,
+BACKENDS: dict[str, str] = {
+    "s3": "destinations.backends.s3.S3Backend",
+    "webhook": "destinations.backends.webhook.WebhookBackend",
 }
 
 
+@cache
 def backend_class(kind: str) -> type[DestinationBackend]:
-    return BACKENDS[kind]
+    """The backend class of a type; KeyError for a type that is not registered."""
+    return import_string(BACKENDS[kind])

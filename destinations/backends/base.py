@@ -1,38 +1,98 @@
-"""The destination contract every backend module implements.
+"""The destination contract every backend module implements (docs/destinations.md "The contract").
 
-A backend makes exactly one delivery attempt and either returns a DeliveryReceipt or raises
-DeliveryError; retries, scheduling and bookkeeping belong to the delivery service.
+A backend makes exactly one delivery attempt and either returns a DeliveryReceipt or raises DeliveryError;
+retries, scheduling and bookkeeping belong to the delivery service. What an attempt may know and change of its
+destination — its id, its secrets (to write back a refreshed token or a pinned host key) and its deadline — comes
+in an `AttemptContext`.
 """
 
 import hashlib
 import io
+import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, ClassVar
+from typing import IO, Annotated, Any, ClassVar, get_args, get_origin
 
 from PIL import Image as PillowImage
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from apertur.deadlines import Deadline
+from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
+
+
+class Secret:
+    """Marks a config field as secret when its type cannot be SecretStr: `Annotated[OAuthToken | None, Secret()]`.
+
+    Secret fields are stored encrypted apart from the config and never returned by the API."""
+
+
+def _is_secret(annotation: Any, metadata: list[Any]) -> bool:
+    if any(isinstance(item, Secret) for item in metadata):
+        return True
+    if get_origin(annotation) is Annotated:
+        return _is_secret(get_args(annotation)[0], list(get_args(annotation)[1:]))
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = [annotation, *get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
 
 class BackendConfig(BaseModel):
-    """Strict per-type config: unknown keys are errors; secrets are `SecretStr` fields."""
+    """Strict per-type config: unknown keys are errors; secrets are SecretStr (or `Secret()`-marked) fields, in
+    nested models too."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=False)
 
     @classmethod
     def secret_field_names(cls) -> frozenset[str]:
-        return frozenset(
-            name
-            for name, info in cls.model_fields.items()
-            if info.annotation is SecretStr or info.annotation == SecretStr | None
-        )
+        """Top-level fields that are wholly secret."""
+        return frozenset(name for name, info in cls.model_fields.items() if _is_secret(info.annotation, info.metadata))
+
+    @classmethod
+    def split_secrets(cls, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split what a user sent (or what is stored) into the plain config and the secrets, at any depth."""
+        return _split(cls, data)
 
     def secret_value(self, name: str) -> str:
         value = getattr(self, name)
         return value.get_secret_value() if value is not None else ""
+
+
+def _split(model: type[BaseModel], data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    plain: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is not None and _is_secret(info.annotation, info.metadata):
+            if value is not None:
+                secret[key] = value
+            continue
+        nested = _nested_model(info.annotation) if info is not None else None
+        if nested is not None and isinstance(value, dict):
+            inner_plain, inner_secret = _split(nested, value)
+            plain[key] = inner_plain
+            if inner_secret:
+                secret[key] = inner_secret
+            continue
+        plain[key] = value
+    return plain, secret
+
+
+def merge_secrets(config: dict[str, Any], secrets: dict[str, Any] | None) -> dict[str, Any]:
+    """The full config a backend validates: the stored config with the secrets put back where they belong."""
+    merged = dict(config)
+    for key, value in (secrets or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_secrets(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass(frozen=True)
@@ -92,27 +152,72 @@ class CheckResult:
     needs_reconnect: bool = False
 
 
+class SecretsStore(ABC):
+    """Where an attempt reads and writes back its destination's secrets."""
+
+    @abstractmethod
+    @contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """The stored secrets, freshly read and held exclusively: two workers never interleave here. Changes made
+        to the yielded dict are saved when the block ends without an error."""
+
+
+class MemorySecretsStore(SecretsStore):
+    """Secrets held in memory: for a backend built outside the delivery engine (tests, scripts)."""
+
+    def __init__(self, secrets: dict[str, Any] | None = None) -> None:
+        self.secrets = dict(secrets or {})
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            working = merge_secrets({}, self.secrets)
+            yield working
+            self.secrets = working
+
+
+@dataclass
+class AttemptContext:
+    """What one attempt knows of its destination beyond the config, and what it may change."""
+
+    destination_id: str | None = None
+    secrets: SecretsStore = field(default_factory=MemorySecretsStore)
+    deadline: Deadline = field(default_factory=lambda: Deadline(3600))
+    # Record something about the destination at once (e.g. needs_reconnect when a token refresh is refused),
+    # without waiting for the attempt's outcome.
+    record_outcome: Callable[..., None] = field(default=lambda **changes: None)
+
+    def save_secrets(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge `changes` into the stored secrets under the destination's lock; returns all secrets after."""
+        with self.secrets.locked() as stored:
+            stored.update(merge_secrets(stored, changes))
+            return dict(stored)
+
+
 class DestinationBackend(ABC):
     """Base for one destination type. Subclasses set `type`, `Config`, and implement `deliver`."""
 
     type: ClassVar[str]
     Config: ClassVar[type[BackendConfig]]
-    # Config field holding the object-store path template (None: the type uses a folder instead).
-    path_template_field: ClassVar[str | None] = None
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, context: AttemptContext | None = None) -> None:
         self.config = config
+        self.context = context or AttemptContext()
 
-    @classmethod
-    def from_stored(cls, config: dict[str, Any], secrets: dict[str, Any] | None) -> "DestinationBackend":
-        return cls(cls.Config.model_validate({**config, **(secrets or {})}))
+    def remote_path(self, image: StagedImage) -> str:
+        """Where `image` goes, relative to the destination: deterministic, so a retry overwrites.
+
+        Types with a `pathTemplate` render it; folder-style types render the default template below their folder.
+        """
+        return image_path(DEFAULT_PATH_TEMPLATE, image)
 
     @abstractmethod
     def deliver(self, image: StagedImage, path: str) -> DeliveryReceipt:
-        """Make one attempt to put `image` at `path` (already rendered and normalised).
+        """Make one attempt to put `image` at `path` (from `remote_path`, already normalised).
 
-        Must overwrite what is at `path` (retries are idempotent), stream the bytes, and raise
-        DeliveryError for every failure the destination reports.
+        Must overwrite what is at `path` (retries are idempotent), stream the bytes, stay within
+        `self.context.deadline`, and raise DeliveryError for every failure the destination reports.
         """
 
     def check(self) -> CheckResult:

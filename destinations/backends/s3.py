@@ -18,7 +18,7 @@ from destinations.backends.base import (
     DestinationBackend,
     StagedImage,
 )
-from destinations.paths import DEFAULT_PATH_TEMPLATE, PathTemplateError, validate_template
+from destinations.paths import DEFAULT_PATH_TEMPLATE, PathTemplateError, image_path, validate_template
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 # customHeaders → boto3 ExtraArgs (lower-cased header names); x-amz-meta-* goes into Metadata.
@@ -117,7 +117,9 @@ class S3Backend(DestinationBackend):
     type = "s3"
     Config = S3Config
     config: S3Config
-    path_template_field = "pathTemplate"
+
+    def remote_path(self, image: StagedImage) -> str:
+        return image_path(self.config.pathTemplate, image)
 
     def _object_parameters(self, image: StagedImage) -> dict:
         parameters: dict = {"ContentType": image.mime_type, "ChecksumAlgorithm": "SHA256"}

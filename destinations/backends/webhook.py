@@ -205,7 +205,8 @@ class WebhookBackend(DestinationBackend):
                     url,
                     data=body,
                     headers=headers,
-                    timeout=settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS,
+                    # The webhook's own timeout bounds each wait; the attempt's deadline bounds them all.
+                    timeout=self.context.deadline.timeout(settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS),
                     allow_redirects=False,
                     # Only the status matters: a receiver that drips a long body must not hold the worker.
                     stream=True,

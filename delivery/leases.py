@@ -1,0 +1,70 @@
+"""Leases as heartbeats (docs/deployment.md "Delivery"): an attempt holds its delivery row only while its worker
+process keeps renewing the lease.
+
+Leases are short (APERTUR_DELIVERY_LEASE_SECONDS, 30 s by default) and one thread per process renews every
+lease it holds a few times per lease, in one UPDATE. A worker killed mid-attempt stops renewing, its lease runs
+out, and the sweeper has the delivery re-attempted within about a lease; a slow attempt whose worker is alive is
+never taken over.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from delivery.models import Delivery
+
+logger = logging.getLogger(__name__)
+RENEWALS_PER_LEASE = 3
+
+
+def lease_expiry():
+    return timezone.now() + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
+
+
+class LeaseKeeper:
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    @contextmanager
+    def holding(self, delivery_id: str) -> Iterator[None]:
+        """Keep renewing this delivery's lease until the block ends."""
+        with self._lock:
+            self._held.add(delivery_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="apertur-lease-keeper", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(delivery_id)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(settings.APERTUR_DELIVERY_LEASE_SECONDS / RENEWALS_PER_LEASE)
+            with self._lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                Delivery.objects.filter(pk__in=held, status=Delivery.Status.DELIVERING).update(
+                    lease_expires_at=lease_expiry()
+                )
+            except Exception:
+                logger.exception("could not renew %d delivery leases; retrying", len(held))
+                close_old_connections()
+            finally:
+                # One short query per tick: do not keep a connection open between ticks.
+                connection.close()
+
+
+lease_keeper = LeaseKeeper()
