@@ -201,6 +201,25 @@ APERTUR_DELIVERY_ATTEMPT_TIMEOUT = float(os.environ.get("APERTUR_DELIVERY_ATTEMP
 APERTUR_DESTINATION_CONCURRENCY = env_int("APERTUR_DESTINATION_CONCURRENCY", 2)
 APERTUR_PROJECT_CONCURRENCY = env_int("APERTUR_PROJECT_CONCURRENCY", 4)
 APERTUR_CONCURRENCY_DEFER_SECONDS = float(os.environ.get("APERTUR_CONCURRENCY_DEFER_SECONDS", 2))
+
+
+def _oauth_providers() -> dict[str, dict[str, str]]:
+    """APERTUR_OAUTH_<PROVIDER>_<FIELD>, e.g. APERTUR_OAUTH_GOOGLE_DRIVE_CLIENT_ID → {"google_drive": {"client_id"}}.
+
+    The endpoint fields override a provider's documented URLs (tests point them at local servers)."""
+    fields = ("client_id", "client_secret", "authorize_url", "token_url", "revoke_url", "api_base", "upload_base")
+    providers: dict[str, dict[str, str]] = {}
+    for name, value in os.environ.items():
+        if not name.startswith("APERTUR_OAUTH_") or not value:
+            continue
+        rest = name.removeprefix("APERTUR_OAUTH_").lower()
+        field = next((field for field in fields if rest.endswith(f"_{field}")), None)
+        if field:
+            providers.setdefault(rest.removesuffix(f"_{field}"), {})[field] = value
+    return providers
+
+
+APERTUR_OAUTH = _oauth_providers()
 APERTUR_SWEEP_INTERVAL_SECONDS = float(os.environ.get("APERTUR_SWEEP_INTERVAL_SECONDS", 5))
 APERTUR_SWEEP_RESEND_AFTER_SECONDS = float(os.environ.get("APERTUR_SWEEP_RESEND_AFTER_SECONDS", 60))
 APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 8)

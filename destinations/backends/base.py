@@ -63,6 +63,11 @@ class BackendConfig(BaseModel):
         value = getattr(self, name)
         return value.get_secret_value() if value is not None else ""
 
+    def stored_form(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(config, secrets) as a destination row stores them, secrets revealed: for flows that build a config in
+        code (an OAuth connection, tests) rather than from what a user sent."""
+        return self.split_secrets(_revealed(self.model_dump()))
+
 
 def _split(model: type[BaseModel], data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     plain: dict[str, Any] = {}
@@ -82,6 +87,18 @@ def _split(model: type[BaseModel], data: dict[str, Any]) -> tuple[dict[str, Any]
             continue
         plain[key] = value
     return plain, secret
+
+
+def _revealed(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_revealed(item) for item in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)  # URLs and other pydantic scalar types
 
 
 def merge_secrets(config: dict[str, Any], secrets: dict[str, Any] | None) -> dict[str, Any]:
@@ -202,8 +219,9 @@ class DestinationBackend(ABC):
     Config: ClassVar[type[BackendConfig]]
 
     def __init__(self, config: BackendConfig, context: AttemptContext | None = None) -> None:
+        """`context` is given by the delivery engine; without one (a script, a test) secrets live in memory."""
         self.config = config
-        self.context = context or AttemptContext()
+        self.context = context or AttemptContext(secrets=MemorySecretsStore(config.stored_form()[1]))
 
     def remote_path(self, image: StagedImage) -> str:
         """Where `image` goes, relative to the destination: deterministic, so a retry overwrites.

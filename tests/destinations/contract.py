@@ -7,15 +7,19 @@ skips it with the reason.
 
 import hashlib
 import io
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
+from apertur import http as outbound
+from destinations.attempts import backend_for
 from destinations.backends.base import DeliveryError, DestinationBackend, StagedImage
+from destinations.models import Destination
 from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
-from tests.factories import noisy_jpeg
+from tests.factories import make_persona, noisy_jpeg
 
 
 def make_staged_image(data: bytes, **overrides) -> StagedImage:
@@ -68,9 +72,82 @@ class ContractTarget(ABC):
     def location(self, image: StagedImage, path: str) -> str:
         """The remote identity `deliver(image, path)` must write to."""
 
+    def forget_connections(self) -> None:
+        """Drop pooled connections, so the next attempt connects (and passes the outbound gate) afresh."""
+        return None  # most targets pool nothing across backends
 
-class BackendContract:
-    """Cases every destination backend passes (ARCHITECTURE.md: one contract mixin for all)."""
+
+def stored_destination(backend: DestinationBackend, project) -> Destination:
+    """A destination row holding `backend`'s config, as the API or the connect flow would have stored it."""
+    config, secrets = backend.config.stored_form()
+    return Destination.objects.create(
+        project=project, type=backend.type, name="contract", config=config, secrets=secrets
+    )
+
+
+class StoredDestinationContract:
+    """The attempt context on a stored destination: what the delivery engine hands every backend."""
+
+    # Where in the stored secrets the write-back case appends (a string at that path).
+    rewritable_secret: tuple[str, ...] = ()
+
+    def test_a_backend_built_for_a_stored_destination_delivers_within_its_context(self, target, owner):
+        destination = stored_destination(target.backend(), owner.project)
+        backend = backend_for(destination)
+        image = make_staged_image(noisy_jpeg((320, 240)))
+        path = backend.remote_path(image)
+
+        backend.deliver(image, path)
+
+        assert backend.context.destination_id == str(destination.pk)
+        assert target.delivered() == {target.location(image, path): image.open().read()}
+
+    def test_secrets_written_back_by_concurrent_attempts_are_all_kept(self, target, transactional_db):
+        destination = stored_destination(target.backend(), make_persona("writer").project)
+        path = self.rewritable_secret or (sorted(target.backend().Config.secret_field_names())[0],)
+        writers = 4
+        all_started = threading.Barrier(writers)
+
+        def write_back(number: int) -> None:
+            context = backend_for(Destination.objects.get(pk=destination.pk)).context
+            all_started.wait(5)
+            with context.secrets.locked() as stored:
+                holder = stored
+                for key in path[:-1]:
+                    holder = holder[key]
+                holder[path[-1]] = f"{holder[path[-1]]}+{number}"
+
+        threads = [threading.Thread(target=write_back, args=(number,)) for number in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+        value = Destination.objects.get(pk=destination.pk).secrets
+        for key in path:
+            value = value[key]
+        assert sorted(value.split("+")[1:]) == [str(number) for number in range(writers)]
+
+
+class UserHostContract:
+    """Types whose host a user types in: it passes the outbound gate (docs/api.md "Host safety")."""
+
+    def test_a_host_that_is_a_private_address_is_refused_before_anything_is_sent(self, target, settings):
+        settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = []
+        outbound._allowed_private_networks.cache_clear()
+        target.forget_connections()  # the gate checks at connect time; a kept-alive socket was checked already
+        image = make_staged_image(noisy_jpeg((160, 120)))
+
+        with pytest.raises(DeliveryError) as raised:
+            target.backend().deliver(image, rendered_path(image))
+
+        assert raised.value.permanent is True
+        assert "refused host" in raised.value.message
+        assert target.delivered() == {}
+
+
+class BackendContract(StoredDestinationContract):
+    """Cases every destination backend passes (docs/destinations.md: one contract mixin for all)."""
 
     def test_delivers_the_staged_bytes_to_the_rendered_path(self, target: ContractTarget):
         data = noisy_jpeg()

@@ -7,9 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from destinations.backends import s3 as s3_module
 from destinations.backends.base import DeliveryError
 from destinations.backends.s3 import MULTIPART_THRESHOLD, S3Backend, S3Config
-from tests.destinations.contract import BackendContract, ContractTarget, make_staged_image, rendered_path
+from tests.destinations.contract import (
+    BackendContract,
+    ContractTarget,
+    UserHostContract,
+    make_staged_image,
+    rendered_path,
+)
 from tests.destinations.helpers import FixedAnswerServer
 from tests.factories import noisy_jpeg
 from tests.servers.s3 import ACCESS_KEY, SECRET_KEY, S3Server, free_port
@@ -40,11 +47,14 @@ class S3Target(ContractTarget):
     def delivered(self) -> dict[str, bytes]:
         return self.server.objects(self.bucket)
 
+    def forget_connections(self) -> None:
+        s3_module._thread_resources.by_key = None
+
     def location(self, image, path: str) -> str:
         return path
 
 
-class TestS3BackendOnMoto(BackendContract):
+class TestS3BackendOnMoto(BackendContract, UserHostContract):
     # moto accepts any credentials, so this contract case runs on SeaweedFS (below) only.
     test_reports_refused_credentials_as_needs_reconnect = None
 
@@ -53,7 +63,7 @@ class TestS3BackendOnMoto(BackendContract):
         return S3Target(moto_server)
 
 
-class TestS3BackendOnSeaweedFS(BackendContract):
+class TestS3BackendOnSeaweedFS(BackendContract, UserHostContract):
     @pytest.fixture
     def target(self, seaweedfs_server) -> S3Target:
         return S3Target(seaweedfs_server)

@@ -16,7 +16,13 @@ from delivery.models import Delivery
 from delivery.services import delivery_execute
 from destinations.backends.base import DeliveryError
 from destinations.backends.webhook import WebhookBackend, WebhookConfig
-from tests.destinations.contract import BackendContract, ContractTarget, make_staged_image, rendered_path
+from tests.destinations.contract import (
+    BackendContract,
+    ContractTarget,
+    UserHostContract,
+    make_staged_image,
+    rendered_path,
+)
 from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import noisy_jpeg
 from tests.servers.s3 import free_port
@@ -92,7 +98,7 @@ class WebhookTarget(ContractTarget):
         return image.delivery_id
 
 
-class TestWebhookBackendContract(BackendContract):
+class TestWebhookBackendContract(BackendContract, UserHostContract):
     @pytest.fixture(params=FORMATS)
     def target(self, request, webhook_receiver) -> WebhookTarget:
         return WebhookTarget(webhook_receiver, request.param)
