@@ -4,6 +4,7 @@ secrets store it writes refreshed tokens back to, and the one recorder of outcom
 Both the delivery engine and the destination services use it; it depends on models and backends only.
 """
 
+import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,8 +44,8 @@ class DestinationSecretsStore(SecretsStore):
             if settings.IS_POSTGRES:
                 rows = rows.select_for_update()
             stored = rows.values_list("secrets", flat=True).get()
-            working = merge_secrets({}, stored)
-            before = merge_secrets({}, working)
+            working = copy.deepcopy(stored or {})
+            before = copy.deepcopy(working)
             yield working
             if working != before:
                 Destination.objects.filter(pk=self.destination_id).update(secrets=working, updated_at=timezone.now())

@@ -6,6 +6,7 @@ destination — its id, its secrets (to write back a refreshed token or a pinned
 in an `AttemptContext`.
 """
 
+import copy
 import hashlib
 import io
 import threading
@@ -189,7 +190,7 @@ class MemorySecretsStore(SecretsStore):
     @contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
         with self._lock:
-            working = merge_secrets({}, self.secrets)
+            working = copy.deepcopy(self.secrets)
             yield working
             self.secrets = working
 

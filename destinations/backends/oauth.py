@@ -109,26 +109,32 @@ class OAuthBackend(DestinationBackend):
     def refresh_access_token(self, *, rejected: str) -> str:
         """A usable access token in place of `rejected`: the one another worker stored meanwhile, else a new one
         from the token endpoint. Runs under the destination's secrets lock."""
-        with self.context.secrets.locked() as stored:
-            current = OAuthToken.model_validate(stored["token"]) if stored.get("token") else None
-            if current is None:
-                raise self._reconnect(f"{self.provider} is not connected")
-            if current.access_token != rejected and current.fresh():
-                token = current  # another worker refreshed while we waited for the lock
-            else:
-                token = self._request_refresh(current)
-                stored["token"] = token.model_dump()
+        try:
+            with self.context.secrets.locked() as stored:
+                current = OAuthToken.model_validate(stored["token"]) if stored.get("token") else None
+                if current is None:
+                    raise DeliveryError(f"{self.provider} is not connected", needs_reconnect=True)
+                if current.access_token != rejected and current.fresh():
+                    token = current  # another worker refreshed while we waited for the lock
+                else:
+                    token = self._request_refresh(current)
+                    stored["token"] = token.model_dump()
+        except DeliveryError as error:
+            # Recorded after the lock's transaction ended: inside it, the failure would roll the flag back.
+            if error.needs_reconnect:
+                self.context.record_outcome(error=error.message, needs_reconnect=True)
+            raise
         self.config = self.config.model_copy(update={"token": token})
         return token.access_token
 
     def _request_refresh(self, current: OAuthToken) -> OAuthToken:
         if not current.refresh_token:
-            raise self._reconnect(f"{self.provider} gave no refresh token; reconnect the destination")
+            raise DeliveryError(
+                f"{self.provider} gave no refresh token; reconnect the destination", needs_reconnect=True
+            )
         provider = self.provider_settings()
         if not provider.get("client_id"):
-            raise DeliveryError(
-                f"{self.provider} is not configured on this server (client id missing)", permanent=True
-            )
+            raise DeliveryError(f"{self.provider} is not configured on this server (client id missing)", permanent=True)
         form = {
             "grant_type": "refresh_token",
             "refresh_token": current.refresh_token,
@@ -150,7 +156,7 @@ class OAuthBackend(DestinationBackend):
         body = _json_or_empty(response)
         error_code = body.get("error")
         if response.status_code in (400, 401) and error_code in RECONNECT_ERRORS:
-            raise self._reconnect(f"{self.provider} refused the refresh token ({error_code})")
+            raise DeliveryError(f"{self.provider} refused the refresh token ({error_code})", needs_reconnect=True)
         if error_code == "invalid_client":
             # The server's client id/secret, not the user's grant: the operator must fix the settings.
             raise DeliveryError(
@@ -171,7 +177,7 @@ class OAuthBackend(DestinationBackend):
         )
 
     def _reconnect(self, message: str) -> DeliveryError:
-        # Flag the destination at once: the attempt's outcome may come later or, for a test, not be recorded.
+        # Flag the destination at once: the attempt's outcome may come later, or not at all for a stale attempt.
         self.context.record_outcome(error=message, needs_reconnect=True)
         return DeliveryError(message, needs_reconnect=True)
 

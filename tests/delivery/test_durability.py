@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 
 import httpx
@@ -57,7 +58,7 @@ def empty_the_broker() -> None:
 class WorkerProcess:
     """`manage.py rundramatiq` in its own process group, so SIGKILL reaches the forked workers too."""
 
-    def __init__(self, log_path) -> None:
+    def __init__(self, log_path, **settings: str) -> None:
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
@@ -65,7 +66,7 @@ class WorkerProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=process_environment(**PROCESS_SETTINGS),
+            env=process_environment(**{**PROCESS_SETTINGS, **settings}),
         )
 
     def kill(self) -> None:
@@ -208,3 +209,69 @@ def test_deliveries_committed_before_the_web_process_died_are_delivered_by_the_s
         worker.stop()
     ledger.assert_each_delivered_exactly_once()
     assert sorted(ledger.accepted.values()) == [1, 1]
+
+
+def test_with_the_default_lease_an_attempt_cut_by_kill_9_is_redelivered_within_a_minute(
+    web_only, webhook_receiver, tmp_path
+):
+    persona = make_persona("owner")
+    ledger = AcceptanceLedger()
+    first_request_arrived, release = threading.Event(), threading.Event()
+
+    def hang_first_then_accept(request) -> int:
+        if not first_request_arrived.is_set():
+            first_request_arrived.set()
+            release.wait(timeout=90)
+            return 503  # its worker is dead by now
+        return ledger.accept(request)
+
+    webhook_receiver.respond = hang_first_then_accept
+    session_id = _session_with_webhook(persona, web_only, webhook_receiver)
+    default_lease = {"APERTUR_DELIVERY_LEASE_SECONDS": "30"}
+    first_worker = WorkerProcess(tmp_path / "worker.log", **default_lease)
+    try:
+        [image_id] = _upload(web_only, session_id, 1)
+        assert first_request_arrived.wait(timeout=30), "the delivery never reached the receiver"
+        first_worker.kill()
+    finally:
+        first_worker.stop()
+
+    second_worker = WorkerProcess(tmp_path / "worker.log", **default_lease)
+    restarted = time.monotonic()
+    try:
+        wait_until(lambda: Delivery.objects.filter(status="delivered").exists(), timeout=75, interval=0.2)
+        redelivered_after = time.monotonic() - restarted
+    finally:
+        release.set()
+        second_worker.stop()
+
+    assert redelivered_after < 60
+    delivery = Delivery.objects.get()
+    assert delivery.image_id == image_id
+    assert list(delivery.attempt_log.values_list("outcome", flat=True)) == ["lost", "delivered"]
+    ledger.assert_each_delivered_exactly_once()
+    # One delivery id throughout: the receiver can tell the retry from a new image.
+    assert {request.header("X-Aptr-Delivery-Id") for request in webhook_receiver.requests} == {str(delivery.pk)}
+
+
+def test_a_slow_attempt_of_a_live_worker_keeps_its_lease_and_is_never_taken_over(web_only, webhook_receiver, tmp_path):
+    persona = make_persona("owner")
+    answered = threading.Event()
+
+    def answer_after_several_leases(request) -> int:
+        answered.wait(timeout=5)  # the receiver is slow: 5 s, while a lease lasts 1 s
+        return 200
+
+    webhook_receiver.respond = answer_after_several_leases
+    session_id = _session_with_webhook(persona, web_only, webhook_receiver)
+    worker = WorkerProcess(tmp_path / "worker.log", APERTUR_DELIVERY_LEASE_SECONDS="1")
+    try:
+        _upload(web_only, session_id, 1)
+        wait_until(lambda: Delivery.objects.filter(status="delivered").exists(), timeout=30)
+    finally:
+        worker.stop()
+
+    delivery = Delivery.objects.get()
+    assert delivery.attempts == 1
+    assert list(delivery.attempt_log.values_list("outcome", flat=True)) == ["delivered"]
+    assert len(webhook_receiver.requests) == 1

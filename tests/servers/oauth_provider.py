@@ -21,6 +21,7 @@ class OAuthProvider:
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token → expiry (unix seconds)
         self.files: dict[str, bytes] = {}
+        self.failing_tokens: set[str] = set()  # uploads with these access tokens get a 500
         self.refreshes = 0
         self.lock = threading.Lock()
         # Hold token requests until released: lets a test line two refreshes up at once.
@@ -44,7 +45,7 @@ class OAuthProvider:
                 if not provider.token_valid(token):
                     return self.answer(401, {"error": "invalid_token"})
                 path = unquote(self.path.removeprefix("/files/"))
-                if path.startswith("broken/"):
+                if token in provider.failing_tokens:
                     return self.answer(500, {"error": "server_error"})
                 with provider.lock:
                     provider.files[path] = body

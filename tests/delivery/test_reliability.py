@@ -1,0 +1,124 @@
+"""Reliability of one attempt and fairness between tenants: a total deadline per attempt whatever the receiver
+does, and a slow destination that cannot take every worker thread."""
+
+import time
+
+import dramatiq
+import pytest
+
+from delivery.models import Delivery
+from delivery.services import delivery_execute
+from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.factories import image_bytes, make_persona, wait_until
+from tests.servers.tarpit import TarpitServer
+
+DEADLINE = 1.5
+
+
+@pytest.fixture
+def drip():
+    server = TarpitServer(mode="drip", interval=0.3)  # the status line alone would take ~20 s
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def short_deadline(settings):
+    settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT = DEADLINE
+
+
+def deliver_now(api_client, persona, destination: dict) -> Delivery:
+    session = create_session(api_client, persona, [destination["id"]])
+    image = upload_image(api_client, session["id"], image_bytes())
+    delivery = Delivery.objects.get(image_id=image["id"])
+    started = time.monotonic()
+    delivery_execute(delivery_id=str(delivery.pk))
+    delivery.elapsed = time.monotonic() - started
+    delivery.refresh_from_db()
+    return delivery
+
+
+def test_a_webhook_that_drips_its_answer_is_cut_at_the_attempt_deadline(api_client, owner, drip, short_deadline):
+    destination = create_destination(api_client, owner, "webhook", {"url": f"{drip.url}/hook", "secret": "drip-secret"})
+
+    delivery = deliver_now(api_client, owner, destination)
+
+    assert delivery.elapsed < DEADLINE + 1
+    assert delivery.status == "pending"  # a failed attempt, retried on the schedule
+    assert delivery.last_error == f"the attempt did not finish within its {DEADLINE:g} s deadline"
+    assert delivery.attempt_log.get().outcome == "failed"
+
+
+def test_an_s3_endpoint_that_drips_its_answer_is_cut_at_the_attempt_deadline(api_client, owner, drip, short_deadline):
+    destination = create_destination(
+        api_client,
+        owner,
+        "s3",
+        {"endpoint": drip.url, "bucket": "photos", "accessKey": "key", "secretKey": "secret-key-value"},
+    )
+
+    delivery = deliver_now(api_client, owner, destination)
+
+    assert delivery.elapsed < DEADLINE + 1
+    assert delivery.last_error == f"the attempt did not finish within its {DEADLINE:g} s deadline"
+
+
+def test_the_destination_test_endpoint_answers_within_the_deadline(api_client, owner, drip, short_deadline):
+    destination = create_destination(api_client, owner, "webhook", {"url": f"{drip.url}/hook", "secret": "drip-secret"})
+
+    started = time.monotonic()
+    response = api_client.post(
+        f"/api/v1/projects/{owner.project.pk}/destinations/{destination['id']}/test", **owner.auth
+    )
+
+    assert time.monotonic() - started < DEADLINE + 1
+    assert response.status_code == 200
+    assert response.json()["success"] is False
+    assert response.json()["error"] == f"the attempt did not finish within its {DEADLINE:g} s deadline"
+
+
+@pytest.fixture
+def four_worker_threads(transactional_db, settings):
+    import delivery.actors  # noqa: F401 (declares the actor)
+
+    settings.APERTUR_SWEEP_INTERVAL_SECONDS = 0.2
+    settings.APERTUR_SWEEP_RESEND_AFTER_SECONDS = 1
+    settings.APERTUR_DESTINATION_CONCURRENCY = 2
+    settings.APERTUR_CONCURRENCY_DEFER_SECONDS = 0.2
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
+    worker.start()
+    yield worker
+    worker.stop(timeout=10_000)
+    broker.flush_all()
+
+
+def test_a_tenants_tar_pit_does_not_delay_another_tenants_delivery(api_client, four_worker_threads, webhook_receiver):
+    slow_tenant, other_tenant = make_persona("slow"), make_persona("other")
+    tar_pit = TarpitServer(mode="hold", limit=60)
+    try:
+        slow = create_destination(api_client, slow_tenant, "webhook", {"url": tar_pit.url, "secret": "slow-secret"})
+        slow_session = create_session(api_client, slow_tenant, [slow["id"]])
+        for number in range(6):
+            upload_image(api_client, slow_session["id"], image_bytes(color=(number, 0, 0)))
+        tar_pit.wait_for_connections(2)
+        fast = create_destination(
+            api_client, other_tenant, "webhook", {"url": f"{webhook_receiver.url}/in", "secret": "fast-secret"}
+        )
+        fast_session = create_session(api_client, other_tenant, [fast["id"]])
+
+        uploaded = time.monotonic()
+        upload_image(api_client, fast_session["id"], image_bytes())
+        webhook_receiver.wait_for_requests(1)
+        waited = time.monotonic() - uploaded
+
+        tar_pit.release()
+        wait_until(lambda: Delivery.objects.filter(status="delivered").count() == 7, timeout=30)
+    finally:
+        tar_pit.stop()
+
+    assert waited < 1
+    assert tar_pit.most_in_flight == 2  # the slow destination never held more than its share of threads
+    # Waiting for a free slot is neither an attempt nor a failure.
+    assert list(Delivery.objects.values_list("attempts", flat=True).distinct()) == [1]

@@ -1,0 +1,207 @@
+"""The OAuth backend base (destinations/backends/oauth.py) on a dummy drive served by a local OAuth provider:
+refresh ahead of expiry, rotated refresh tokens saved under the lock, one refresh for two racing workers, and a
+reconnect when the grant is gone."""
+
+import threading
+import time
+
+import pytest
+
+from destinations.attempts import backend_for
+from destinations.backends import BACKENDS, backend_class
+from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore
+from destinations.models import Destination
+from tests.destinations import dummy_oauth
+from tests.destinations.contract import (
+    BackendContract,
+    ContractTarget,
+    make_staged_image,
+    rendered_path,
+    stored_destination,
+)
+from tests.destinations.dummy_oauth import DummyDriveBackend, DummyDriveConfig
+from tests.factories import make_persona, noisy_jpeg, wait_until
+from tests.servers.oauth_provider import OAuthProvider
+
+
+@pytest.fixture
+def provider(settings, monkeypatch):
+    server = OAuthProvider()
+    monkeypatch.setitem(BACKENDS, dummy_oauth.TYPE, "tests.destinations.dummy_oauth.DummyDriveBackend")
+    backend_class.cache_clear()
+    settings.APERTUR_OAUTH = {
+        dummy_oauth.TYPE: {
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            "token_url": f"{server.url}/token",
+            "api_base": server.url,
+        }
+    }
+    yield server
+    backend_class.cache_clear()
+    server.stop()
+
+
+def drive_backend(token: dict, **config) -> DummyDriveBackend:
+    return DummyDriveBackend(DummyDriveConfig.model_validate({"token": token, **config}))
+
+
+class DriveTarget(ContractTarget):
+    def __init__(self, provider: OAuthProvider) -> None:
+        self.provider = provider
+
+    def backend(self) -> DummyDriveBackend:
+        return drive_backend(self.provider.grant())
+
+    def failing_backend(self) -> DummyDriveBackend:
+        token = self.provider.grant()
+        self.provider.failing_tokens.add(token["access_token"])
+        return drive_backend(token)
+
+    def backend_with_refused_credentials(self) -> DummyDriveBackend:
+        # A token set the provider never issued: the access token is refused and so is its refresh.
+        return drive_backend({"access_token": "forged", "refresh_token": "forged", "expires_at": time.time() + 3600})
+
+    def delivered(self) -> dict[str, bytes]:
+        return dict(self.provider.files)
+
+    def location(self, image, path: str) -> str:
+        return path
+
+
+class TestDummyOAuthBackendContract(BackendContract):
+    rewritable_secret = ("token", "refresh_token")
+
+    @pytest.fixture
+    def target(self, provider) -> DriveTarget:
+        return DriveTarget(provider)
+
+
+def stored_drive(provider: OAuthProvider, project, **token_changes) -> Destination:
+    return stored_destination(drive_backend({**provider.grant(), **token_changes}), project)
+
+
+def stored_token(destination: Destination) -> dict:
+    return Destination.objects.get(pk=destination.pk).secrets["token"]
+
+
+def test_a_token_close_to_expiry_is_refreshed_first_and_the_rotated_tokens_are_saved(provider, owner):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() + 30)
+    before = stored_token(destination)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    backend_for(destination).deliver(image, rendered_path(image))
+
+    after = stored_token(destination)
+    assert provider.refreshes == 1
+    assert after["access_token"] != before["access_token"]
+    assert after["refresh_token"] != before["refresh_token"]  # rotated, and the new one kept
+    assert after["refresh_token"] in provider.refresh_tokens
+    assert after["expires_at"] > time.time() + 3000
+    assert list(provider.files) == [rendered_path(image)]
+
+
+def test_a_fresh_token_is_used_as_it_is(provider, owner):
+    destination = stored_drive(provider, owner.project)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    backend_for(destination).deliver(image, rendered_path(image))
+
+    assert provider.refreshes == 0
+
+
+def test_an_access_token_refused_before_its_expiry_is_refreshed_once_and_the_call_repeated(provider, owner):
+    destination = stored_drive(provider, owner.project)
+    provider.access_tokens.clear()  # the provider dropped it early (password change, admin action)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    backend_for(destination).deliver(image, rendered_path(image))
+
+    assert provider.refreshes == 1
+    assert list(provider.files) == [rendered_path(image)]
+
+
+def test_two_workers_with_an_expired_token_refresh_once_and_both_deliver(provider, transactional_db):
+    destination = stored_drive(provider, make_persona("racer").project, expires_at=time.time() - 10)
+    provider.token_gate.clear()  # hold the first refresh at the provider until both workers are under way
+    images = [make_staged_image(noisy_jpeg((160, 120)), image_id=f"img_RACE{number}") for number in range(2)]
+    errors: list[Exception] = []
+
+    def deliver(image) -> None:
+        try:
+            backend = backend_for(Destination.objects.get(pk=destination.pk))
+            backend.deliver(image, rendered_path(image))
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=deliver, args=(image,)) for image in images]
+    for worker in workers:
+        worker.start()
+    wait_until(lambda: provider.server.RequestHandlerClass and not provider.token_gate.is_set(), timeout=5)
+    provider.token_gate.set()
+    for worker in workers:
+        worker.join(30)
+
+    assert errors == []
+    # With rotation, a second refresh with the same refresh token would have been refused (invalid_grant).
+    assert provider.refreshes == 1
+    assert sorted(provider.files) == sorted(rendered_path(image) for image in images)
+    assert stored_token(destination)["refresh_token"] in provider.refresh_tokens
+
+
+def test_a_revoked_grant_needs_reconnect_flags_the_destination_and_stays_retryable(provider, owner):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    provider.revoke_everything()
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert raised.value.needs_reconnect is True
+    assert raised.value.permanent is False
+    assert "invalid_grant" in raised.value.message
+    destination.refresh_from_db()
+    assert destination.needs_reconnect is True
+    assert provider.files == {}
+
+
+def test_wrong_server_client_credentials_are_reported_without_blaming_the_user(provider, owner, settings):
+    settings.APERTUR_OAUTH[dummy_oauth.TYPE]["client_secret"] = "not-the-secret"
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert raised.value.needs_reconnect is False
+    assert "client credentials" in raised.value.message
+    destination.refresh_from_db()
+    assert destination.needs_reconnect is False
+
+
+def test_provider_endpoints_come_from_settings_else_the_documented_defaults(provider, settings):
+    assert DummyDriveBackend.endpoint("token_url") == f"{provider.url}/token"
+    assert DummyDriveBackend.endpoint("authorize_url") == "https://drive.invalid/authorize"
+    settings.APERTUR_OAUTH = {}
+    assert DummyDriveBackend.endpoint("token_url") == "https://drive.invalid/token"
+    assert DummyDriveBackend.is_configured() is False
+
+
+def test_tokens_are_secrets_stored_apart_and_never_in_the_plain_config(provider, owner):
+    backend = drive_backend(provider.grant(), folderPath="Claims")
+
+    config, secrets = backend.config.stored_form()
+
+    assert config == {"folderPath": "Claims"}
+    assert set(secrets["token"]) == {"access_token", "refresh_token", "expires_at"}
+
+
+def test_a_backend_without_a_context_keeps_refreshed_tokens_in_memory(provider):
+    backend = drive_backend({**provider.grant(), "expires_at": time.time() - 10})
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    backend.deliver(image, rendered_path(image))
+
+    assert isinstance(backend.context, AttemptContext)
+    assert isinstance(backend.context.secrets, MemorySecretsStore)
+    assert backend.context.secrets.secrets["token"]["refresh_token"] in provider.refresh_tokens

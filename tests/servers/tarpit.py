@@ -1,0 +1,100 @@
+"""Slow HTTP receivers on 127.0.0.1, for the attempt deadline and fairness between tenants.
+
+`drip`: answers one byte of its status line every `interval` seconds (each read is quick, the whole is endless).
+`hold`: answers 200 only once `release()` is called. Both stop by themselves after `limit` seconds.
+"""
+
+import socket
+import threading
+import time
+
+
+class TarpitServer:
+    def __init__(self, *, mode: str, interval: float = 0.3, limit: float = 30) -> None:
+        self.mode, self.interval, self.limit = mode, interval, limit
+        self.connections = 0
+        self.completed = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._released = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_for_connections(self, count: int, timeout: float = 10) -> None:
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.connections >= count, timeout):
+                raise AssertionError(f"{self.connections} of {count} connections arrived within {timeout}s")
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(self.limit)
+            self._read_request(connection)
+            with self._arrived:
+                self.connections += 1
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                self._arrived.notify_all()
+            try:
+                self._answer(connection)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+    def _answer(self, connection: socket.socket) -> None:
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        try:
+            if self.mode == "drip":
+                until = time.monotonic() + self.limit
+                for byte in answer:
+                    if self._stopped.wait(self.interval) or time.monotonic() > until:
+                        return
+                    connection.sendall(bytes([byte]))
+            else:
+                self._released.wait(self.limit)
+                connection.sendall(answer)
+        except OSError:
+            return  # the client gave up: what a deadline is for
+        with self._lock:
+            self.completed += 1
+
+    @staticmethod
+    def _read_request(connection: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")),
+            0,
+        )
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            body += chunk
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._released.set()
+        self.listener.close()
