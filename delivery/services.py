@@ -126,9 +126,10 @@ def _over_concurrency_cap(delivery: Delivery, now) -> bool:
     """Fairness between tenants: a slow destination (or project) may hold only so many worker threads.
 
     The project row is locked first so two workers claiming for one project count each other (lock order:
-    delivery → project → attempt → destination → session)."""
+    delivery → project → attempt → destination → session). NO KEY UPDATE: it must not block the foreign-key
+    checks of rows being written for the project (PostgreSQL takes KEY SHARE locks for them at commit)."""
     project_id = delivery.destination.project_id
-    list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk", flat=True))
+    list(Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("pk", flat=True))
     in_flight = Delivery.objects.filter(status=Status.DELIVERING, lease_expires_at__gt=now).exclude(pk=delivery.pk)
     if in_flight.filter(destination_id=delivery.destination_id).count() >= settings.APERTUR_DESTINATION_CONCURRENCY:
         return True

@@ -42,7 +42,9 @@ class DestinationSecretsStore(SecretsStore):
         with self._process_lock(), transaction.atomic():
             rows = Destination.objects.filter(pk=self.destination_id)
             if settings.IS_POSTGRES:
-                rows = rows.select_for_update()
+                # NO KEY: deliveries being inserted for this destination (an upload's foreign-key check) must
+                # not wait for a token refresh.
+                rows = rows.select_for_update(no_key=True)
             stored = rows.values_list("secrets", flat=True).get()
             working = copy.deepcopy(stored or {})
             before = copy.deepcopy(working)
