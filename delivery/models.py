@@ -23,6 +23,9 @@ class Delivery(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # Put back because its destination or project had as many attempts in flight as allowed; the next attempt
+    # of that destination (or project) to finish hands its slot over at once instead of letting it wait.
+    waiting_for_slot = models.BooleanField(default=False)
     last_error = models.TextField(blank=True, default="")
     remote_reference = models.TextField(blank=True, default="")
     delivered_at = models.DateTimeField(null=True, blank=True)

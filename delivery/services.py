@@ -109,8 +109,17 @@ def _claim(delivery_id: str) -> Claim | None:
         delivery.lease_expires_at = lease_expiry()
         delivery.next_retry_at = None
         delivery.enqueued_at = None
+        delivery.waiting_for_slot = False
         delivery.save(
-            update_fields=["attempts", "status", "lease_expires_at", "next_retry_at", "enqueued_at", "updated_at"]
+            update_fields=[
+                "attempts",
+                "status",
+                "lease_expires_at",
+                "next_retry_at",
+                "enqueued_at",
+                "waiting_for_slot",
+                "updated_at",
+            ]
         )
         attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, started_at=now)
         session_changed(
@@ -137,16 +146,35 @@ def _over_concurrency_cap(delivery: Delivery, now) -> bool:
 
 
 def _defer(delivery: Delivery, now) -> None:
-    """Put a delivery over the cap back for a few seconds: not an attempt, not a failure. The jitter keeps the
-    deferred ones of a busy destination from all coming back in the same instant."""
+    """Put a delivery over the cap back: not an attempt, not a failure. It waits for the next attempt of its
+    destination or project to finish and hand the slot over (`_hand_over_slot`), or a few seconds at most, in
+    case that hand-over is lost; the jitter keeps the waiting ones from all coming back in the same instant."""
     wait = settings.APERTUR_CONCURRENCY_DEFER_SECONDS * random.uniform(0.5, 1.5)
     if delivery.status == Status.DELIVERING:  # a lost attempt found over the cap waits as pending
         delivery.status = Status.PENDING
         delivery.lease_expires_at = None
+    delivery.waiting_for_slot = True
     delivery.next_retry_at = now + timedelta(seconds=wait)
     delivery.enqueued_at = delivery.next_retry_at
-    delivery.save(update_fields=["status", "lease_expires_at", "next_retry_at", "enqueued_at", "updated_at"])
+    delivery.save(
+        update_fields=["status", "lease_expires_at", "waiting_for_slot", "next_retry_at", "enqueued_at", "updated_at"]
+    )
     transaction.on_commit(lambda: _enqueue(delivery.id, delay_seconds=wait))
+
+
+def _hand_over_slot(finished: Delivery) -> None:
+    """An attempt finished: wake the delivery that has waited longest for a slot of the same destination, else of
+    the same project. Two finishing at once may wake the same one; its claim is idempotent."""
+    waiting = Delivery.objects.filter(status=Status.PENDING, waiting_for_slot=True).order_by("next_retry_at", "pk")
+    next_id = (
+        waiting.filter(destination_id=finished.destination_id).values_list("pk", flat=True).first()
+        or waiting.filter(destination__project_id=finished.destination.project_id).values_list("pk", flat=True).first()
+    )
+    if next_id is None:
+        return
+    now = timezone.now()
+    Delivery.objects.filter(pk=next_id, status=Status.PENDING).update(next_retry_at=now, enqueued_at=now)
+    transaction.on_commit(lambda: _enqueue(next_id))
 
 
 def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
@@ -252,6 +280,7 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
         delivery = _current(claim)
         _finish_attempt(claim, started, DeliveryAttempt.Outcome.DELIVERED, http_status=receipt.http_status)
         _log_attempt(claim, "delivered" if delivery else "delivered (stale attempt, not recorded)", started)
+        _hand_over_slot(claim.delivery)
         if delivery is None:
             return
         now = timezone.now()
@@ -278,6 +307,7 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
         delivery = _current(claim)
         _finish_attempt(claim, started, DeliveryAttempt.Outcome.FAILED, error.message, error.http_status)
         _log_attempt(claim, "failed", started, error.message)
+        _hand_over_slot(claim.delivery)
         if delivery is None:
             return
         now = timezone.now()

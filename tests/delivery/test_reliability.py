@@ -2,13 +2,16 @@
 does, and a slow destination that cannot take every worker thread."""
 
 import time
+from datetime import timedelta
 
 import dramatiq
 import pytest
+from django.utils import timezone
 
+from delivery.actors import deliver
 from delivery.models import Delivery
 from delivery.services import delivery_execute
-from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import image_bytes, make_persona, wait_until
 from tests.servers.tarpit import TarpitServer
 
@@ -122,3 +125,42 @@ def test_a_tenants_tar_pit_does_not_delay_another_tenants_delivery(api_client, f
     assert tar_pit.most_in_flight == 2  # the slow destination never held more than its share of threads
     # Waiting for a free slot is neither an attempt nor a failure.
     assert list(Delivery.objects.values_list("attempts", flat=True).distinct()) == [1]
+
+
+def test_a_delivery_over_the_cap_waits_without_an_attempt_and_gets_the_next_free_slot_at_once(
+    api_client, owner, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.APERTUR_DESTINATION_CONCURRENCY = 1
+    receiver = FixedAnswerServer(200)
+    try:
+        destination = create_destination(api_client, owner, "webhook", {"url": receiver.url, "secret": "slot-secret"})
+        session = create_session(api_client, owner, [destination["id"]])
+        first, second = (
+            Delivery.objects.get(image_id=upload_image(api_client, session["id"], image_bytes(color=(n, 0, 0)))["id"])
+            for n in range(2)
+        )
+        # The first is in flight (another worker holds it): the second finds no free slot.
+        Delivery.objects.filter(pk=first.pk).update(
+            status="delivering", lease_expires_at=timezone.now() + timedelta(seconds=60)
+        )
+        delivery_execute(delivery_id=str(second.pk))
+        second.refresh_from_db()
+        assert (second.status, second.attempts, second.waiting_for_slot) == ("pending", 0, True)
+        assert second.next_retry_at > timezone.now()
+        assert receiver.requests == []
+
+        # The first finishes: its slot goes to the second at once, not after the fallback wait.
+        Delivery.objects.filter(pk=first.pk).update(
+            status="pending", lease_expires_at=None, next_retry_at=timezone.now()
+        )
+        rung = []
+        monkeypatch.setattr(deliver, "send", rung.append)
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery_execute(delivery_id=str(first.pk))
+    finally:
+        receiver.stop()
+
+    second.refresh_from_db()
+    assert rung == [str(second.pk)]
+    assert second.next_retry_at <= timezone.now()
+    assert len(receiver.requests) == 1
