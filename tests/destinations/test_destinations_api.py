@@ -202,6 +202,64 @@ def test_an_unknown_path_template_variable_is_a_validation_error(api_client, own
     assert_no_secret(response, S3_SECRET)
 
 
+UNSENDABLE_HEADER_VALUE = "the value of {name} must be printable ASCII, without line breaks or control characters"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("x-amz-meta-note", "first line\r\nX-Injected: yes"),
+        ("Cache-Control", "max-age=60\nX-Injected: yes"),
+        ("x-amz-meta-note", "nul\x00byte"),
+        ("x-amz-meta-note", "delete\x7fcharacter"),
+        ("Content-Disposition", "inline;\tfilename=a.jpg"),
+        ("x-amz-meta-photographer", "José"),
+    ],
+    ids=["CRLF", "LF", "NUL", "DEL", "tab", "non-ASCII"],
+)
+def test_an_s3_custom_header_value_that_cannot_be_sent_is_refused_on_create_and_patch(
+    api_client, owner, moto_server, name, value
+):
+    created = api_client.post(
+        destinations_url(owner),
+        {
+            "type": "s3",
+            "name": "Bucket",
+            "config": moto_server.destination_config("media", customHeaders={name: value}),
+        },
+        format="json",
+        **owner.auth,
+    )
+    kept = {"Cache-Control": "max-age=60"}
+    destination = create_destination(
+        api_client, owner, "s3", moto_server.destination_config("media", customHeaders=kept)
+    )
+    patched = api_client.patch(
+        destinations_url(owner, destination["id"]),
+        {"config": {"customHeaders": {name: value}}},
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(created, {"config.customHeaders": [UNSENDABLE_HEADER_VALUE.format(name=name)]})
+    assert_validation_error(patched, {"config.customHeaders": [UNSENDABLE_HEADER_VALUE.format(name=name)]})
+    [listed] = api_client.get(destinations_url(owner), **owner.auth).json()
+    assert (listed["id"], listed["config"]["customHeaders"]) == (destination["id"], kept)
+
+
+@pytest.mark.parametrize("name", ["x-amz-meta-two words", "x-amz-meta-a\r\nX-Injected", "x-amz-meta-", "x-amz-meta-é"])
+def test_an_s3_custom_header_name_that_is_no_http_token_is_refused(api_client, owner, moto_server, name):
+    response = api_client.post(
+        destinations_url(owner),
+        {"type": "s3", "name": "Bucket", "config": moto_server.destination_config("media", customHeaders={name: "1"})},
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(response, {"config.customHeaders": [f"{name!r} is not a valid header name"]})
+    assert api_client.get(destinations_url(owner), **owner.auth).json() == []
+
+
 def test_a_missing_secret_is_a_validation_error(api_client, owner):
     response = api_client.post(
         destinations_url(owner),
