@@ -18,6 +18,7 @@ from botocore.awsrequest import (
     AWSHTTPSConnection,
     AWSHTTPSConnectionPool,
 )
+from botocore.utils import S3RegionRedirectorv2
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -191,7 +192,8 @@ class GuardedAWSHTTPSConnectionPool(AWSHTTPSConnectionPool):
 
 
 def guard_botocore_client(client: Any) -> Any:
-    """Make a boto3 client's sockets pass the same check (botocore pools are urllib3 pools).
+    """Make a boto3 client's sockets pass the same check (botocore pools are urllib3 pools), and stop it
+    following S3 redirects.
 
     botocore keeps the pool-class dict it hands to its PoolManager; updating it in place swaps
     the connection classes for every pool the client opens afterwards.
@@ -199,4 +201,21 @@ def guard_botocore_client(client: Any) -> Any:
     client._endpoint.http_session._pool_classes_by_scheme.update(
         {"http": GuardedAWSHTTPConnectionPool, "https": GuardedAWSHTTPSConnectionPool}
     )
+    _stop_following_s3_redirects(client)
     return client
+
+
+def _stop_following_s3_redirects(client: Any) -> None:
+    """Remove botocore's S3 region redirector from this client.
+
+    On a 301/302/307 (or an error naming another region) it re-sends the request to where the answer points,
+    and when the answer names no region it first sends HeadBucket, whose own redirect it handles the same way:
+    an endpoint answering everything with 307 got 80 requests and a RecursionError out of one upload. Like every
+    outbound call here, S3 gets one request per attempt and no redirects; the 3xx then reaches the backend as an
+    ordinary error response. botocore has no setting for this, and the redirector lives only as bound methods in
+    the client's own event emitter (each client has its own copy), so they are looked up there.
+    """
+    events, event = client.meta.events, "needs-retry.s3"
+    for handler in list(events._emitter._handlers.prefix_search(event)):
+        if isinstance(getattr(handler, "__self__", None), S3RegionRedirectorv2):
+            events.unregister(event, handler)

@@ -183,6 +183,15 @@ class S3Backend(DestinationBackend):
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status is not None and 300 <= status < 400:
+                # Redirects are not followed (apertur/http.py). S3 redirects a request sent to the wrong region or
+                # endpoint: a config problem, but not permanent, so a config fixed within the retry schedule still
+                # delivers (as with refused credentials).
+                raise DeliveryError(
+                    f"the S3 endpoint redirected (HTTP {status}), and redirects are not followed; "
+                    "set the bucket's region and endpoint",
+                    http_status=status,
+                ) from error
             message = error.response.get("Error", {}).get("Message", str(error))
             raise DeliveryError(
                 f"S3 {code or 'error'}: {message}", needs_reconnect=code in CREDENTIAL_ERRORS, http_status=status

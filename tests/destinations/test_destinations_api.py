@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from delivery.services import delivery_execute
-from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import make_persona, noisy_jpeg, wait_until
 
 WEBHOOK_SECRET = "hook-secret-value-4321"
@@ -371,6 +371,35 @@ def test_a_refused_s3_secret_flags_needs_reconnect_until_the_secret_is_fixed(api
     assert (cleared["needsReconnect"], cleared["lastError"]) == (False, None)
     [key] = seaweedfs_server.objects(bucket)
     assert key.startswith("apertur-test/")
+
+
+def test_an_s3_endpoint_that_redirects_is_reported_once_per_attempt_and_retried_later(api_client, owner):
+    endpoint = FixedAnswerServer(307, {"Location": "http://127.0.0.1:9/media/"})
+    try:
+        destination = create_destination(
+            api_client,
+            owner,
+            "s3",
+            {"endpoint": endpoint.url, "bucket": "media", "accessKey": "key-id", "secretKey": S3_SECRET},
+        )
+        tested = api_client.post(destinations_url(owner, destination["id"], "test"), **owner.auth)
+        session = create_session(api_client, owner, [destination["id"]])
+        image = upload_image(api_client, session["id"], noisy_jpeg((160, 120)))
+        delivery_execute(delivery_id=str(Delivery.objects.get(image_id=image["id"]).pk))
+    finally:
+        endpoint.stop()
+
+    message = (
+        "the S3 endpoint redirected (HTTP 307), and redirects are not followed; set the bucket's region and endpoint"
+    )
+    assert tested.status_code == 200, tested.content
+    assert tested.json() == {"success": False, "status": 307, "message": "Test delivery failed.", "error": message}
+    assert [request.split(" ")[0] for request in endpoint.requests] == ["PUT", "PUT"]  # the test, then the delivery
+    delivery = Delivery.objects.get(image_id=image["id"])
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, message)
+    assert delivery.next_retry_at is not None
+    [listed] = api_client.get(destinations_url(owner), **owner.auth).json()
+    assert listed["lastError"] == message
 
 
 # --- end to end -------------------------------------------------------------------------------------

@@ -262,6 +262,44 @@ def test_a_server_error_is_one_attempt_reported_with_its_status():
     assert endpoint.requests == ["PUT /media/photo.jpg"]
 
 
+def redirected_message(status: int) -> str:
+    return (
+        f"the S3 endpoint redirected (HTTP {status}), and redirects are not followed; "
+        "set the bucket's region and endpoint"
+    )
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+@pytest.mark.parametrize(
+    ("size", "first_request"),
+    [(1024, "PUT /media/photo.jpg"), (SIXTEEN_MIB + 1, "POST /media/photo.jpg?uploads")],
+    ids=["single PUT", "multipart"],
+)
+def test_a_redirecting_endpoint_gets_one_request_per_attempt_and_a_clear_error_that_will_be_retried(
+    status, size, first_request
+):
+    # botocore's region redirector used to answer this with 80 requests (HeadBucket after HeadBucket, each
+    # redirected again) and a RecursionError.
+    elsewhere = FixedAnswerServer(200)
+    endpoint = FixedAnswerServer(status, {"Location": f"{elsewhere.url}/media/photo.jpg"})
+    backend = backend_for_endpoint(endpoint.url)
+    raised = []
+    try:
+        for attempt in (1, 2):
+            with pytest.raises(DeliveryError) as refused:
+                backend.deliver(make_staged_image(bytes(size), attempt=attempt), "photo.jpg")
+            raised.append(refused.value)
+    finally:
+        endpoint.stop()
+        elsewhere.stop()
+
+    assert endpoint.requests == [first_request, first_request]
+    assert elsewhere.requests == []
+    for error in raised:
+        assert error.message == redirected_message(status)
+        assert (error.http_status, error.permanent, error.needs_reconnect) == (status, False, False)
+
+
 def test_an_unreachable_endpoint_is_a_failure_that_will_be_retried():
     image = make_staged_image(noisy_jpeg((160, 120)))
 
