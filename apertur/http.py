@@ -100,9 +100,15 @@ class _GuardedMixin:
     def _new_conn(self) -> socket.socket:
         # Connect only to an address that passed the check (checking after connecting would let a refused
         # destination probe which private ports are open), then check the socket's peer once more.
-        # TLS still verifies `self.host`; only the address dialled changes.
-        self._dns_host = ensure_host_allowed(self._dns_host, self.port)
-        return register_socket(check_connected_socket(super()._new_conn()))
+        # urllib3 derives `host` from `_dns_host`, and `host` is the TLS server name and certificate check and the
+        # Host header of later requests on this connection: the checked address stands in only while dialling.
+        host = self._dns_host
+        self._dns_host = ensure_host_allowed(host, self.port)
+        try:
+            sock = super()._new_conn()
+        finally:
+            self._dns_host = host
+        return register_socket(check_connected_socket(sock))
 
 
 class _DeadlineOnlyMixin:

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from apertur import http as outbound
-from apertur.http import HostNotAllowed, ensure_address_allowed, ensure_host_allowed
+from apertur.http import HostNotAllowed, ensure_address_allowed, ensure_host_allowed, outbound_session
 from delivery.models import Delivery
 from delivery.services import delivery_execute
 from destinations.backends.base import DeliveryError
@@ -14,6 +14,7 @@ from destinations.backends.webhook import WebhookBackend, WebhookConfig
 from tests.destinations.contract import make_staged_image, rendered_path
 from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.factories import noisy_jpeg
+from tests.servers.https_receiver import HTTPSReceiver
 
 
 @pytest.fixture
@@ -164,3 +165,37 @@ def test_a_refused_address_is_never_dialled_so_open_and_closed_ports_look_the_sa
         listening.close()
     assert all(message.startswith("refused host:") for message in messages), messages
     assert messages[0].replace(str(closed_port), "") == messages[1].replace(str(closed_port), "")
+
+
+# --- host names survive the check: TLS and the Host header use the name, not the dialled address ------------
+
+
+@pytest.fixture
+def https_receiver(tmp_path, allowed_networks):
+    allowed_networks("127.0.0.0/8", "::1/128")
+    receiver = HTTPSReceiver(tmp_path)
+    yield receiver
+    receiver.stop()
+
+
+def test_an_https_webhook_host_is_verified_by_its_name_on_every_request(https_receiver):
+    session = outbound_session()
+
+    statuses = [
+        session.post(f"{https_receiver.url}/hook", data=b"x", verify=str(https_receiver.certificate)).status_code
+        for _ in range(2)
+    ]
+
+    assert statuses == [200, 200]
+    host = https_receiver.url.removeprefix("https://")
+    assert https_receiver.requests == [("POST", "/hook", host), ("POST", "/hook", host)]
+
+
+def test_an_https_s3_endpoint_is_verified_by_its_name(https_receiver, monkeypatch):
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(https_receiver.certificate))
+    backend = S3Backend(S3Config(endpoint=https_receiver.url, bucket="media", accessKey="key-id", secretKey="secret"))
+
+    receipt = backend.deliver(make_staged_image(b"image bytes"), "photo.jpg")
+
+    assert receipt.remote_reference == "s3://media/photo.jpg"
+    assert https_receiver.requests == [("PUT", "/media/photo.jpg", https_receiver.url.removeprefix("https://"))]
