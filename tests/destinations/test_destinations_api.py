@@ -102,7 +102,8 @@ def test_the_list_shows_only_this_projects_destinations_and_no_secret(
     assert response.status_code == 200
     assert_no_secret(response, WEBHOOK_SECRET, S3_SECRET)
     assert [item["id"] for item in response.json()] == [webhook["id"], bucket["id"]]
-    assert api_client.get(destinations_url(outsider), **owner.auth).status_code == 404
+    foreign = api_client.get(destinations_url(outsider), **owner.auth)
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "NOT_FOUND")
 
 
 def test_patch_merges_config_and_an_omitted_secret_keeps_signing_deliveries(api_client, owner, webhook_receiver):
@@ -303,9 +304,8 @@ def test_delete_keeps_past_deliveries_and_fails_pending_ones(api_client, owner, 
     assert response.status_code == 204
     assert response.content == b""
     assert api_client.get(destinations_url(owner), **owner.auth).json() == []
-    assert (
-        api_client.patch(destinations_url(owner, destination["id"]), {}, format="json", **owner.auth).status_code == 404
-    )
+    patched = api_client.patch(destinations_url(owner, destination["id"]), {}, format="json", **owner.auth)
+    assert (patched.status_code, patched.json()["code"]) == (404, "NOT_FOUND")
     delivered = Delivery.objects.get(image_id=delivered_image["id"])
     pending = Delivery.objects.get(image_id=pending_image["id"])
     assert (delivered.status, delivered.last_error) == ("delivered", "")

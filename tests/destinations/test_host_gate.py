@@ -221,13 +221,14 @@ def test_a_refused_address_is_never_dialled_so_open_and_closed_ports_look_the_sa
             with pytest.raises(DeliveryError) as refused:
                 backend.deliver(make_staged_image(b"x"), "x")
             messages.append(refused.value.message)
-        listening.settimeout(0.2)
-        with pytest.raises(TimeoutError):
-            listening.accept()  # nothing connected to the open port
+        # A TCP connect completes into the listen backlog before deliver() returns, so an empty backlog now
+        # means nothing ever dialled the open port: no need to wait for one.
+        listening.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listening.accept()
     finally:
         listening.close()
-    assert all(message.startswith("refused host:") for message in messages), messages
-    assert messages[0].replace(str(closed_port), "") == messages[1].replace(str(closed_port), "")
+    assert messages == [LOOPBACK_REFUSED["127.0.0.1"]] * 2
 
 
 # --- host names survive the check: TLS and the Host header use the name, not the dialled address ------------
