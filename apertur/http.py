@@ -18,6 +18,7 @@ from botocore.awsrequest import (
     AWSHTTPSConnection,
     AWSHTTPSConnectionPool,
 )
+from botocore.utils import S3RegionRedirectorv2
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -27,8 +28,15 @@ from apertur.deadlines import register_socket
 
 USER_AGENT = "Apertur/0.1 (+self-hosted)"
 
-# Beyond `is_global`, CGNAT (100.64/10) is called out by SPEC §6.2; ipaddress treats it as not global too.
+# Beyond `is_global`, CGNAT (100.64/10) is called out by docs/api.md "Host safety"; ipaddress treats it as not
+# global too.
 _ALWAYS_REFUSED = [ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("100.64.0.0/10")]
+# What a refusal calls "private" (loopback and link-local are named by their own tests); anything else outside the
+# internet (multicast, unspecified, documentation, IPv6 outside global unicast …) is "reserved".
+_PRIVATE = [
+    ipaddress.ip_network(network)
+    for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+]
 # The well-known NAT64 prefix (RFC 6052): a DNS64 network reaches IPv4 hosts through it, so
 # 64:ff9b::a9fe:a9fe is 169.254.169.254 in disguise (ipaddress calls it global).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -46,17 +54,48 @@ def _allowed_private_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6N
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in settings.APERTUR_ALLOWED_PRIVATE_NETWORKS)
 
 
-def ensure_address_allowed(address: str) -> None:
-    """Raise HostNotAllowed unless `address` (an IP literal) is public or explicitly allowed."""
-    ip = _reached_address(ipaddress.ip_address(address.split("%", 1)[0]))
+def ensure_address_allowed(address: str, *, host: str | None = None) -> None:
+    """Raise HostNotAllowed unless `address` (an IP literal) is public or explicitly allowed.
+
+    `host` is the name the user gave when `address` is what it resolved to: the refusal then names the host and
+    the kind of address only, never the address, so error messages cannot be used to map internal DNS.
+    """
+    ip = _reached_address(_parsed_address(address))
     if any(ip in network for network in _allowed_private_networks()):
         return
+    kind = _kind_outside_internet(ip)
+    if kind is None:
+        return
+    hint = "allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
+    if host is not None and not _is_address(host):
+        raise HostNotAllowed(f"{host} resolves to a {kind} address; {hint}")
+    raise HostNotAllowed(f"{host or address} is a {kind} address; {hint}")
+
+
+def _parsed_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(address.split("%", 1)[0])
+
+
+def _is_address(host: str) -> bool:
+    try:
+        _parsed_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _kind_outside_internet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """None for an address on the public internet; otherwise what a refusal calls it."""
     outside_internet = isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST_V6
-    if not ip.is_global or ip.is_multicast or outside_internet or any(ip in network for network in _ALWAYS_REFUSED):
-        raise HostNotAllowed(
-            f"{address} is a private, loopback, link-local or reserved address; "
-            "allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
-        )
+    if ip.is_global and not ip.is_multicast and not outside_internet and not any(ip in n for n in _ALWAYS_REFUSED):
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if any(ip in network for network in _PRIVATE):
+        return "private"
+    return "reserved"
 
 
 def _reached_address(
@@ -82,13 +121,14 @@ def ensure_host_allowed(host: str, port: int) -> str:
     except socket.gaierror as error:
         raise HostNotAllowed(f"cannot resolve {host}: {error.strerror}") from error
     for info in infos:
-        ensure_address_allowed(info[4][0])
+        ensure_address_allowed(info[4][0], host=host)
     return infos[0][4][0]
 
 
-def check_connected_socket(sock: socket.socket) -> socket.socket:
+def check_connected_socket(sock: socket.socket, *, host: str | None = None) -> socket.socket:
+    """Close `sock` and raise HostNotAllowed unless its peer is allowed; `host` as for ensure_address_allowed."""
     try:
-        ensure_address_allowed(sock.getpeername()[0])
+        ensure_address_allowed(sock.getpeername()[0], host=host)
     except HostNotAllowed:
         sock.close()
         raise
@@ -99,9 +139,15 @@ class _GuardedMixin:
     def _new_conn(self) -> socket.socket:
         # Connect only to an address that passed the check (checking after connecting would let a refused
         # destination probe which private ports are open), then check the socket's peer once more.
-        # TLS still verifies `self.host`; only the address dialled changes.
-        self._dns_host = ensure_host_allowed(self._dns_host, self.port)
-        return register_socket(check_connected_socket(super()._new_conn()))
+        # urllib3 derives `host` from `_dns_host`, and `host` is the TLS server name and certificate check and the
+        # Host header of later requests on this connection: the checked address stands in only while dialling.
+        host = self._dns_host
+        self._dns_host = ensure_host_allowed(host, self.port)
+        try:
+            sock = super()._new_conn()
+        finally:
+            self._dns_host = host
+        return register_socket(check_connected_socket(sock, host=host))
 
 
 class _DeadlineOnlyMixin:
@@ -191,7 +237,8 @@ class GuardedAWSHTTPSConnectionPool(AWSHTTPSConnectionPool):
 
 
 def guard_botocore_client(client: Any) -> Any:
-    """Make a boto3 client's sockets pass the same check (botocore pools are urllib3 pools).
+    """Make a boto3 client's sockets pass the same check (botocore pools are urllib3 pools), and stop it
+    following S3 redirects.
 
     botocore keeps the pool-class dict it hands to its PoolManager; updating it in place swaps
     the connection classes for every pool the client opens afterwards.
@@ -199,4 +246,21 @@ def guard_botocore_client(client: Any) -> Any:
     client._endpoint.http_session._pool_classes_by_scheme.update(
         {"http": GuardedAWSHTTPConnectionPool, "https": GuardedAWSHTTPSConnectionPool}
     )
+    _stop_following_s3_redirects(client)
     return client
+
+
+def _stop_following_s3_redirects(client: Any) -> None:
+    """Remove botocore's S3 region redirector from this client.
+
+    On a 301/302/307 (or an error naming another region) it re-sends the request to where the answer points,
+    and when the answer names no region it first sends HeadBucket, whose own redirect it handles the same way:
+    an endpoint answering everything with 307 got 80 requests and a RecursionError out of one upload. Like every
+    outbound call here, S3 gets one request per attempt and no redirects; the 3xx then reaches the backend as an
+    ordinary error response. botocore has no setting for this, and the redirector lives only as bound methods in
+    the client's own event emitter (each client has its own copy), so they are looked up there.
+    """
+    events, event = client.meta.events, "needs-retry.s3"
+    for handler in list(events._emitter._handlers.prefix_search(event)):
+        if isinstance(getattr(handler, "__self__", None), S3RegionRedirectorv2):
+            events.unregister(event, handler)

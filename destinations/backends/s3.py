@@ -1,5 +1,6 @@
 """S3 and S3-compatible destination, on django-storages' S3Storage (which owns the upload code)."""
 
+import re
 import threading
 from collections import OrderedDict
 
@@ -33,6 +34,8 @@ HEADER_TO_EXTRA_ARG = {
     "x-amz-tagging": "Tagging",
 }
 METADATA_PREFIX = "x-amz-meta-"
+# RFC 9110 field-name token characters.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CREDENTIAL_ERRORS = frozenset(
     {
         "InvalidAccessKeyId",
@@ -72,11 +75,19 @@ class S3Config(BackendConfig):
     @field_validator("customHeaders")
     @classmethod
     def headers_are_supported(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name in headers:
+        for name, value in headers.items():
             lowered = name.lower()
+            if not HEADER_NAME.fullmatch(name) or lowered == METADATA_PREFIX:
+                raise ValueError(f"{name!r} is not a valid header name")
             if lowered not in HEADER_TO_EXTRA_ARG and not lowered.startswith(METADATA_PREFIX):
                 supported = ", ".join(sorted(HEADER_TO_EXTRA_ARG))
                 raise ValueError(f"{name} is not supported; use x-amz-meta-* or one of {supported}")
+            # Refused here, or every attempt fails: http.client refuses line breaks, botocore refuses non-ASCII
+            # metadata, and S3 servers answer 400 to other control characters.
+            if not (value.isascii() and value.isprintable()):
+                raise ValueError(
+                    f"the value of {name} must be printable ASCII, without line breaks or control characters"
+                )
         return headers
 
 
@@ -172,6 +183,15 @@ class S3Backend(DestinationBackend):
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status is not None and 300 <= status < 400:
+                # Redirects are not followed (apertur/http.py). S3 redirects a request sent to the wrong region or
+                # endpoint: a config problem, but not permanent, so a config fixed within the retry schedule still
+                # delivers (as with refused credentials).
+                raise DeliveryError(
+                    f"the S3 endpoint redirected (HTTP {status}), and redirects are not followed; "
+                    "set the bucket's region and endpoint",
+                    http_status=status,
+                ) from error
             message = error.response.get("Error", {}).get("Message", str(error))
             raise DeliveryError(
                 f"S3 {code or 'error'}: {message}", needs_reconnect=code in CREDENTIAL_ERRORS, http_status=status

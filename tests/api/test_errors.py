@@ -4,6 +4,7 @@ from http import HTTPStatus
 
 import pytest
 
+from sessions_app.models import Image, UploadSession
 from tests.sessions_app.helpers import create_session
 
 
@@ -102,7 +103,7 @@ def test_validation_error_lists_every_bad_field(api_client, owner):
     assert all(isinstance(messages, list) and messages for messages in body["fields"].values())
 
 
-def test_garbled_multipart_upload_is_a_4xx_envelope_not_a_500(api_client, owner):
+def test_garbled_multipart_upload_is_a_400_validation_error(api_client, owner):
     session = create_session(api_client, owner)
 
     response = api_client.generic(
@@ -116,34 +117,43 @@ def test_garbled_multipart_upload_is_a_4xx_envelope_not_a_500(api_client, owner)
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "fields"),
     [
-        {"destination_ids": "not-a-list"},
-        {"destination_ids": [None]},
-        {"destination_ids": [{"id": 1}]},
-        {"long_polling": "maybe"},
-        {"long_polling": True, "tags": {"a": 1}},
-        {"long_polling": True, "tags": [1, 2]},
-        {"long_polling": True, "expires_at": 1800000000},
-        {"long_polling": True, "expires_at": None},
-        {"long_polling": True, "expires_in_hours": None},
-        {"long_polling": True, "max_images": None},
-        {"long_polling": True, "max_images": [3]},
-        {"long_polling": True, "allowed_mime_types": None},
-        {"long_polling": True, "allowed_mime_types": [["image/png"]]},
-        {"long_polling": True, "password": None},
-        {"long_polling": True, "password": ["secret"]},
-        {"long_polling": True, "label": None},
-        {"long_polling": True, "label": "\x00"},
-        {"long_polling": True, "tags": ["\x00"]},
-        {"long_polling": True, "password": "\x00\x00\x00\x00"},
+        ({"destination_ids": "not-a-list"}, ["destination_ids"]),
+        ({"destination_ids": [None]}, ["destination_ids.0"]),
+        ({"destination_ids": [{"id": 1}]}, ["destination_ids.0"]),
+        ({"long_polling": "maybe"}, ["long_polling"]),
+        ({"long_polling": True, "tags": {"a": 1}}, ["tags"]),
+        pytest.param(
+            {"long_polling": True, "tags": [1, 2]},
+            ["tags.0", "tags.1"],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason='tags are strings (docs/api.md "Upload sessions"), but the create serializer\'s CharField '
+                'turns the numbers into "1" and "2" and answers 201 (sessions_app/api.py)',
+            ),
+        ),
+        ({"long_polling": True, "expires_at": 1800000000}, ["expires_at"]),
+        ({"long_polling": True, "expires_at": None}, ["expires_at"]),
+        ({"long_polling": True, "expires_in_hours": None}, ["expires_in_hours"]),
+        ({"long_polling": True, "max_images": None}, ["max_images"]),
+        ({"long_polling": True, "max_images": [3]}, ["max_images"]),
+        ({"long_polling": True, "allowed_mime_types": None}, ["allowed_mime_types"]),
+        ({"long_polling": True, "allowed_mime_types": [["image/png"]]}, ["allowed_mime_types.0"]),
+        ({"long_polling": True, "password": None}, ["password"]),
+        ({"long_polling": True, "password": ["secret"]}, ["password"]),
+        ({"long_polling": True, "label": None}, ["label"]),
+        ({"long_polling": True, "label": "\x00"}, ["label"]),
+        ({"long_polling": True, "tags": ["\x00"]}, ["tags.0"]),
+        ({"long_polling": True, "password": "\x00\x00\x00\x00"}, ["password"]),
     ],
 )
-def test_odd_create_bodies_never_cause_a_500(api_client, owner, body):
+def test_odd_create_bodies_are_a_400_naming_the_fields_and_create_nothing(api_client, owner, body, fields):
     response = api_client.post("/api/v1/upload-sessions", body, format="json", **owner.auth)
 
-    assert response.status_code < 500, response.content
-    assert response["Content-Type"].startswith("application/json")
+    body = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert list(body["fields"]) == fields
+    assert not UploadSession.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -159,7 +169,7 @@ def test_odd_create_bodies_never_cause_a_500(api_client, owner, body):
     ],
     ids=["huge float", "NaN", "-Infinity", "5000 digits", "lone surrogate", "100k label", "deep nesting"],
 )
-def test_odd_json_never_causes_a_500(api_client, owner, raw):
+def test_odd_json_is_a_400_validation_error(api_client, owner, raw):
     response = api_client.generic("POST", "/api/v1/upload-sessions", raw, content_type="application/json", **owner.auth)
 
     assert_envelope(response, 400, "VALIDATION_ERROR")
@@ -167,14 +177,39 @@ def test_odd_json_never_causes_a_500(api_client, owner, raw):
 
 @pytest.mark.parametrize(
     "query",
-    ["", "?pollFrom=not-a-date", "?pollFrom=", "?page=-1&pageSize=abc"],
+    ["", "?pollFrom=", "?page=-1&pageSize=abc"],
+    ids=["no query", "empty pollFrom", "parameters it does not take"],
 )
-def test_odd_query_strings_never_cause_a_500(api_client, owner, query):
+def test_delivery_status_without_a_usable_poll_from_answers_the_snapshot_at_once(api_client, owner, query):
     session = create_session(api_client, owner)
+    stored = UploadSession.objects.get(pk=session["id"])
 
     response = api_client.get(f"/api/v1/upload-sessions/{session['id']}/delivery-status{query}", **owner.auth)
 
-    assert response.status_code < 500, response.content
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "session_id": session["id"],
+        "status": "pending",
+        "images": [],
+        "files": [],
+        "lastChanged": stored.last_changed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='delivery-status ignores pollFrom altogether (the long poll of docs/api.md "Delivery status" is not '
+    "implemented), so a malformed one is answered 200 instead of refused",
+)
+def test_delivery_status_with_a_malformed_poll_from_is_a_400_naming_it(api_client, owner):
+    session = create_session(api_client, owner)
+
+    response = api_client.get(
+        f"/api/v1/upload-sessions/{session['id']}/delivery-status?pollFrom=not-a-date", **owner.auth
+    )
+
+    body = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert list(body["fields"]) == ["pollFrom"]
 
 
 @pytest.mark.parametrize("session_id", ["x", "sess_", "' OR 1=1 --", "sess_" + "A" * 300, "%00", "..%2F..%2Fetc"])
@@ -195,7 +230,7 @@ def test_odd_delivery_ids_are_404_not_500(api_client, owner, delivery_id):
 
 
 @pytest.mark.parametrize("content_length", ["nope", "-5", "1e9"])
-def test_invalid_content_length_on_an_upload_is_not_a_500(api_client, owner, content_length):
+def test_invalid_content_length_on_an_upload_is_a_400_validation_error(api_client, owner, content_length):
     session = create_session(api_client, owner)
 
     response = api_client.generic(
@@ -206,4 +241,5 @@ def test_invalid_content_length_on_an_upload_is_not_a_500(api_client, owner, con
         CONTENT_LENGTH=content_length,
     )
 
-    assert 400 <= response.status_code < 500, response.content
+    assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert not Image.objects.exists()

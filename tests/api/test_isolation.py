@@ -89,7 +89,7 @@ def test_outsider_cannot_reach_a_foreign_destination_through_its_own_project(
 
     response = send(api_client, outsider, method, path, body)
 
-    assert response.status_code == 404, response.content
+    assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND"), response.content
     destination = Destination.objects.get(pk=world.destination.pk)
     assert (destination.name, destination.deleted_at) == (SECRET_NAME, None)
 
@@ -101,7 +101,7 @@ def test_outsider_cannot_retry_a_foreign_delivery_through_its_own_session(api_cl
         f"/api/v1/upload-sessions/{own_session['id']}/deliveries/{world.delivery.pk}/retry", **outsider.auth
     )
 
-    assert response.status_code == 404
+    assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")
     assert Delivery.objects.get(pk=world.delivery.pk).status == Delivery.Status.FAILED
 
 
@@ -110,7 +110,9 @@ def test_outsider_cannot_use_a_foreign_destination_for_a_session(api_client, wor
         "/api/v1/upload-sessions", {"destination_ids": [str(world.destination.pk)]}, format="json", **outsider.auth
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 400, response.content
+    assert (response.json()["code"], list(response.json()["fields"])) == ("VALIDATION_ERROR", ["destination_ids"])
+    assert str(world.destination.pk) in response.json()["fields"]["destination_ids"][0]
     assert SECRET_NAME not in response.content.decode()
 
 

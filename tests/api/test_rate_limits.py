@@ -1,6 +1,5 @@
 """Rate limits (SPEC §2): per key and scope, X-RateLimit-* headers on every answer, 429 RATE_LIMITED past the limit."""
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -12,11 +11,15 @@ from tests.sessions_app.helpers import create_session
 CREATE = "/api/v1/upload-sessions"
 
 
+# Half a minute into a fixed one-minute window, which resets at WINDOW_END.
+NOW = 1_800_000_030.0
+WINDOW_END = 1_800_000_060
+
+
 @pytest.fixture(autouse=True)
 def one_window(monkeypatch):
     """Windows are fixed minutes: hold the limiter's clock so a test never straddles two of them."""
-    now = time.time()
-    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: now))
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: NOW))
 
 
 @pytest.fixture
@@ -33,8 +36,7 @@ def assert_rate_limited(response) -> None:
     assert response.status_code == 429, response.content
     body = response.json()
     assert (body["code"], body["statusCode"], body["error"]) == ("RATE_LIMITED", 429, "Too Many Requests")
-    assert response["Retry-After"].isdigit()
-    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response["Retry-After"] == "30"  # seconds until WINDOW_END
 
 
 def test_key_responses_carry_the_rate_limit_headers(api_client, owner):
@@ -44,9 +46,7 @@ def test_key_responses_carry_the_rate_limit_headers(api_client, owner):
     assert first["X-RateLimit-Limit"] == "100"
     assert int(first["X-RateLimit-Remaining"]) == 99
     assert int(second["X-RateLimit-Remaining"]) == 98
-    reset, now = int(first["X-RateLimit-Reset"]), throttling.time.time()
-    assert now < reset <= now + 60
-    assert reset % 60 == 0  # unix seconds at the end of the minute window
+    assert first["X-RateLimit-Reset"] == second["X-RateLimit-Reset"] == str(WINDOW_END)
 
 
 def test_each_scope_reports_its_own_limit(api_client, owner):
@@ -71,9 +71,8 @@ def test_upload_page_responses_carry_the_rate_limit_headers(api_client, owner):
 
     response = api_client.get(f"/api/v1/upload/{session['id']}/session")
 
-    assert response["X-RateLimit-Limit"] == "120"
-    assert "X-RateLimit-Remaining" in response
-    assert "X-RateLimit-Reset" in response
+    assert (response["X-RateLimit-Limit"], response["X-RateLimit-Remaining"]) == ("120", "119")
+    assert response["X-RateLimit-Reset"] == str(WINDOW_END)
 
 
 def test_session_creation_past_the_limit_is_429_with_retry_after(api_client, owner, shrunk_limits):

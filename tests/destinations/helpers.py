@@ -38,7 +38,8 @@ def upload_image(api_client, session_id: str, data: bytes, name: str = "photo.jp
 
 
 class FixedAnswerServer:
-    """A local HTTP server that answers every POST and PUT with one status (and headers), counting requests.
+    """A local HTTP server that answers every request, whatever its method, with one status (and headers), and
+    records each one.
 
     For answers the webhook receiver cannot give: a redirect with a Location, an S3 endpoint's 500.
     """
@@ -59,14 +60,14 @@ class FixedAnswerServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            do_PUT = do_POST
+            do_PUT = do_GET = do_HEAD = do_DELETE = do_POST
 
             def log_message(self, *args) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()

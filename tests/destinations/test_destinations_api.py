@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from delivery.services import delivery_execute
-from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import make_persona, noisy_jpeg, wait_until
 
 WEBHOOK_SECRET = "hook-secret-value-4321"
@@ -102,7 +102,8 @@ def test_the_list_shows_only_this_projects_destinations_and_no_secret(
     assert response.status_code == 200
     assert_no_secret(response, WEBHOOK_SECRET, S3_SECRET)
     assert [item["id"] for item in response.json()] == [webhook["id"], bucket["id"]]
-    assert api_client.get(destinations_url(outsider), **owner.auth).status_code == 404
+    foreign = api_client.get(destinations_url(outsider), **owner.auth)
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "NOT_FOUND")
 
 
 def test_patch_merges_config_and_an_omitted_secret_keeps_signing_deliveries(api_client, owner, webhook_receiver):
@@ -202,6 +203,64 @@ def test_an_unknown_path_template_variable_is_a_validation_error(api_client, own
     assert_no_secret(response, S3_SECRET)
 
 
+UNSENDABLE_HEADER_VALUE = "the value of {name} must be printable ASCII, without line breaks or control characters"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("x-amz-meta-note", "first line\r\nX-Injected: yes"),
+        ("Cache-Control", "max-age=60\nX-Injected: yes"),
+        ("x-amz-meta-note", "nul\x00byte"),
+        ("x-amz-meta-note", "delete\x7fcharacter"),
+        ("Content-Disposition", "inline;\tfilename=a.jpg"),
+        ("x-amz-meta-photographer", "José"),
+    ],
+    ids=["CRLF", "LF", "NUL", "DEL", "tab", "non-ASCII"],
+)
+def test_an_s3_custom_header_value_that_cannot_be_sent_is_refused_on_create_and_patch(
+    api_client, owner, moto_server, name, value
+):
+    created = api_client.post(
+        destinations_url(owner),
+        {
+            "type": "s3",
+            "name": "Bucket",
+            "config": moto_server.destination_config("media", customHeaders={name: value}),
+        },
+        format="json",
+        **owner.auth,
+    )
+    kept = {"Cache-Control": "max-age=60"}
+    destination = create_destination(
+        api_client, owner, "s3", moto_server.destination_config("media", customHeaders=kept)
+    )
+    patched = api_client.patch(
+        destinations_url(owner, destination["id"]),
+        {"config": {"customHeaders": {name: value}}},
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(created, {"config.customHeaders": [UNSENDABLE_HEADER_VALUE.format(name=name)]})
+    assert_validation_error(patched, {"config.customHeaders": [UNSENDABLE_HEADER_VALUE.format(name=name)]})
+    [listed] = api_client.get(destinations_url(owner), **owner.auth).json()
+    assert (listed["id"], listed["config"]["customHeaders"]) == (destination["id"], kept)
+
+
+@pytest.mark.parametrize("name", ["x-amz-meta-two words", "x-amz-meta-a\r\nX-Injected", "x-amz-meta-", "x-amz-meta-é"])
+def test_an_s3_custom_header_name_that_is_no_http_token_is_refused(api_client, owner, moto_server, name):
+    response = api_client.post(
+        destinations_url(owner),
+        {"type": "s3", "name": "Bucket", "config": moto_server.destination_config("media", customHeaders={name: "1"})},
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(response, {"config.customHeaders": [f"{name!r} is not a valid header name"]})
+    assert api_client.get(destinations_url(owner), **owner.auth).json() == []
+
+
 def test_a_missing_secret_is_a_validation_error(api_client, owner):
     response = api_client.post(
         destinations_url(owner),
@@ -245,9 +304,8 @@ def test_delete_keeps_past_deliveries_and_fails_pending_ones(api_client, owner, 
     assert response.status_code == 204
     assert response.content == b""
     assert api_client.get(destinations_url(owner), **owner.auth).json() == []
-    assert (
-        api_client.patch(destinations_url(owner, destination["id"]), {}, format="json", **owner.auth).status_code == 404
-    )
+    patched = api_client.patch(destinations_url(owner, destination["id"]), {}, format="json", **owner.auth)
+    assert (patched.status_code, patched.json()["code"]) == (404, "NOT_FOUND")
     delivered = Delivery.objects.get(image_id=delivered_image["id"])
     pending = Delivery.objects.get(image_id=pending_image["id"])
     assert (delivered.status, delivered.last_error) == ("delivered", "")
@@ -313,6 +371,35 @@ def test_a_refused_s3_secret_flags_needs_reconnect_until_the_secret_is_fixed(api
     assert (cleared["needsReconnect"], cleared["lastError"]) == (False, None)
     [key] = seaweedfs_server.objects(bucket)
     assert key.startswith("apertur-test/")
+
+
+def test_an_s3_endpoint_that_redirects_is_reported_once_per_attempt_and_retried_later(api_client, owner):
+    endpoint = FixedAnswerServer(307, {"Location": "http://127.0.0.1:9/media/"})
+    try:
+        destination = create_destination(
+            api_client,
+            owner,
+            "s3",
+            {"endpoint": endpoint.url, "bucket": "media", "accessKey": "key-id", "secretKey": S3_SECRET},
+        )
+        tested = api_client.post(destinations_url(owner, destination["id"], "test"), **owner.auth)
+        session = create_session(api_client, owner, [destination["id"]])
+        image = upload_image(api_client, session["id"], noisy_jpeg((160, 120)))
+        delivery_execute(delivery_id=str(Delivery.objects.get(image_id=image["id"]).pk))
+    finally:
+        endpoint.stop()
+
+    message = (
+        "the S3 endpoint redirected (HTTP 307), and redirects are not followed; set the bucket's region and endpoint"
+    )
+    assert tested.status_code == 200, tested.content
+    assert tested.json() == {"success": False, "status": 307, "message": "Test delivery failed.", "error": message}
+    assert [request.split(" ")[0] for request in endpoint.requests] == ["PUT", "PUT"]  # the test, then the delivery
+    delivery = Delivery.objects.get(image_id=image["id"])
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, message)
+    assert delivery.next_retry_at is not None
+    [listed] = api_client.get(destinations_url(owner), **owner.auth).json()
+    assert listed["lastError"] == message
 
 
 # --- end to end -------------------------------------------------------------------------------------

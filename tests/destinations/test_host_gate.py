@@ -5,7 +5,13 @@ import socket
 import pytest
 
 from apertur import http as outbound
-from apertur.http import HostNotAllowed, ensure_address_allowed, ensure_host_allowed
+from apertur.http import (
+    HostNotAllowed,
+    check_connected_socket,
+    ensure_address_allowed,
+    ensure_host_allowed,
+    outbound_session,
+)
 from delivery.models import Delivery
 from delivery.services import delivery_execute
 from destinations.backends.base import DeliveryError
@@ -14,6 +20,7 @@ from destinations.backends.webhook import WebhookBackend, WebhookConfig
 from tests.destinations.contract import make_staged_image, rendered_path
 from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.factories import noisy_jpeg
+from tests.servers.https_receiver import HTTPSReceiver
 
 
 @pytest.fixture
@@ -33,40 +40,42 @@ def loopback_refused(allowed_networks):
 
 
 @pytest.mark.parametrize(
-    "address",
+    ("address", "kind"),
     [
-        "127.0.0.1",
-        "169.254.169.254",  # cloud metadata
-        "10.1.2.3",
-        "172.16.5.4",
-        "192.168.1.10",
-        "100.64.0.1",  # CGNAT
-        "100.127.255.254",
-        "0.0.0.0",
-        "224.0.0.251",  # multicast
-        "255.255.255.255",
-        "::1",
-        "::",
-        "fc00::1",  # unique local
-        "fd12:3456::1",
-        "fe80::1",  # link-local
-        "fe80::1%eth0",
-        "ff02::1",  # multicast
-        "::ffff:127.0.0.1",  # IPv4-mapped
-        "::ffff:169.254.169.254",
-        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
-        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
-        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
-        "::169.254.169.254",  # IPv4-compatible (deprecated)
-        "::7f00:1",
-        "fec0::1",  # site-local (deprecated)
-        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64
-        "::ffff:0:a9fe:a9fe",  # IPv4-translated
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("10.1.2.3", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.10", "private"),
+        ("100.64.0.1", "private"),  # CGNAT
+        ("100.127.255.254", "private"),
+        ("0.0.0.0", "reserved"),
+        ("224.0.0.251", "reserved"),  # multicast
+        ("255.255.255.255", "reserved"),
+        ("::1", "loopback"),
+        ("::", "reserved"),
+        ("fc00::1", "private"),  # unique local
+        ("fd12:3456::1", "private"),
+        ("fe80::1", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("ff02::1", "reserved"),  # multicast
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+        ("::ffff:169.254.169.254", "link-local"),
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+        ("64:ff9b::a00:1", "private"),  # NAT64 of 10.0.0.1
+        ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 of 169.254.169.254
+        ("::169.254.169.254", "reserved"),  # IPv4-compatible (deprecated)
+        ("::7f00:1", "reserved"),
+        ("fec0::1", "reserved"),  # site-local (deprecated)
+        ("64:ff9b:1::a9fe:a9fe", "reserved"),  # local-use NAT64
+        ("::ffff:0:a9fe:a9fe", "reserved"),  # IPv4-translated
     ],
 )
-def test_private_and_special_addresses_are_refused(loopback_refused, address):
-    with pytest.raises(HostNotAllowed, match="APERTUR_ALLOWED_PRIVATE_NETWORKS"):
+def test_private_and_special_addresses_are_refused_naming_their_kind(loopback_refused, address, kind):
+    with pytest.raises(HostNotAllowed) as refused:
         ensure_address_allowed(address)
+
+    assert str(refused.value) == f"{address} is a {kind} address; allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
 
 
 @pytest.mark.parametrize(
@@ -87,9 +96,37 @@ def test_listed_networks_are_allowed_and_nothing_else(allowed_networks):
             ensure_address_allowed(refused)
 
 
-def test_a_host_name_is_judged_by_the_addresses_it_resolves_to(loopback_refused):
-    with pytest.raises(HostNotAllowed):
+def test_a_host_name_is_judged_by_the_addresses_it_resolves_to_which_the_refusal_does_not_name(loopback_refused):
+    with pytest.raises(HostNotAllowed) as refused:
         ensure_host_allowed("localhost", 80)
+
+    assert str(refused.value) == (
+        "localhost resolves to a loopback address; allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
+    )
+
+
+def test_a_connected_peer_outside_the_internet_is_refused_by_the_host_name_it_was_reached_for(loopback_refused):
+    """The peer check after connecting (a name that changed its answer between the check and the dial)."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    connected = socket.create_connection(listening.getsockname())
+    try:
+        with pytest.raises(HostNotAllowed) as refused:
+            check_connected_socket(connected, host="photos.example.test")
+    finally:
+        listening.close()
+
+    assert str(refused.value) == (
+        "photos.example.test resolves to a loopback address; allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
+    )
+    assert connected.fileno() == -1  # closed
+
+
+LOOPBACK_REFUSED = {
+    "127.0.0.1": "refused host: 127.0.0.1 is a loopback address; allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS",
+    "localhost": (
+        "refused host: localhost resolves to a loopback address; allow it with APERTUR_ALLOWED_PRIVATE_NETWORKS"
+    ),
+}
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
@@ -101,7 +138,7 @@ def test_a_webhook_to_loopback_fails_permanently_as_refused_host(loopback_refuse
     with pytest.raises(DeliveryError) as raised:
         backend.deliver(image, rendered_path(image))
 
-    assert raised.value.message.startswith("refused host: ")
+    assert raised.value.message == LOOPBACK_REFUSED[host]
     assert raised.value.permanent is True
     assert webhook_receiver.requests == []
 
@@ -114,7 +151,7 @@ def test_an_s3_endpoint_on_loopback_fails_permanently_as_refused_host(loopback_r
     with pytest.raises(DeliveryError) as raised:
         backend.deliver(image, rendered_path(image))
 
-    assert raised.value.message.startswith("refused host: 127.0.0.1 is a private")
+    assert raised.value.message == LOOPBACK_REFUSED["127.0.0.1"]
     assert raised.value.permanent is True
     assert moto_server.objects(bucket) == {}
 
@@ -135,9 +172,36 @@ def test_a_refused_host_fails_the_delivery_at_once_with_a_clear_last_error(
     delivery = Delivery.objects.get(image_id=image["id"])
     assert delivery.status == "failed"
     assert delivery.attempts == 1
-    assert delivery.last_error.startswith("refused host: 127.0.0.1 is a private, loopback")
+    assert delivery.last_error == LOOPBACK_REFUSED["127.0.0.1"]
     listed = api_client.get(f"/api/v1/projects/{owner.project.pk}/destinations", **owner.auth).json()
     assert listed[0]["lastError"] == delivery.last_error
+    assert webhook_receiver.requests == []
+
+
+@pytest.mark.parametrize("kind", ["webhook", "s3"])
+def test_a_host_name_that_resolves_to_a_refused_address_is_reported_without_the_address(
+    api_client, owner, allowed_networks, webhook_receiver, moto_server, kind
+):
+    if kind == "webhook":
+        config = {"url": webhook_receiver.url.replace("127.0.0.1", "localhost") + "/hook", "secret": "gate-secret"}
+    else:
+        endpoint = moto_server.endpoint.replace("127.0.0.1", "localhost")
+        config = moto_server.destination_config(moto_server.create_bucket(), endpoint=endpoint)
+    destination = create_destination(api_client, owner, kind, config)
+    session = create_session(api_client, owner, [destination["id"]])
+    image = upload_image(api_client, session["id"], noisy_jpeg((160, 120)))
+    allowed_networks()  # from here on, loopback is refused
+
+    tested = api_client.post(f"/api/v1/projects/{owner.project.pk}/destinations/{destination['id']}/test", **owner.auth)
+    delivery_execute(delivery_id=str(Delivery.objects.get(image_id=image["id"]).pk))
+
+    message = LOOPBACK_REFUSED["localhost"]
+    assert tested.json() == {"success": False, "message": "Test delivery failed.", "error": message}
+    delivery = Delivery.objects.get(image_id=image["id"])
+    assert (delivery.status, delivery.last_error) == ("failed", message)
+    listed = api_client.get(f"/api/v1/projects/{owner.project.pk}/destinations", **owner.auth)
+    assert listed.json()[0]["lastError"] == message
+    assert b"127.0.0.1" not in tested.content + listed.content
     assert webhook_receiver.requests == []
 
 
@@ -157,10 +221,45 @@ def test_a_refused_address_is_never_dialled_so_open_and_closed_ports_look_the_sa
             with pytest.raises(DeliveryError) as refused:
                 backend.deliver(make_staged_image(b"x"), "x")
             messages.append(refused.value.message)
-        listening.settimeout(0.2)
-        with pytest.raises(TimeoutError):
-            listening.accept()  # nothing connected to the open port
+        # A TCP connect completes into the listen backlog before deliver() returns, so an empty backlog now
+        # means nothing ever dialled the open port: no need to wait for one.
+        listening.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listening.accept()
     finally:
         listening.close()
-    assert all(message.startswith("refused host:") for message in messages), messages
-    assert messages[0].replace(str(closed_port), "") == messages[1].replace(str(closed_port), "")
+    assert messages == [LOOPBACK_REFUSED["127.0.0.1"]] * 2
+
+
+# --- host names survive the check: TLS and the Host header use the name, not the dialled address ------------
+
+
+@pytest.fixture
+def https_receiver(tmp_path, allowed_networks):
+    allowed_networks("127.0.0.0/8", "::1/128")
+    receiver = HTTPSReceiver(tmp_path)
+    yield receiver
+    receiver.stop()
+
+
+def test_an_https_webhook_host_is_verified_by_its_name_on_every_request(https_receiver):
+    session = outbound_session()
+
+    statuses = [
+        session.post(f"{https_receiver.url}/hook", data=b"x", verify=str(https_receiver.certificate)).status_code
+        for _ in range(2)
+    ]
+
+    assert statuses == [200, 200]
+    host = https_receiver.url.removeprefix("https://")
+    assert https_receiver.requests == [("POST", "/hook", host), ("POST", "/hook", host)]
+
+
+def test_an_https_s3_endpoint_is_verified_by_its_name(https_receiver, monkeypatch):
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(https_receiver.certificate))
+    backend = S3Backend(S3Config(endpoint=https_receiver.url, bucket="media", accessKey="key-id", secretKey="secret"))
+
+    receipt = backend.deliver(make_staged_image(b"image bytes"), "photo.jpg")
+
+    assert receipt.remote_reference == "s3://media/photo.jpg"
+    assert https_receiver.requests == [("PUT", "/media/photo.jpg", https_receiver.url.removeprefix("https://"))]

@@ -54,14 +54,16 @@ def test_verify_password_answers_valid_false_for_a_wrong_password(api_client, se
 
 
 def test_verify_password_of_an_unknown_session_is_404(api_client, db):
-    assert verify(api_client, "sess_01J00000000000000000000000", PASSWORD).status_code == 404
+    response = verify(api_client, "sess_01J00000000000000000000000", PASSWORD)
+
+    assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")
 
 
 def test_verify_password_without_a_password_field_is_400(api_client, session):
     response = api_client.post(f"/api/v1/upload/{session['id']}/verify-password", {}, format="json")
 
-    assert response.status_code == 400
-    assert "password" in response.json()["fields"]
+    assert (response.status_code, response.json()["code"]) == (400, "VALIDATION_ERROR")
+    assert list(response.json()["fields"]) == ["password"]
 
 
 def test_tenth_wrong_attempt_is_still_answered_and_the_eleventh_is_429(api_client, session):

@@ -239,7 +239,7 @@ def test_another_projects_session_is_not_found(api_client, outsider, session):
 def test_another_projects_session_is_not_found_even_with_invalid_parameters(api_client, outsider, session):
     response = get_qr(api_client, outsider, session["id"], size="huge")
 
-    assert response.status_code == 404
+    assert (response.status_code, response.json()["code"]) == (404, "NOT_FOUND")
 
 
 def test_an_unknown_session_is_not_found(api_client, owner):
