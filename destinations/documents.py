@@ -26,8 +26,8 @@ def destination_document(destination: Destination) -> dict:
 
 
 def check_result_document(result: CheckResult) -> dict:
-    """The answer of POST …/destinations/{destId}/test: `status` only where the target is HTTP, `error` only
-    when there is one."""
+    """The answer of POST …/destinations/{destId}/test: `status` only where the destination reported an HTTP
+    status, `error` only when there is one."""
     body: dict[str, Any] = {"success": result.success, "message": result.message}
     if result.http_status is not None:
         body["status"] = result.http_status
