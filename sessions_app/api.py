@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import client_ip
@@ -90,7 +91,7 @@ class SessionCreateView(KeyApiView):
                 data["expires_at"] = timezone.now() + timedelta(hours=data.pop("expires_in_hours"))
             return data
 
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
         session = services.session_create(api_key=request.auth, **payload.validated_data)
@@ -107,7 +108,7 @@ class SessionUpdateView(KeyApiView):
             required=False, min_value=1, max_value=settings.APERTUR_MAX_IMAGE_SIZE_MB_CAP, allow_null=True
         )
 
-    def patch(self, request, session_id: str):
+    def patch(self, request: Request, session_id: str) -> Response:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         payload = self.Input(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
@@ -156,7 +157,7 @@ class SessionQrView(KeyApiView):
         borderSize = serializers.IntegerField(min_value=0, max_value=20, default=4)
         borderColor = HexColourField(required=False)
 
-    def get(self, request, session_id: str):
+    def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
@@ -186,7 +187,7 @@ class SessionListView(KeyApiView):
         page = serializers.IntegerField(min_value=1, max_value=LARGEST_STORED_INTEGER, default=1)
         pageSize = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
         page, page_size = payload.validated_data["page"], payload.validated_data["pageSize"]
@@ -202,7 +203,7 @@ class RecentSessionsView(KeyApiView):
     class Input(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=50, default=10)
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
         rows, _ = selectors.session_list_rows(project=self.project, offset=0, limit=payload.validated_data["limit"])
@@ -382,7 +383,7 @@ class EncryptionKeyView(KeyApiView):
     """`GET /api/v1/encryption/server-key` and `/api/v1/encryption/key` (docs/api.md "Encrypted uploads"): the public
     key to encrypt to."""
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         public_key = selectors.server_public_key()
         if public_key is None:
             # A GET never writes, so it cannot make the key pair. It exists once the server or a worker has started
