@@ -10,7 +10,7 @@ import threading
 
 import dramatiq
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from dramatiq.middleware import Middleware
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,23 @@ class SweeperMiddleware(Middleware):
         sweeper = getattr(worker, "apertur_sweeper", None)
         if sweeper is not None:
             sweeper.stop()
+
+
+class WorkerStartMiddleware(Middleware):
+    """What every worker process makes sure of when it boots: the encryption key pair exists, so the GET endpoints
+    that show its public key (and never write) have one to show."""
+
+    def after_worker_boot(self, broker, worker) -> None:
+        from sessions_app.encryption import encryption_key_ensure  # apps load after the broker module
+
+        close_old_connections()
+        try:
+            encryption_key_ensure()
+        except DatabaseError:
+            # The worker is still useful once the database is back; session creation makes the key then.
+            logger.exception("could not make sure the encryption key pair exists")
+        finally:
+            close_old_connections()
 
 
 def start_embedded_worker() -> dramatiq.Worker:

@@ -133,6 +133,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Pipelines",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
         "apertur.broker.SweeperMiddleware",
+        "apertur.broker.WorkerStartMiddleware",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]

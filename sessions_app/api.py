@@ -1,10 +1,10 @@
-"""Upload-session endpoints (SPEC §4, §5, §8.1). Thin: parse, call a service or selector, render."""
+"""Upload-session endpoints (docs/api.md "Upload sessions", "Uploading images"). Thin: parse, call a service or
+selector, render a document."""
 
 import json
 import os
 import re
 import unicodedata
-import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,16 +14,15 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import client_ip
 from apertur.api.parsers import JsonParser
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
-from delivery import services as delivery_services
-from delivery.models import Delivery
 from projects.models import ALL_MIME_TYPES
-from sessions_app import encryption, qr, selectors, services
+from sessions_app import documents, encryption, qr, selectors, services
 from sessions_app.images import inspect_image
 from sessions_app.uploads import (
     IMAGE_FIELD,
@@ -92,11 +91,12 @@ class SessionCreateView(KeyApiView):
                 data["expires_at"] = timezone.now() + timedelta(hours=data.pop("expires_in_hours"))
             return data
 
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
         session = services.session_create(api_key=request.auth, **payload.validated_data)
-        return Response(selectors.created_session_document(session), status=201)
+        destinations = selectors.session_destinations(session=session)
+        return Response(documents.created_session_document(session, destinations=destinations), status=201)
 
 
 class SessionUpdateView(KeyApiView):
@@ -108,30 +108,12 @@ class SessionUpdateView(KeyApiView):
             required=False, min_value=1, max_value=settings.APERTUR_MAX_IMAGE_SIZE_MB_CAP, allow_null=True
         )
 
-    def patch(self, request, session_id: str):
+    def patch(self, request: Request, session_id: str) -> Response:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         payload = self.Input(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         session = services.session_update(session=session, changes=payload.validated_data)
-        return Response(selectors.public_session_document(session))
-
-
-class DeliveryStatusView(KeyApiView):
-    rate_limit_scope = "session_read"
-
-    def get(self, request, session_id: str):
-        session = selectors.session_for_project(project=self.project, session_id=session_id)
-        return Response(selectors.delivery_status_document(session))
-
-
-class DeliveryRetryView(KeyApiView):
-    def post(self, request, session_id: str, delivery_id: str):
-        session = selectors.session_for_project(project=self.project, session_id=session_id)
-        delivery = Delivery.objects.filter(image__session=session, pk=_uuid_or_none(delivery_id)).first()
-        if delivery is None:
-            raise AppError(404, "NOT_FOUND", "Delivery not found.")
-        delivery = delivery_services.delivery_retry(delivery=delivery)
-        return Response({"id": str(delivery.pk), "status": delivery.status, "attempts": delivery.attempts})
+        return Response(documents.public_session_document(session, server_public_key=selectors.server_public_key()))
 
 
 class IgnoreClientContentNegotiation(BaseContentNegotiation):
@@ -161,7 +143,7 @@ class HexColourField(serializers.CharField):
 
 
 class SessionQrView(KeyApiView):
-    """The QR image of the session's upload URL (SPEC §4.2)."""
+    """The QR image of the session's upload URL (docs/api.md "QR code")."""
 
     rate_limit_scope = "session_read"
     content_negotiation_class = IgnoreClientContentNegotiation
@@ -175,13 +157,13 @@ class SessionQrView(KeyApiView):
         borderSize = serializers.IntegerField(min_value=0, max_value=20, default=4)
         borderColor = HexColourField(required=False)
 
-    def get(self, request, session_id: str):
+    def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
         options = payload.validated_data
         image, content_type = qr.render_qr(
-            selectors.upload_url(session),
+            documents.upload_url(session),
             qr.QrOptions(
                 format=options["format"],
                 size=options["size"],
@@ -196,7 +178,8 @@ class SessionQrView(KeyApiView):
 
 
 class SessionListView(KeyApiView):
-    """`GET /api/v1/sessions` (SPEC §4.2): the key's project's sessions, newest first, in pages."""
+    """`GET /api/v1/sessions` (docs/api.md "Listing sessions"): the key's project's sessions, newest first, in
+    pages."""
 
     rate_limit_scope = "session_read"
 
@@ -204,36 +187,27 @@ class SessionListView(KeyApiView):
         page = serializers.IntegerField(min_value=1, max_value=LARGEST_STORED_INTEGER, default=1)
         pageSize = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
         page, page_size = payload.validated_data["page"], payload.validated_data["pageSize"]
-        rows, total = selectors.session_rows(project=self.project, offset=(page - 1) * page_size, limit=page_size)
-        return Response(
-            {"data": rows, "total": total, "page": page, "pageSize": page_size, "totalPages": -(-total // page_size)}
-        )
+        rows, total = selectors.session_list_rows(project=self.project, offset=(page - 1) * page_size, limit=page_size)
+        return Response(documents.session_page_document(rows, total=total, page=page, page_size=page_size))
 
 
 class RecentSessionsView(KeyApiView):
-    """`GET /api/v1/sessions/recent` (SPEC §4.2): a bare array, newest first."""
+    """`GET /api/v1/sessions/recent` (docs/api.md "Listing sessions"): a bare array, newest first."""
 
     rate_limit_scope = "session_read"
 
     class Input(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=50, default=10)
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
-        rows, _ = selectors.session_rows(project=self.project, offset=0, limit=payload.validated_data["limit"])
-        return Response(rows)
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+        rows, _ = selectors.session_list_rows(project=self.project, offset=0, limit=payload.validated_data["limit"])
+        return Response([documents.session_row_document(row) for row in rows])
 
 
 # --- the phone's endpoints (S) ---------------------------------------------------------------------
@@ -251,7 +225,8 @@ def _cookie_ok(request, session) -> bool:
 
 class PublicSessionView(PublicSessionApiView):
     def get(self, request, session_id: str):
-        return Response(selectors.public_session_document(selectors.session_public(session_id=session_id)))
+        session = selectors.session_public(session_id=session_id)
+        return Response(documents.public_session_document(session, server_public_key=selectors.server_public_key()))
 
 
 class VerifyPasswordView(PublicSessionApiView):
@@ -405,7 +380,19 @@ class ImageUploadView(PublicSessionApiView):
 
 
 class EncryptionKeyView(KeyApiView):
-    """`GET /api/v1/encryption/server-key` and `/api/v1/encryption/key` (SPEC §5): the public key to encrypt to."""
+    """`GET /api/v1/encryption/server-key` and `/api/v1/encryption/key` (docs/api.md "Encrypted uploads"): the public
+    key to encrypt to."""
 
-    def get(self, request):
-        return Response({"publicKey": encryption.encryption_key_current().public_key_pem})
+    def get(self, request: Request) -> Response:
+        public_key = selectors.server_public_key()
+        if public_key is None:
+            # A GET never writes, so it cannot make the key pair. It exists once the server or a worker has started
+            # (`apertur_run`, `rundramatiq`) or a session was created; before that a client has nothing to encrypt
+            # for anyway. 503: the server is not ready for this yet, and the client may simply ask again.
+            raise AppError(
+                503,
+                "ENCRYPTION_KEY_UNAVAILABLE",
+                "The server has no encryption key yet; it is made when the server or a worker starts, "
+                "or when the first upload session is created.",
+            )
+        return Response(documents.server_key_document(public_key))

@@ -35,9 +35,18 @@ def envelope_limit_bytes(plain_limit_bytes: int) -> int:
     return plain_limit_bytes * 4 // 3 + 64 * 1024
 
 
-def encryption_key_current() -> UploadEncryptionKey:
-    """The current key pair, created on first use (concurrent first uses agree on one)."""
-    key = UploadEncryptionKey.objects.filter(is_current=True).first()
+def encryption_key_current() -> UploadEncryptionKey | None:
+    """The current key pair, or None while none was made yet. Reads only: GET endpoints call it."""
+    return UploadEncryptionKey.objects.filter(is_current=True).first()
+
+
+def encryption_key_ensure() -> UploadEncryptionKey:
+    """The current key pair, made if there is none (concurrent first calls agree on one).
+
+    Called on write paths that come before anyone needs the key: session creation, and the start of the server
+    (`apertur_run`) and of every worker. Reads never make it, so a GET never writes.
+    """
+    key = encryption_key_current()
     if key is not None:
         return key
     try:

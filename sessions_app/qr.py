@@ -1,4 +1,5 @@
-"""QR images of an upload session's URL (SPEC §4.2): segno computes the module matrix, this module draws it.
+"""QR images of an upload session's URL (docs/api.md "QR code"): segno computes the module matrix, this module
+draws it.
 
 segno's own writers scale by whole modules, so they cannot hit an exact pixel size, and they have no rounded
 modules; one small drawing routine per output kind (Pillow for PNG/JPEG, plain SVG) gives both, the same way

@@ -4,7 +4,6 @@ import contextlib
 import hashlib
 import hmac
 import time
-import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,11 +15,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from apertur.errors import AppError
-from apertur.ids import new_image_id
+from apertur.ids import new_image_id, parse_uuid
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from destinations.models import Destination
 from projects.models import ALL_MIME_TYPES, ApiKey
+from sessions_app.encryption import encryption_key_ensure
 from sessions_app.images import ImageFacts
 from sessions_app.models import Image, UploadSession
 from sessions_app.status import SessionEvent, session_changed
@@ -36,12 +36,12 @@ CloseReason = UploadSession.CloseReason
 def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None) -> list[Destination]:
     if destination_ids is None:
         return list(api_key.default_destinations.alive().filter(is_active=True).order_by("created_at"))
-    canonical = {value: _canonical_uuid(value) for value in destination_ids}
+    canonical = {value: parse_uuid(value) for value in destination_ids}
     found = {
-        str(destination.pk): destination
+        destination.pk: destination
         for destination in Destination.objects.alive()
         .filter(project=api_key.project, is_active=True)
-        .filter(pk__in=[key for key in canonical.values() if key])
+        .filter(pk__in=[key for key in canonical.values() if key is not None])
     }
     unknown = [value for value, key in canonical.items() if key not in found]
     if unknown:
@@ -52,14 +52,6 @@ def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None)
             fields={"destination_ids": [f"unknown or inactive destination: {value}" for value in unknown]},
         )
     return list(dict.fromkeys(found[canonical[value]] for value in destination_ids))
-
-
-def _canonical_uuid(value: str) -> str | None:
-    """The lower-case hyphenated form the database compares, or None for what is not a UUID."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 def session_create(
@@ -75,7 +67,11 @@ def session_create(
     password: str | None = None,
     label: str = "",
 ) -> UploadSession:
-    """Create a session; input shapes are already validated by the API serializer."""
+    """Create a session; input shapes are already validated by the API serializer.
+
+    The encryption key pair is made here if it does not exist yet, so every session's document can show the
+    public key its phone encrypts to, and the GET endpoints that show it never write.
+    """
     destinations = _resolve_destinations(api_key=api_key, destination_ids=destination_ids)
     long_polling = bool(long_polling) or api_key.long_polling_enabled
     if not destinations and not long_polling:
@@ -88,6 +84,7 @@ def session_create(
         )
     effective_max = max_images or api_key.max_images or api_key.project.default_max_images
     _check_max_images(effective_max)
+    encryption_key_ensure()
     with transaction.atomic():
         session = UploadSession.objects.create(
             project=api_key.project,

@@ -1,4 +1,5 @@
-"""API-key authentication (SPEC §3): bearer keys, IP allow-lists, optional request signing."""
+"""API-key authentication (docs/api.md "Authentication", "Request signing"): bearer keys, IP and domain
+allow-lists, optional request signing."""
 
 import hashlib
 import hmac
@@ -67,7 +68,8 @@ def _host_of(value: str) -> str:
 
 
 def _domain_allowed(request: Request, allowed: list[str]) -> bool:
-    """SPEC §3: allowedDomains is checked against Origin, else Referer, when the request carries one.
+    """allowedDomains is checked against Origin, else Referer, when the request carries one (docs/api.md
+    "Authentication").
 
     An entry matches its host exactly; `*.example.com` matches any subdomain of example.com.
     """
@@ -106,7 +108,8 @@ def _verify_signature(request: Request, secret: str) -> None:
 
 
 def _is_multipart_upload(request: Request) -> bool:
-    """Multipart bodies are exempt from signing (SPEC §3): clients cannot see the bytes their library frames.
+    """Multipart bodies are exempt from signing (docs/api.md "Request signing"): clients cannot see the bytes their
+    library frames.
 
     Only where the view really takes multipart: a declared content type alone must not switch signing off.
     """

@@ -31,7 +31,7 @@ class RateLimitedView(APIView):
 
 
 class KeyApiView(RateLimitedView):
-    """An endpoint for API keys (SPEC `K`), limited per key."""
+    """An endpoint for API keys (`K` in docs/api.md "Conventions"), limited per key (docs/api.md "Rate limits")."""
 
     def rate_limit_identity(self, request: Request, **kwargs) -> str:
         return str(request.auth.pk)
@@ -52,7 +52,8 @@ class KeyApiView(RateLimitedView):
 
 
 class PublicSessionApiView(RateLimitedView):
-    """An endpoint of the phone's upload page (SPEC `S`): no key, limited per client IP and session."""
+    """An endpoint of the phone's upload page (`S` in docs/api.md "Conventions"): no key, limited per client IP and
+    session."""
 
     authentication_classes: list = []
     permission_classes: list = []

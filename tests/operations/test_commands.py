@@ -13,7 +13,7 @@ from apertur import crypto
 from destinations.models import Destination
 from destinations.services import destination_create
 from projects.models import ApiKey
-from sessions_app.encryption import encryption_key_current
+from sessions_app.encryption import encryption_key_ensure
 from sessions_app.models import UploadEncryptionKey
 from tests.conftest import REPO_ROOT, process_environment
 from tests.factories import make_persona
@@ -63,7 +63,7 @@ def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_every_one(db, se
         config={"url": "https://example.test/hook", "secret": "very-secret-value"},
     )
     ApiKey.objects.filter(pk=persona.api_key.pk).update(signing_secret="signing-secret-value")
-    key_pair = encryption_key_current()
+    key_pair = encryption_key_ensure()
     # Cast to a plain text column: the raw stored value, not the field's decryption.
     stored = Destination.objects.filter(pk=destination.pk).values_list(Cast("secrets", TextField()), flat=True).get()
     assert stored.startswith("gAAAA") and "very-secret-value" not in stored

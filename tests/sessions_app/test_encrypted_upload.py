@@ -127,8 +127,8 @@ def test_an_unknown_encryption_scheme_is_refused(api_client, owner):
 
 
 def test_decrypted_bytes_go_through_every_image_rule(api_client, owner):
-    key = server_key(api_client, owner)
     jpeg_only = create_session(api_client, owner, allowed_mime_types=["image/jpeg"])
+    key = server_key(api_client, owner)
     not_an_image = upload_envelope(api_client, jpeg_only["id"], encrypt_image(b"plain text, not pixels", key))
     png = upload_envelope(api_client, jpeg_only["id"], encrypt_image(image_bytes("PNG"), key), name="a.png.enc")
     assert (not_an_image.status_code, not_an_image.json()["code"]) == (400, "INVALID_IMAGE")

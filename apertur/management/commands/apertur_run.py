@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apertur.broker import start_embedded_worker
+from sessions_app.encryption import encryption_key_ensure
 
 
 class Command(BaseCommand):
@@ -17,6 +18,7 @@ class Command(BaseCommand):
         if no_worker and settings.EMBEDDED_BROKER:
             # The in-process broker only reaches workers in this process: nothing would ever deliver.
             raise CommandError("--no-worker needs DRAMATIQ_BROKER_URL and workers started with `rundramatiq`.")
+        encryption_key_ensure()  # made here, on a write path, so the GETs showing the public key never write
         worker = None if no_worker else start_embedded_worker()
         try:
             uvicorn.run("apertur.asgi:application", host=host, port=port, lifespan="off", log_level="info")

@@ -1,0 +1,71 @@
+"""The JSON documents of the delivery endpoints, shaped from what the selectors fetched; no queries here."""
+
+from apertur.api.formats import iso
+from delivery.models import Delivery
+from sessions_app.models import Image, UploadSession
+from sessions_app.status import displayed_status
+
+
+def delivery_status_document(session: UploadSession, *, images: list[Image]) -> dict:
+    """GET …/delivery-status (docs/api.md "Delivery status"): the documented shape (`images`) and the official
+    clients' shape (`files`) at once. `images` come from `selectors.images_with_deliveries`."""
+    image_rows, file_rows = [], []
+    for image in images:
+        deliveries = list(image.deliveries.all())
+        image_rows.append(
+            {
+                "image_id": image.pk,
+                "image_index": image.index,
+                "filename": image.filename,
+                "size_bytes": image.size_bytes,
+                "deliveries": [_delivery_row(delivery) for delivery in deliveries],
+            }
+        )
+        file_rows.append(
+            {
+                "record_id": image.pk,
+                "filename": image.filename,
+                "size_bytes": image.size_bytes,
+                "destinations": [
+                    {
+                        "destination_id": str(delivery.destination_id),
+                        "type": delivery.destination.type,
+                        "name": delivery.destination.name,
+                        "status": delivery.status,
+                        "attempts": delivery.attempts,
+                        "last_error": delivery.last_error or None,
+                    }
+                    for delivery in deliveries
+                ],
+            }
+        )
+    return {
+        "session_id": session.pk,
+        "status": displayed_status(session),
+        "images": image_rows,
+        "files": file_rows,
+        "lastChanged": iso(session.last_changed_at),
+    }
+
+
+def _delivery_row(delivery: Delivery) -> dict:
+    row = {
+        "delivery_id": str(delivery.pk),
+        "destination_id": str(delivery.destination_id),
+        "destination_name": delivery.destination.name,
+        "destination_type": delivery.destination.type,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+    }
+    if delivery.delivered_at:
+        row["delivered_at"] = iso(delivery.delivered_at)
+    if delivery.next_retry_at and delivery.status == Delivery.Status.PENDING:
+        row["next_retry_at"] = iso(delivery.next_retry_at)
+    if delivery.last_error:
+        row["last_error"] = delivery.last_error
+    return row
+
+
+def delivery_retried_document(delivery: Delivery) -> dict:
+    """The answer of POST …/deliveries/{deliveryId}/retry (docs/api.md "Retrying a delivery")."""
+    return {"id": str(delivery.pk), "status": delivery.status, "attempts": delivery.attempts}

@@ -1,0 +1,27 @@
+"""Reads of deliveries: models only, never writing."""
+
+from django.db.models import Prefetch
+
+from apertur.errors import AppError
+from apertur.ids import parse_uuid
+from delivery.models import Delivery
+from sessions_app.models import Image, UploadSession
+
+
+def images_with_deliveries(*, session: UploadSession) -> list[Image]:
+    """The session's images by index, each with its deliveries (oldest first) and their destinations loaded:
+    two queries whatever the number of images."""
+    return list(
+        session.images.order_by("index").prefetch_related(
+            Prefetch("deliveries", queryset=Delivery.objects.select_related("destination").order_by("created_at"))
+        )
+    )
+
+
+def delivery_for_session(*, session: UploadSession, delivery_id: str) -> Delivery:
+    """A delivery of one of the session's images; any other id is 404."""
+    key = parse_uuid(delivery_id)
+    delivery = None if key is None else Delivery.objects.filter(image__session=session, pk=key).first()
+    if delivery is None:
+        raise AppError(404, "NOT_FOUND", "Delivery not found.")
+    return delivery

@@ -1,0 +1,115 @@
+"""The JSON documents of the session endpoints, shaped from what the selectors fetched; no queries here.
+
+Field names mix casings on purpose: they are the official clients' (docs/api.md "Conventions").
+"""
+
+from django.conf import settings
+
+from apertur.api.formats import iso
+from destinations.models import Destination
+from sessions_app import qr
+from sessions_app.models import UploadSession
+from sessions_app.selectors import SessionListRow
+from sessions_app.status import displayed_status
+
+
+def upload_url(session: UploadSession) -> str:
+    """The phone's link: always on the configured public URL, never the request's Host."""
+    return f"{settings.APERTUR_PUBLIC_URL}/u/{session.pk}"
+
+
+def public_session_document(session: UploadSession, *, server_public_key: str | None) -> dict:
+    """GET /api/v1/upload/{id}/session and the PATCH answer (docs/api.md "Reading a session").
+
+    `server_public_key` is None only before the server's first key pair exists (never once a session was created
+    through the API, which makes it).
+    """
+    return {
+        "id": session.pk,
+        "status": displayed_status(session),
+        "expiresAt": iso(session.expires_at),
+        "tags": session.tags,
+        "imagesPerSession": session.max_images,
+        "effectiveMaxImages": session.max_images,
+        "effectiveAllowedMimeTypes": session.allowed_mime_types,
+        "effectiveMaxImageDimension": session.max_image_dimension,
+        "effectiveMaxImageSizeMb": session.effective_max_image_size_mb,
+        "imagesCount": session.images_count,
+        "password_protected": session.password_protected,
+        "serverPublicKey": server_public_key,
+        "e2eEnabled": False,
+        "e2ePublicKey": None,
+        "e2eDowngraded": False,
+    }
+
+
+def created_session_document(session: UploadSession, *, destinations: list[Destination]) -> dict:
+    """The 201 body of POST /api/v1/upload-sessions (docs/api.md "Creating a session")."""
+    qr_path = f"/api/v1/upload-sessions/{session.pk}/qr"
+    return {
+        "id": session.pk,
+        "uuid": session.pk,
+        "upload_url": upload_url(session),
+        "qr_url": f"{settings.APERTUR_PUBLIC_URL}{qr_path}",
+        "qr_specs": {
+            "endpoint": qr_path,
+            "formats": list(qr.CONTENT_TYPES),
+            "params": {
+                "format": "|".join(qr.CONTENT_TYPES),
+                "size": "64-2048 (pixels)",
+                "style": "|".join(qr.STYLES),
+                "fg": "hex colour",
+                "bg": "hex colour",
+                "borderSize": "0-20 (modules)",
+                "borderColor": "hex colour",
+            },
+        },
+        "destinations": [
+            {"id": str(destination.pk), "type": destination.type, "name": destination.name}
+            for destination in destinations
+        ],
+        "long_polling": session.long_polling,
+        "expires_at": iso(session.expires_at),
+        "password_protected": session.password_protected,
+        "env": session.env,
+        "status": displayed_status(session),
+        "tags": session.tags,
+        "max_images": session.max_images,
+    }
+
+
+def session_row_document(row: SessionListRow) -> dict:
+    """One row of GET /api/v1/sessions and /api/v1/sessions/recent (docs/api.md "Listing sessions")."""
+    session = row.session
+    return {
+        "id": session.pk,
+        "createdAt": iso(session.created_at),
+        "expiresAt": iso(session.expires_at),
+        "status": displayed_status(session),
+        "projectId": str(session.project_id),
+        "projectName": session.project.name,
+        "imagesCount": session.images_count,
+        "imagesDelivered": row.images_delivered,
+        "imagesFailed": row.images_failed,
+        "destinationsCount": row.destinations_count,
+        "tags": session.tags,
+        "longPollingEnabled": session.long_polling,
+        "label": session.label,
+        "env": session.env,
+    }
+
+
+def session_page_document(rows: list[SessionListRow], *, total: int, page: int, page_size: int) -> dict:
+    """GET /api/v1/sessions: one page of rows and where it sits (docs/api.md "Listing sessions")."""
+    return {
+        "data": [session_row_document(row) for row in rows],
+        "total": total,
+        "page": page,
+        "pageSize": page_size,
+        "totalPages": -(-total // page_size),
+    }
+
+
+def server_key_document(public_key: str) -> dict:
+    """GET /api/v1/encryption/server-key and /api/v1/encryption/key (docs/api.md "Encrypted uploads")."""
+    return {"publicKey": public_key}

@@ -1,0 +1,24 @@
+"""Upload-session routes, included under /api/v1/ with the namespace `sessions_app` (docs/api.md "Endpoints")."""
+
+from django.urls import path
+
+from sessions_app import api
+
+app_name = "sessions_app"
+
+urlpatterns = [
+    # API-key endpoints
+    path("upload-sessions", api.SessionCreateView.as_view(), name="session-create"),
+    path("upload-sessions/<str:session_id>", api.SessionUpdateView.as_view(), name="session-detail"),
+    path("upload-sessions/<str:session_id>/qr", api.SessionQrView.as_view(), name="session-qr"),
+    path("sessions", api.SessionListView.as_view(), name="session-list"),
+    path("sessions/recent", api.RecentSessionsView.as_view(), name="session-recent"),
+    # One view on both documented paths (the official Python client calls server-key); a name for each.
+    path("encryption/server-key", api.EncryptionKeyView.as_view(), name="encryption-server-key"),
+    path("encryption/key", api.EncryptionKeyView.as_view(), name="encryption-key"),
+    # The phone's endpoints: no key, the session id is the authorisation
+    path("upload/<str:session_id>/session", api.PublicSessionView.as_view(), name="upload-session"),
+    path("upload/<str:session_id>/verify-password", api.VerifyPasswordView.as_view(), name="upload-verify-password"),
+    path("upload/<str:session_id>/images", api.ImageUploadView.as_view(), name="upload-images"),
+    path("upload/<str:session_id>/complete", api.CompleteView.as_view(), name="upload-complete"),
+]

@@ -1,0 +1,118 @@
+"""Every API route has a name (namespaced by its app) that reverses to the path clients call today."""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+
+from delivery import api as delivery_api
+from destinations import api as destinations_api
+from sessions_app import api as sessions_api
+
+SESSION = "sess_01JABCDEFGHJKMNPQRSTVWXYZ0"
+PROJECT = "6f1c2a0e-8d4b-4c6e-9a57-3b2f1d0e9c8a"
+DESTINATION = "0b9e7c3a-2f4d-4e1b-8c6a-5d7f9e1a2b3c"
+DELIVERY = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a090"
+
+# name, kwargs, the path clients call, the view that answers it
+ROUTES = [
+    ("sessions_app:session-create", {}, "/api/v1/upload-sessions", sessions_api.SessionCreateView),
+    (
+        "sessions_app:session-detail",
+        {"session_id": SESSION},
+        f"/api/v1/upload-sessions/{SESSION}",
+        sessions_api.SessionUpdateView,
+    ),
+    (
+        "sessions_app:session-qr",
+        {"session_id": SESSION},
+        f"/api/v1/upload-sessions/{SESSION}/qr",
+        sessions_api.SessionQrView,
+    ),
+    ("sessions_app:session-list", {}, "/api/v1/sessions", sessions_api.SessionListView),
+    ("sessions_app:session-recent", {}, "/api/v1/sessions/recent", sessions_api.RecentSessionsView),
+    ("sessions_app:encryption-server-key", {}, "/api/v1/encryption/server-key", sessions_api.EncryptionKeyView),
+    ("sessions_app:encryption-key", {}, "/api/v1/encryption/key", sessions_api.EncryptionKeyView),
+    (
+        "sessions_app:upload-session",
+        {"session_id": SESSION},
+        f"/api/v1/upload/{SESSION}/session",
+        sessions_api.PublicSessionView,
+    ),
+    (
+        "sessions_app:upload-verify-password",
+        {"session_id": SESSION},
+        f"/api/v1/upload/{SESSION}/verify-password",
+        sessions_api.VerifyPasswordView,
+    ),
+    (
+        "sessions_app:upload-images",
+        {"session_id": SESSION},
+        f"/api/v1/upload/{SESSION}/images",
+        sessions_api.ImageUploadView,
+    ),
+    (
+        "sessions_app:upload-complete",
+        {"session_id": SESSION},
+        f"/api/v1/upload/{SESSION}/complete",
+        sessions_api.CompleteView,
+    ),
+    (
+        "delivery:session-delivery-status",
+        {"session_id": SESSION},
+        f"/api/v1/upload-sessions/{SESSION}/delivery-status",
+        delivery_api.DeliveryStatusView,
+    ),
+    (
+        "delivery:delivery-retry",
+        {"session_id": SESSION, "delivery_id": DELIVERY},
+        f"/api/v1/upload-sessions/{SESSION}/deliveries/{DELIVERY}/retry",
+        delivery_api.DeliveryRetryView,
+    ),
+    (
+        "destinations:destination-list",
+        {"project_id": PROJECT},
+        f"/api/v1/projects/{PROJECT}/destinations",
+        destinations_api.DestinationListView,
+    ),
+    (
+        "destinations:destination-detail",
+        {"project_id": PROJECT, "destination_id": DESTINATION},
+        f"/api/v1/projects/{PROJECT}/destinations/{DESTINATION}",
+        destinations_api.DestinationDetailView,
+    ),
+    (
+        "destinations:destination-test",
+        {"project_id": PROJECT, "destination_id": DESTINATION},
+        f"/api/v1/projects/{PROJECT}/destinations/{DESTINATION}/test",
+        destinations_api.DestinationTestView,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "path", "view"), ROUTES, ids=[route[0] for route in ROUTES])
+def test_a_named_route_reverses_to_the_path_clients_call_and_that_path_reaches_its_view(name, kwargs, path, view):
+    assert reverse(name, kwargs=kwargs) == path
+    match = resolve(path)
+    assert match.view_name == name
+    assert match.func.view_class is view
+    assert match.kwargs == kwargs
+
+
+def named_api_routes(patterns=None, prefix: str = "", namespace: str = "") -> dict[str, str]:
+    """Every route under api/ as {full name: route}, unnamed ones under their route, to spot a missing name."""
+    found: dict[str, str] = {}
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            found.update(named_api_routes(entry.url_patterns, route, inner))
+        elif isinstance(entry, URLPattern) and route.startswith("api/"):
+            found[f"{namespace}{entry.name}" if entry.name else f"<unnamed> {route}"] = route
+    return found
+
+
+def test_every_api_route_is_named_and_listed_above():
+    assert set(named_api_routes()) == {route[0] for route in ROUTES}
+
+
+def test_healthz_is_named():
+    assert reverse("healthz") == "/healthz"
