@@ -169,7 +169,10 @@ class S3Backend(DestinationBackend):
                 retries={"total_max_attempts": 1},
             ),
             transfer_config=TransferConfig(
-                multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, use_threads=False
+                # s3transfer goes multipart at size >= threshold; one PUT must take up to 16 MiB inclusive.
+                multipart_threshold=MULTIPART_THRESHOLD + 1,
+                multipart_chunksize=MULTIPART_THRESHOLD,
+                use_threads=False,
             ),
         )
 

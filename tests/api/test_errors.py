@@ -196,11 +196,6 @@ def test_delivery_status_without_a_usable_poll_from_answers_the_snapshot_at_once
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='delivery-status ignores pollFrom altogether (the long poll of docs/api.md "Delivery status" is not '
-    "implemented), so a malformed one is answered 200 instead of refused",
-)
 def test_delivery_status_with_a_malformed_poll_from_is_a_400_naming_it(api_client, owner):
     session = create_session(api_client, owner)
 

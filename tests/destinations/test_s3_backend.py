@@ -181,17 +181,7 @@ def s3_calls(backend: S3Backend) -> Iterator[list[str]]:
 
 @pytest.mark.parametrize(
     "size",
-    [
-        SIXTEEN_MIB - 1,
-        pytest.param(
-            SIXTEEN_MIB,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="s3transfer goes multipart at size >= multipart_threshold, and S3Backend.storage() sets "
-                "the threshold to 16 MiB itself instead of 16 MiB + 1",
-            ),
-        ),
-    ],
+    [SIXTEEN_MIB - 1, SIXTEEN_MIB],
     ids=["16 MiB - 1", "16 MiB"],
 )
 def test_an_image_up_to_16_mib_is_one_put(moto_server, size):
