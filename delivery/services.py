@@ -1,4 +1,5 @@
-"""The delivery engine (SPEC §8): outbox rows, one attempt at a time, retries on one schedule, the sweeper."""
+"""The delivery engine (docs/api.md "Delivery"): outbox rows, one attempt at a time, retries on one schedule,
+the sweeper."""
 
 import logging
 import random

@@ -1,4 +1,4 @@
-"""Path templates (SPEC §6.2): validation at create time, deterministic rendering at delivery time."""
+"""Path templates (docs/api.md "Paths"): validation at create time, deterministic rendering at delivery time."""
 
 import re
 import string
@@ -92,7 +92,7 @@ def template_variables(
     uploaded_at: datetime,
 ) -> dict[str, str]:
     name = filename.rsplit(".", 1)[0] if "." in filename else filename
-    uploaded_at = uploaded_at.astimezone(UTC)  # SPEC §6.2: dates are UTC whatever zone the value carries
+    uploaded_at = uploaded_at.astimezone(UTC)  # docs/api.md "Paths": dates are UTC whatever zone the value carries
     return {
         "project_id": project_id,
         "session_id": session_id,

@@ -1,4 +1,5 @@
-"""Every state change of destinations (SPEC §6.1). Config is validated strictly by the type's backend."""
+"""Every state change of destinations (docs/api.md "Destinations"). Config is validated strictly by the type's
+backend."""
 
 from dataclasses import replace
 from typing import Any

@@ -92,8 +92,8 @@ class Image(models.Model):
 
 
 class UploadEncryptionKey(models.Model):
-    """The server's RSA key pair for encrypted uploads (SPEC §5). One is current; retired ones keep
-    decrypting for a grace period so uploads encrypted just before a rotation still succeed."""
+    """The server's RSA key pair for encrypted uploads (docs/api.md "Encrypted uploads"). One is current; retired
+    ones keep decrypting for a grace period so uploads encrypted just before a rotation still succeed."""
 
     public_key_pem = models.TextField()
     # The private key is a secret: encrypted at rest like every other one.

@@ -23,7 +23,7 @@ official_client.load()  # before any test module imports `apertur_sdk`
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
-    """Loopback destinations are allowed (SPEC §6.2: the suite sets 127.0.0.0/8); caches start empty."""
+    """Loopback destinations are allowed (docs/api.md "Host safety": the suite sets 127.0.0.0/8); caches start empty."""
     settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
     # The production hasher is slow on purpose; tests create many users and session passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,4 +1,4 @@
-"""Signed HTTP webhook destination (SPEC §7)."""
+"""Signed HTTP webhook destination (docs/api.md "Webhook destination")."""
 
 import base64
 import binascii

@@ -1,4 +1,4 @@
-"""API-key authentication (SPEC §3): bearer keys, key restrictions, request signing."""
+"""API-key authentication (docs/api.md "Authentication"): bearer keys, key restrictions, request signing."""
 
 import json
 from datetime import timedelta

@@ -1,4 +1,5 @@
-"""A key sees only its own project (SPEC §2, §3): another project's ids are 404, never 403, never data."""
+"""A key sees only its own project (docs/api.md "Errors", "Authentication"): another project's ids are 404, never
+403, never data."""
 
 from dataclasses import dataclass
 

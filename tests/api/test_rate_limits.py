@@ -1,4 +1,5 @@
-"""Rate limits (SPEC §2): per key and scope, X-RateLimit-* headers on every answer, 429 RATE_LIMITED past the limit."""
+"""Rate limits (docs/api.md "Rate limits"): per key and scope, X-RateLimit-* headers on every answer, 429 RATE_LIMITED
+past the limit."""
 
 from types import SimpleNamespace
 

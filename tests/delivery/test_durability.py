@@ -1,4 +1,5 @@
-"""Durability (SPEC §8): killed workers and lost doorbells delay deliveries but never lose or duplicate them.
+"""Durability (docs/api.md "Delivery"): killed workers and lost doorbells delay deliveries but never lose or
+duplicate them.
 
 These run real processes: the web server (uvicorn), Dramatiq workers (`manage.py rundramatiq`) on a
 Redis broker, and the database of the test run. The broker is DRAMATIQ_BROKER_URL when set (as `.ci/run`

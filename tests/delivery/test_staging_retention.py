@@ -1,4 +1,4 @@
-"""Staged bytes are deleted after the retention period, once no delivery needs them (SPEC §8)."""
+"""Staged bytes are deleted after the retention period, once no delivery needs them (docs/api.md "Delivery")."""
 
 from datetime import timedelta
 

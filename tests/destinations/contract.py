@@ -198,7 +198,8 @@ class BackendContract(StoredDestinationContract):
             backend.deliver(image, rendered_path(image))
 
         assert raised.value.needs_reconnect is True
-        # SPEC §6.2: deliveries keep retrying on schedule and succeed once the user fixes the credentials.
+        # docs/api.md "Destination types": deliveries keep retrying on schedule and succeed once the user fixes
+        # the credentials.
         assert raised.value.permanent is False
         assert target.delivered() == {}
 

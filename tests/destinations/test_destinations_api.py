@@ -1,4 +1,5 @@
-"""The destination endpoints (SPEC §6.1) through HTTP with an API key, and one upload delivered end to end."""
+"""The destination endpoints (docs/api.md "Destinations") through HTTP with an API key, and one upload delivered end
+to end."""
 
 import hashlib
 import hmac

@@ -1,4 +1,4 @@
-"""The outbound host gate (SPEC §6.2 "Host safety"): checked against the address actually connected to."""
+"""The outbound host gate (docs/api.md "Host safety"): checked against the address actually connected to."""
 
 import socket
 

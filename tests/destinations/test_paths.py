@@ -1,4 +1,4 @@
-"""Path templates (SPEC §6.2): every variable, the default, strict validation, normalisation, determinism."""
+"""Path templates (docs/api.md "Paths"): every variable, the default, strict validation, normalisation, determinism."""
 
 from datetime import UTC, datetime, timedelta, timezone
 

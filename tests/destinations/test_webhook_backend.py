@@ -1,4 +1,4 @@
-"""The webhook destination (SPEC §7) against a real local HTTP receiver."""
+"""The webhook destination (docs/api.md "Webhook destination") against a real local HTTP receiver."""
 
 import base64
 import hashlib
@@ -87,7 +87,8 @@ class WebhookTarget(ContractTarget):
         return webhook_backend(f"{self.receiver.url}/hook", format=self.format, secret="not-the-receivers-secret")
 
     def delivered(self) -> dict[str, bytes]:
-        # Receivers deduplicate on X-Aptr-Delivery-Id (SPEC §7): that id is the webhook's "path".
+        # Receivers deduplicate on X-Aptr-Delivery-Id (docs/api.md "Webhook destination"): that id is the
+        # webhook's "path".
         return {
             request.header("X-Aptr-Delivery-Id"): image_part(request)
             for request in self.receiver.requests

@@ -75,7 +75,7 @@ class S3Server:
         return bucket
 
     def destination_config(self, bucket: str, **overrides: Any) -> dict[str, Any]:
-        """An `s3` destination config (SPEC §6.2) pointing at this server."""
+        """An `s3` destination config (docs/api.md "Destination types") pointing at this server."""
         return {
             "endpoint": self.endpoint,
             "region": REGION,

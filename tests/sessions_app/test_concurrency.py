@@ -1,4 +1,5 @@
-"""max_images under real concurrency (SPEC §5: "checked atomically: concurrent uploads can never exceed it").
+"""max_images under real concurrency (docs/api.md "Uploading images": "checked atomically: concurrent uploads can
+never exceed it").
 
 The uploads go to a real server process (uvicorn, one thread per request) from many client threads at once,
 so the count is decided by the database's locks, not by the test client's serial requests.

@@ -1,4 +1,5 @@
-"""The session status lifecycle (SPEC §4.3), derived from stored facts and driven by real deliveries."""
+"""The session status lifecycle (docs/api.md "Status lifecycle"), derived from stored facts and driven by real
+deliveries."""
 
 from datetime import timedelta
 

@@ -1,4 +1,5 @@
-"""Session passwords (SPEC §4.4): verify, the lockout after 10 wrong attempts, the header and the page cookie."""
+"""Session passwords (docs/api.md "Session password"): verify, the lockout after 10 wrong attempts, the header and
+the page cookie."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor

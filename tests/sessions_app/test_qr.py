@@ -1,4 +1,5 @@
-"""GET /api/v1/upload-sessions/{id}/qr (SPEC §4.2): the QR image of the session's upload URL, as a scanner reads it."""
+"""GET /api/v1/upload-sessions/{id}/qr (docs/api.md "QR code"): the QR image of the session's upload URL, as a
+scanner reads it."""
 
 import io
 import re

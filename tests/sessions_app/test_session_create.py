@@ -1,4 +1,5 @@
-"""POST /api/v1/upload-sessions (SPEC §4.1): every validation rule, the defaults, the key's defaults, the 201 shape."""
+"""POST /api/v1/upload-sessions (docs/api.md "Creating a session"): every validation rule, the defaults, the key's
+defaults, the 201 shape."""
 
 import uuid
 from datetime import timedelta

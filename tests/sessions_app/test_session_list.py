@@ -1,4 +1,4 @@
-"""Listing sessions (SPEC §4.2): `GET /api/v1/sessions` pages and `GET /api/v1/sessions/recent`."""
+"""Listing sessions (docs/api.md "Listing sessions"): `GET /api/v1/sessions` pages and `GET /api/v1/sessions/recent`."""
 
 from datetime import timedelta
 

@@ -1,4 +1,5 @@
-"""PATCH /api/v1/upload-sessions/{id} (SPEC §4.2): the same validation as create, and what each change does."""
+"""PATCH /api/v1/upload-sessions/{id} (docs/api.md "Updating a session"): the same validation as create, and what
+each change does."""
 
 from datetime import timedelta
 
