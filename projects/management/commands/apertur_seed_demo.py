@@ -1,38 +1,121 @@
+"""The demo account `make run` creates for trying Apertur on one's own machine (README.md, docs/deployment.md).
+
+It is a superuser, so it exists only where someone asked for it: `make run` calls this command, nothing else does
+(not `migrate`, not `apertur_run`). Its password is random, made on first run and kept with the demo API key in
+var/demo-credentials.json (mode 0600) so every `make run` can print them again. On a bind address other than
+loopback the account would be reachable from the network, so there the command does nothing unless
+--allow-non-loopback (`DEMO=1 make run`) says so.
+"""
+
+import ipaddress
 import json
+import os
+import secrets
+from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
+from projects.models import ApiKey, key_digest
 from projects.services import bootstrap
 
 DEMO_EMAIL = "demo@apertur.local"
-DEMO_PASSWORD = "demo-password"  # noqa: S105 (a documented development account, created only by `make run`)
+DEMO_PROJECT = "Demo project"
+# What older versions gave every demo account; an install still using it gets a random password.
+KNOWN_PASSWORDS = {"demo-password"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine (a name other than localhost may
+    resolve to anything, so it counts as reachable)."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Command(BaseCommand):
-    help = "Create the demo account, project and API key once (development only) and print how to use them."
+    help = (
+        "Create the demo superuser, project and API key once, with a random password, and print them "
+        "(development only; `make run` calls it)."
+    )
 
-    def handle(self, *args, **options) -> None:
-        # Keys are stored hashed; the demo key is kept in var/ so every `make run` can print it again.
-        credentials_file = settings.VAR_DIR / "demo-credentials.json"
-        if credentials_file.exists():
-            credentials = json.loads(credentials_file.read_text())
-        else:
-            project, api_key = bootstrap(
-                email=DEMO_EMAIL, password=DEMO_PASSWORD, project_name="Demo project", site_admin=True
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=settings.APERTUR_HOST, help="the address the server will bind")
+        parser.add_argument(
+            "--allow-non-loopback",
+            action="store_true",
+            help="create the demo account although the server will be reachable from other machines",
+        )
+
+    def handle(self, *args, host: str, allow_non_loopback: bool, **options) -> None:
+        if not is_loopback(host) and not allow_non_loopback:
+            self.stdout.write(
+                f"\nNo demo account: the server will listen on {host}, which other machines can reach.\n"
+                "Run `DEMO=1 make run` (manage.py apertur_seed_demo --allow-non-loopback) to create it anyway,\n"
+                "or create your own account with `manage.py createsuperuser`.\n"
             )
-            credentials = {
-                "email": DEMO_EMAIL,
-                "password": DEMO_PASSWORD,
-                "project_id": str(project.pk),
-                "api_key": api_key,
-            }
-            credentials_file.write_text(json.dumps(credentials, indent=2))
-            credentials_file.chmod(0o600)
+            return
+        credentials_file = settings.VAR_DIR / "demo-credentials.json"
+        credentials = demo_account_ensure(credentials_file)
         self.stdout.write(
             "\nDemo account (development only)\n"
             f"  Admin:       {settings.APERTUR_PUBLIC_URL}/admin/\n"
             f"  Login:       {credentials['email']} / {credentials['password']}\n"
             f"  Project id:  {credentials['project_id']}\n"
             f"  API key:     {credentials['api_key']}\n"
+            f"  (kept in {credentials_file})\n"
         )
+
+
+def demo_account_ensure(credentials_file: Path) -> dict[str, str]:
+    """The demo account's credentials, creating or repairing whatever of it is missing.
+
+    Keys are stored hashed, so the key is kept in the file; the file is the one place its password is written.
+    """
+    credentials = _read(credentials_file)
+    password = credentials.get("password", "")
+    if not password or password in KNOWN_PASSWORDS:
+        password = secrets.token_urlsafe(16)
+    with transaction.atomic():
+        user = get_user_model().objects.select_for_update().filter(email__iexact=DEMO_EMAIL).first()
+        if user is not None and not user.check_password(password):
+            # The file was lost or still holds a known password: the account gets the new random one.
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        key_is_valid = ApiKey.objects.filter(
+            digest=key_digest(credentials.get("api_key", "")),
+            project_id=credentials.get("project_id"),
+            is_active=True,
+        ).exists()
+        if not key_is_valid:
+            project, api_key = bootstrap(
+                email=DEMO_EMAIL, password=password, project_name=DEMO_PROJECT, site_admin=True
+            )
+            credentials.update(project_id=str(project.pk), api_key=api_key)
+    credentials.update(email=DEMO_EMAIL, password=password)
+    _write_private(credentials_file, credentials)
+    return credentials
+
+
+def _read(credentials_file: Path) -> dict[str, str]:
+    try:
+        document = json.loads(credentials_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _write_private(path: Path, document: dict[str, str]) -> None:
+    # Written under a temporary name created 0600, then renamed over the old file: never readable by others,
+    # never half-written.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, settings.PRIVATE_FILE_MODE)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(json.dumps(document, indent=2) + "\n")
+    os.replace(temporary, path)
