@@ -3,16 +3,33 @@
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("APERTUR_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
 logger = logging.getLogger("apertur.settings")
+
+# var/ holds the database, generated secrets, the demo credentials and staged photos: only the user running
+# Apertur may read it (directories 0700, files 0600; docs/configuration.md, APERTUR_VAR_DIR).
+PRIVATE_DIRECTORY_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def _private_directory(path: Path) -> Path:
+    # mkdir's mode is masked by the umask and never applied to a directory that already exists (an older
+    # install made var/ 0755), hence the chmod.
+    path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    try:
+        path.chmod(PRIVATE_DIRECTORY_MODE)
+    except PermissionError:
+        logger.warning("Cannot make %s private (0700): it belongs to another user.", path)
+    return path
+
+
+VAR_DIR = _private_directory(Path(os.environ.get("APERTUR_VAR_DIR", BASE_DIR / "var")))
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -27,13 +44,24 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def _development_secret(filename: str, generate) -> str:
+def _development_secret(filename: str, generate: Callable[[], str]) -> str:
     """A value kept under var/ so development restarts keep sessions and decryptable secrets."""
     path = VAR_DIR / filename
     if not path.exists():
-        path.write_text(generate())
-        path.chmod(0o600)
-        logger.warning("Generated %s for development; set it from the environment in production.", path)
+        # Written in full under a temporary name with its final mode, then linked into place: the value is never
+        # readable by others, not even for a moment, and two processes starting at once agree on one value (the
+        # second link fails and that process reads the first one's).
+        temporary = path.with_name(f".{filename}.{os.getpid()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(generate())
+        try:
+            os.link(temporary, path)
+            logger.warning("Generated %s for development; set it from the environment in production.", path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return path.read_text().strip()
 
 
@@ -62,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "apertur.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +135,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests that start a web server or worker in another process need a file they can share.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    _sqlite_file = Path(DATABASES["default"]["NAME"] or ":memory:")
+    if _sqlite_file.name != ":memory:" and _sqlite_file.parent.is_dir():
+        # SQLite creates its file with the umask's mode (0644) and gives the -wal and -shm files the database
+        # file's mode, so the file is made private before SQLite first opens it (an empty file is an empty
+        # database); chmod covers a database an older install created.
+        os.close(os.open(_sqlite_file, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+        _sqlite_file.chmod(PRIVATE_FILE_MODE)
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -163,10 +199,20 @@ STORAGES = {
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+# Every FileSystemStorage (staged photos under var/media, collected static files under var/static) writes
+# private files and directories, like everything else under var/.
+FILE_UPLOAD_PERMISSIONS = PRIVATE_FILE_MODE
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = PRIVATE_DIRECTORY_MODE
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Made at start (empty until `collectstatic`): WhiteNoise warns about a missing STATIC_ROOT on every start.
+STATIC_ROOT = _private_directory(VAR_DIR / "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise (apertur/static.py) serves static files from the ASGI process; no proxy is needed for them.
+# It also finds them in the apps, not only in STATIC_ROOT: a fresh clone's `manage.py apertur_run`, the
+# tests' server processes and a var/ collected before an upgrade all serve the current files, at the cost
+# of one walk of the apps' static folders when the process starts (docs/deployment.md, "Static files").
+WHITENOISE_USE_FINDERS = True
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
@@ -234,6 +280,8 @@ APERTUR_DEFAULT_EXPIRY_HOURS = env_int("APERTUR_DEFAULT_EXPIRY_HOURS", 24)
 APERTUR_MAX_EXPIRY_HOURS = 168
 APERTUR_PASSWORD_MAX_ATTEMPTS = env_int("APERTUR_PASSWORD_MAX_ATTEMPTS", 10)
 APERTUR_PASSWORD_LOCKOUT_SECONDS = env_int("APERTUR_PASSWORD_LOCKOUT_SECONDS", 15 * 60)
+APERTUR_ADMIN_LOGIN_MAX_FAILURES = env_int("APERTUR_ADMIN_LOGIN_MAX_FAILURES", 5)
+APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 APERTUR_RATE_LIMITS = {
     "session_create": env_int("APERTUR_RATE_LIMIT_SESSION_CREATE", 100),
     "session_read": env_int("APERTUR_RATE_LIMIT_SESSION_READ", 300),
