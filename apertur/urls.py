@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apertur.health import healthz
+from apertur.pages import home
+from sessions_app.pages import upload_page
 
 handler400 = "apertur.api.errors.handler400"
 handler403 = "apertur.api.errors.handler403"
@@ -13,6 +15,8 @@ handler404 = "apertur.api.errors.handler404"
 handler500 = "apertur.api.errors.handler500"
 
 urlpatterns = [
+    path("", home, name="home"),
+    path("u/<str:session_id>", upload_page, name="upload-page"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("sessions_app.urls")),
