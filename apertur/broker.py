@@ -7,10 +7,12 @@ the web process; the database outbox makes that durable across restarts (the swe
 
 import logging
 import threading
+from urllib.parse import urlsplit
 
 import dramatiq
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
 logger = logging.getLogger(__name__)
@@ -58,11 +60,37 @@ class Sweeper:
                 logger.exception("sweeper tick failed; next tick in %ss", self.interval)
 
 
+def broker_description(broker: dramatiq.Broker) -> str:
+    """The broker's kind and where it is, for logs: never the URL itself, which may carry a password."""
+    kinds = {"StubBroker": "in-process", "RedisBroker": "Redis", "RabbitmqBroker": "RabbitMQ"}
+    kind = kinds.get(type(broker).__name__, type(broker).__name__)
+    if isinstance(broker, StubBroker):
+        return f"{kind} broker"
+    location = urlsplit(settings.DRAMATIQ_BROKER_URL)
+    try:
+        port = f":{location.port}" if location.port else ""
+    except ValueError:  # a malformed port; the broker's own connection reports it
+        port = ""
+    return f"{kind} broker at {location.hostname or 'its default host'}{port}"
+
+
 class SweeperMiddleware(Middleware):
-    """Every worker process sweeps. Several sweepers are harmless: sweeping only rings doorbells."""
+    """Every worker process sweeps. Several sweepers are harmless: sweeping only rings doorbells.
+
+    It also logs the one line saying a worker is up, for the embedded worker and `rundramatiq` alike: both emit
+    after_worker_boot.
+    """
 
     def after_worker_boot(self, broker, worker) -> None:
         worker.apertur_sweeper = Sweeper().start()
+        where = "in the web process" if getattr(worker, "apertur_embedded", False) else "in a worker process"
+        logger.info(
+            "delivery worker started %s: %d threads on the %s, sweeping every %ss",
+            where,
+            worker.worker_threads,
+            broker_description(broker),
+            worker.apertur_sweeper.interval,
+        )
 
     def before_worker_shutdown(self, broker, worker) -> None:
         sweeper = getattr(worker, "apertur_sweeper", None)
@@ -92,5 +120,6 @@ def start_embedded_worker() -> dramatiq.Worker:
     import delivery.actors  # noqa: F401 (declares the actors on the broker)
 
     worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=settings.APERTUR_EMBEDDED_WORKER_THREADS)
+    worker.apertur_embedded = True  # for the start-up log line (SweeperMiddleware)
     worker.start()
     return worker
