@@ -140,8 +140,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # SQLite creates its file with the umask's mode (0644) and gives the -wal and -shm files the database
         # file's mode, so the file is made private before SQLite first opens it (an empty file is an empty
         # database); chmod covers a database an older install created.
-        os.close(os.open(_sqlite_file, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
-        _sqlite_file.chmod(PRIVATE_FILE_MODE)
+        try:
+            os.close(os.open(_sqlite_file, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+            _sqlite_file.chmod(PRIVATE_FILE_MODE)
+        except PermissionError:
+            logger.warning("Cannot make %s private (0600): it belongs to another user.", _sqlite_file)
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
