@@ -1,4 +1,4 @@
-"""The site's front page: what this server is and where to go next (the API is described in README.md)."""
+"""The site's front page: what this server is and where to go next (the API is described in docs/api.md)."""
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render

@@ -12,7 +12,7 @@ def test_the_front_page_is_html_linking_to_the_admin_and_the_docs(client, db):
     assert response["Content-Type"] == "text/html; charset=utf-8"
     page = response.content.decode()
     assert 'href="/admin/"' in page
-    assert "README.md" in page and "docs/configuration.md" in page
+    assert "docs/api.md" in page and "README.md" in page and "docs/configuration.md" in page
     assert len(queries) == 0
 
 
