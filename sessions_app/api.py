@@ -45,6 +45,15 @@ def password_cookie_name(session_id: str) -> str:
     return f"aptr_pw_{session_id}"
 
 
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers instead of turning them into strings (DRF's CharField accepts 1 as "1")."""
+
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _validate_expiry(value):
     now = timezone.now()
     if value <= now:
@@ -75,7 +84,7 @@ class SessionCreateView(KeyApiView):
         destination_ids = serializers.ListField(child=serializers.CharField(), required=False)
         long_polling = serializers.BooleanField(required=False)
         tags = serializers.ListField(
-            child=serializers.CharField(min_length=1, max_length=128, trim_whitespace=False),
+            child=StrictCharField(min_length=1, max_length=128, trim_whitespace=False),
             required=False,
             max_length=20,
         )
