@@ -8,7 +8,6 @@ import unicodedata
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.signing import BadSignature
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import serializers
@@ -22,7 +21,7 @@ from apertur.api.parsers import JsonParser
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
 from projects.models import ALL_MIME_TYPES
-from sessions_app import documents, encryption, qr, selectors, services
+from sessions_app import documents, encryption, passwords, qr, selectors, services
 from sessions_app.images import inspect_image
 from sessions_app.uploads import (
     IMAGE_FIELD,
@@ -35,14 +34,9 @@ from sessions_app.uploads import (
 )
 
 SOURCE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
-PASSWORD_COOKIE_SALT = "apertur.session-password"  # noqa: S105 (a signing salt, not a password)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # The largest value an integer column holds on every supported database; beyond it the insert fails (500).
 LARGEST_STORED_INTEGER = 2**31 - 1
-
-
-def password_cookie_name(session_id: str) -> str:
-    return f"aptr_pw_{session_id}"
 
 
 class StrictCharField(serializers.CharField):
@@ -222,16 +216,6 @@ class RecentSessionsView(KeyApiView):
 # --- the phone's endpoints (S) ---------------------------------------------------------------------
 
 
-def _cookie_ok(request, session) -> bool:
-    if not session.password_protected:
-        return True
-    try:
-        value = request.get_signed_cookie(password_cookie_name(session.pk), salt=PASSWORD_COOKIE_SALT)
-    except (KeyError, BadSignature):
-        return False
-    return value == services.password_cookie_value(session)
-
-
 class PublicSessionView(PublicSessionApiView):
     def get(self, request, session_id: str):
         session = selectors.session_public(session_id=session_id)
@@ -246,20 +230,12 @@ class VerifyPasswordView(PublicSessionApiView):
         session = selectors.session_public(session_id=session_id)
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
-        valid = services.session_password_verify(
+        valid = passwords.session_password_verify(
             session=session, password=payload.validated_data["password"], ip=client_ip(request)
         )
         response = Response({"valid": valid})
         if valid and session.password_protected:
-            response.set_signed_cookie(
-                password_cookie_name(session.pk),
-                services.password_cookie_value(session),
-                salt=PASSWORD_COOKIE_SALT,
-                max_age=int(settings.APERTUR_MAX_EXPIRY_HOURS * 3600),
-                httponly=True,
-                samesite="Lax",
-                secure=settings.APERTUR_PUBLIC_URL.startswith("https://"),
-            )
+            passwords.password_cookie_set(response, session)
         return response
 
 
@@ -268,10 +244,10 @@ class CompleteView(PublicSessionApiView):
 
     def post(self, request, session_id: str):
         session = selectors.session_public(session_id=session_id)
-        services.ensure_password(
+        passwords.ensure_password(
             session=session,
             password=request.headers.get("x-session-password"),
-            cookie_ok=_cookie_ok(request, session),
+            cookie=passwords.password_cookie_read(request, session.pk),
             ip=client_ip(request),
         )
         session = services.session_complete(session=session)
@@ -312,10 +288,10 @@ class ImageUploadView(PublicSessionApiView):
 
     def post(self, request, session_id: str):
         session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
-        services.ensure_password(
+        passwords.ensure_password(
             session=session,
             password=request.headers.get("x-session-password"),
-            cookie_ok=_cookie_ok(request, session),
+            cookie=passwords.password_cookie_read(request, session.pk),
             ip=client_ip(request),
         )
         services.ensure_room_for_image(session=session)
