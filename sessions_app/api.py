@@ -1,11 +1,8 @@
 """Upload-session endpoints (docs/api.md "Upload sessions", "Uploading images"). Thin: parse, call a service or
 selector, render a document."""
 
-import json
-import os
-import re
-import unicodedata
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -21,20 +18,9 @@ from apertur.api.parsers import JsonParser
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
 from projects.models import ALL_MIME_TYPES
-from sessions_app import documents, encryption, passwords, qr, selectors, services
-from sessions_app.images import inspect_image
-from sessions_app.uploads import (
-    IMAGE_FIELD,
-    MEBIBYTE,
-    ImageMultiPartParser,
-    ImageUploadHandler,
-    ReceivedFile,
-    received_from_bytes,
-    too_large,
-)
+from sessions_app import documents, passwords, qr, receiving, selectors, services
+from sessions_app.uploads import read_upload_body
 
-SOURCE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # The largest value an integer column holds on every supported database; beyond it the insert fails (500).
 LARGEST_STORED_INTEGER = 2**31 - 1
 
@@ -254,98 +240,25 @@ class CompleteView(PublicSessionApiView):
         return Response({"id": session.pk, "status": session.status, "imagesCount": session.images_count})
 
 
-def sanitise_filename(name: str, extension: str) -> str:
-    """Basename only, no control characters, at most 255 bytes of UTF-8; a missing name becomes image.<ext>."""
-    name = os.path.basename(name.replace("\\", "/"))
-    name = "".join(character for character in name if unicodedata.category(character)[0] != "C").strip()
-    if name in {"", ".", ".."}:
-        return f"image.{extension}"
-    while len(name.encode()) > 255:
-        stem, dot, suffix = name.rpartition(".")
-        name = f"{stem[:-1]}{dot}{suffix}" if stem and len(suffix) < 16 else name[:-1]
-    return name
-
-
-def _declared_length(request) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0  # not a number: the streaming limit still applies
-
-
-def _opened_envelope(envelope: object, *, client_name: str, limit_bytes: int) -> ReceivedFile:
-    plaintext = encryption.decrypt_envelope(envelope)
-    if len(plaintext) > limit_bytes:
-        raise too_large(limit_bytes)
-    return received_from_bytes(plaintext, client_name=client_name, content_type="")
-
-
 class ImageUploadView(PublicSessionApiView):
-    """`POST /api/v1/upload/{id}/images` (SPEC §5): a multipart image, an encrypted multipart envelope
-    (`X-Aptr-Encrypted: default`), or the envelope as a JSON body."""
+    """`POST /api/v1/upload/{id}/images`: a multipart image, an encrypted multipart envelope
+    (`X-Aptr-Encrypted: default`), or the envelope as a JSON body (docs/api.md "Uploading images")."""
 
-    parser_classes = [ImageMultiPartParser, JsonParser]
+    # The body is read by `image_receive` (through uploads.read_upload_body) once the session's rules passed,
+    # not by DRF's parsers: they would read it before those rules, and a JSON body only up to Django's
+    # DATA_UPLOAD_MAX_MEMORY_SIZE.
+    parser_classes: list = []
 
     def post(self, request, session_id: str):
-        session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
-        passwords.ensure_password(
-            session=session,
+        http_request = request._request  # the plain Django request, as the phone page's form post has
+        json_body = http_request.content_type == "application/json"
+        image = receiving.image_receive(
+            session_id=session_id,
+            read_body=partial(read_upload_body, http_request),
+            encryption_scheme=request.headers.get("X-Aptr-Encrypted") or ("default" if json_body else None),
             password=request.headers.get("x-session-password"),
-            cookie=passwords.password_cookie_read(request, session.pk),
+            password_cookie=passwords.password_cookie_read(request, session_id),
             ip=client_ip(request),
-        )
-        services.ensure_room_for_image(session=session)
-        limit_bytes = session.effective_max_image_size_mb * MEBIBYTE
-        as_json = request.content_type.startswith("application/json")
-        scheme = request.headers.get("X-Aptr-Encrypted")
-        encrypted = as_json or scheme is not None
-        if scheme is not None and scheme != "default":
-            raise encryption.invalid_envelope(f"unknown scheme {scheme!r} (only `default`)")
-        body_limit = encryption.envelope_limit_bytes(limit_bytes) if encrypted else limit_bytes
-        if _declared_length(request) > body_limit + MULTIPART_OVERHEAD_BYTES:
-            raise too_large(limit_bytes)
-        if as_json:
-            name = request.data.get("filename") if isinstance(request.data, dict) else None
-            received = _opened_envelope(
-                request.data, client_name=name if isinstance(name, str) else "", limit_bytes=limit_bytes
-            )
-        else:
-            request.upload_handlers = [ImageUploadHandler(request, body_limit, image_limit_bytes=limit_bytes)]
-            received = request.FILES.get(IMAGE_FIELD)
-            if received is None:
-                raise AppError(
-                    400,
-                    "VALIDATION_ERROR",
-                    "Send the image as the multipart part `file`.",
-                    fields={IMAGE_FIELD: ["required"]},
-                )
-            if encrypted:
-                try:
-                    envelope = json.load(received.file)
-                except (ValueError, UnicodeDecodeError, RecursionError) as error:
-                    raise encryption.invalid_envelope("the file part is not a JSON envelope") from error
-                received = _opened_envelope(
-                    envelope, client_name=received.client_name.removesuffix(".enc"), limit_bytes=limit_bytes
-                )
-        source = request.data.get("source") or "camera"
-        if not isinstance(source, str) or not SOURCE_PATTERN.fullmatch(source):
-            raise AppError(
-                400,
-                "VALIDATION_ERROR",
-                "source must match [a-z0-9_-]{1,64}.",
-                fields={"source": ["must match [a-z0-9_-]{1,64}"]},
-            )
-        facts = inspect_image(
-            received.file, allowed_mime_types=session.allowed_mime_types, max_dimension=session.max_image_dimension
-        )
-        received.file.seek(0)
-        image = services.image_accept(
-            session=session,
-            received=received,
-            facts=facts,
-            filename=sanitise_filename(received.client_name, facts.extension),
-            source=source,
-            is_encrypted=encrypted,
         )
         return Response(
             {
@@ -358,7 +271,7 @@ class ImageUploadView(PublicSessionApiView):
                 "height": image.height,
                 "sha256": image.sha256,
                 "destinations": image.deliveries.count(),
-                "long_polling": session.long_polling,
+                "long_polling": image.session.long_polling,
             },
             status=201,
         )
