@@ -65,11 +65,10 @@ def image_receive(
         try:
             source = _valid_source(content.source)
             facts = inspect_image(
-                received.file,
+                received.temporary_file_path(),
                 allowed_mime_types=session.allowed_mime_types,
                 max_dimension=session.max_image_dimension,
             )
-            received.file.seek(0)
             return services.image_accept(
                 session=session,
                 received=received,

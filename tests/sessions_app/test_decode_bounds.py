@@ -1,0 +1,201 @@
+"""The work one upload can cause is bounded (docs/api.md "Uploading images"): JPEGs with more scans than any
+camera writes are refused before decoding, every decode has a deadline after which its process is killed, and
+the wait for a free decoder ends in 503 SERVER_BUSY. Honest 50-megapixel photos still pass."""
+
+import io
+import os
+import time
+
+import pytest
+from PIL import Image as PillowImage
+
+from sessions_app import decoding
+from sessions_app.decoding import DecodePool
+from sessions_app.images import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS
+from sessions_app.models import Image
+from tests.factories import image_bytes, noisy_jpeg
+from tests.sessions_app.helpers import create_session, upload
+
+HOSTILE_SIDE = 7000  # 49 megapixels: under the pixel cap, so only the scans make it expensive
+
+
+@pytest.fixture
+def decode_pool(monkeypatch) -> DecodePool:
+    """A pool of one decoder for this test alone, so a test can hold or observe it."""
+    pool = DecodePool(1)
+    monkeypatch.setattr(decoding, "_pool", pool)
+    yield pool
+    pool.close()
+
+
+def jpeg(size: tuple[int, int], *, progressive: bool, gradient: bool = False) -> bytes:
+    if gradient:
+        image = PillowImage.linear_gradient("L").resize(size).convert("RGB")
+    else:
+        image = PillowImage.new("RGB", size, (120, 130, 140))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", progressive=progressive, quality=85)
+    return buffer.getvalue()
+
+
+def with_last_scan_repeated(data: bytes, times: int) -> bytes:
+    """Byte surgery: the last scan (SOS header and its entropy-coded data, up to EOI) sent `times` more times.
+
+    Pillow writes no 0xFF 0xDA inside entropy-coded data (0xFF is always stuffed), so the last one starts the
+    last scan; libjpeg decodes every copy, each a pass over the whole image.
+    """
+    assert data.endswith(b"\xff\xd9")
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * times + data[-2:]
+
+
+def with_segments_after_start(data: bytes, *segments: bytes) -> bytes:
+    """Marker segments inserted right after SOI (where APPn and COM segments live)."""
+    return data[:2] + b"".join(segments) + data[2:]
+
+
+def comment(payload: bytes) -> bytes:
+    return b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def assert_invalid_image(response, *words: str) -> None:
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert (body["code"], body["statusCode"]) == ("INVALID_IMAGE", 400)
+    assert all(word in body["message"] for word in words), body["message"]
+
+
+def decoder_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def hostile_jpeg() -> bytes:
+    """A ~330 KB progressive 7000x7000 JPEG whose last scan is repeated 600 times: minutes of CPU to decode."""
+    return with_last_scan_repeated(jpeg((HOSTILE_SIDE, HOSTILE_SIDE), progressive=True), 600)
+
+
+# --- too many scans --------------------------------------------------------------------------------
+
+
+def test_jpeg_repeating_a_scan_hundreds_of_times_is_refused_fast_without_decoding(api_client, owner, hostile_jpeg):
+    session = create_session(api_client, owner)
+    assert len(hostile_jpeg) < 400_000
+
+    started = time.monotonic()
+    response = upload(api_client, session["id"], hostile_jpeg)
+    elapsed = time.monotonic() - started
+
+    assert_invalid_image(response, f"more than {MAX_JPEG_SCANS} scans")
+    assert elapsed < 2, elapsed
+    assert not Image.objects.exists()
+
+
+def test_scans_behind_an_end_marker_inside_metadata_are_still_counted(api_client, owner, hostile_jpeg):
+    # A byte search for scans that stopped at the first 0xFF 0xD9 would stop inside this comment.
+    session = create_session(api_client, owner)
+    disguised = with_segments_after_start(hostile_jpeg, comment(b"\xff\xd9 not the end"))
+
+    assert_invalid_image(upload(api_client, session["id"], disguised), "scans")
+
+
+def test_scans_after_fill_bytes_are_still_counted(api_client, owner):
+    # libjpeg skips any number of 0xFF fill bytes before a marker.
+    data = jpeg((64, 64), progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    padded = data[:-2] + (b"\xff\xff\xff" + last_scan) * MAX_JPEG_SCANS + data[-2:]
+    session = create_session(api_client, owner)
+
+    assert_invalid_image(upload(api_client, session["id"], padded), "scans")
+
+
+def test_scan_markers_inside_metadata_do_not_count(api_client, owner):
+    session = create_session(api_client, owner)
+    data = with_segments_after_start(noisy_jpeg((64, 48)), comment(b"\xff\xda" * 1000))
+
+    response = upload(api_client, session["id"], data)
+
+    assert response.status_code == 201, response.content
+
+
+def test_restart_markers_inside_a_scan_do_not_count(api_client, owner):
+    buffer = io.BytesIO()
+    PillowImage.effect_noise((512, 512), 64).convert("RGB").save(buffer, format="JPEG", restart_marker_blocks=1)
+    session = create_session(api_client, owner)
+
+    response = upload(api_client, session["id"], buffer.getvalue())
+
+    assert response.status_code == 201, response.content
+
+
+def test_jpeg_made_of_countless_tiny_segments_is_refused_fast(api_client, owner):
+    session = create_session(api_client, owner)
+    data = with_segments_after_start(noisy_jpeg((64, 48)), *[comment(b"")] * (MAX_JPEG_SEGMENTS * 10))
+
+    started = time.monotonic()
+    response = upload(api_client, session["id"], data)
+
+    assert_invalid_image(response, "marker segments")
+    assert time.monotonic() - started < 2
+
+
+# --- the decode deadline ---------------------------------------------------------------------------
+
+
+def test_decode_past_its_deadline_is_refused_and_its_process_killed(api_client, owner, settings, decode_pool):
+    # As many scans as allowed on a big image: seconds of decoding, which the deadline cuts short.
+    slow = with_last_scan_repeated(jpeg((HOSTILE_SIDE, HOSTILE_SIDE), progressive=True), MAX_JPEG_SCANS - 10)
+    settings.APERTUR_DECODE_TIMEOUT_SECONDS = 0.5
+    session = create_session(api_client, owner)
+    with decode_pool.decoder(wait=0) as decoder:  # started ahead, so the measured call is the decode alone
+        pid = decoder.process.pid
+
+    started = time.monotonic()
+    response = upload(api_client, session["id"], slow)
+    elapsed = time.monotonic() - started
+
+    assert_invalid_image(response, "more than 0.5 s to decode")
+    assert elapsed < 1.5, elapsed
+    assert decoder_is_gone(pid)
+    assert not Image.objects.exists()
+    assert upload(api_client, session["id"], image_bytes()).status_code == 201  # a fresh decoder takes over
+
+
+def test_waiting_too_long_for_a_decoder_is_503_server_busy_with_retry_after(api_client, owner, settings, decode_pool):
+    settings.APERTUR_DECODE_QUEUE_TIMEOUT_SECONDS = 0.2
+    session = create_session(api_client, owner)
+
+    with decode_pool.decoder(wait=0):  # the only decoder is busy
+        started = time.monotonic()
+        response = upload(api_client, session["id"], image_bytes())
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 503, response.content
+    assert response.json() == {
+        "message": "The server is busy checking other images; try again shortly.",
+        "code": "SERVER_BUSY",
+        "statusCode": 503,
+        "error": "Service Unavailable",
+    }
+    assert response["Retry-After"] == "10"  # the decode deadline: by then a decoder is free
+    assert elapsed < 1, elapsed
+    assert api_client.get(f"/api/v1/upload/{session['id']}/session").json()["imagesCount"] == 0
+    assert upload(api_client, session["id"], image_bytes()).status_code == 201
+
+
+# --- honest photos ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_an_honest_50_megapixel_photo_passes(api_client, owner, progressive):
+    data = jpeg((8660, 5773), progressive=progressive, gradient=True)
+    session = create_session(api_client, owner)
+
+    response = upload(api_client, session["id"], data, name="big.jpg")
+
+    assert response.status_code == 201, response.content
+    assert (response.json()["width"], response.json()["height"]) == (8660, 5773)
