@@ -250,7 +250,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Refused requests (bad Host, oversized or garbled bodies) as one WARNING line, not an ERROR traceback:
+        # it rewrites the record before the `django` and root loggers' handlers see it, so both keep propagating.
+        "client_errors": {"class": "apertur.request_logging.ClientErrorsOnOneLine"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("APERTUR_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"handlers": ["client_errors"]},
+        "django.security": {"handlers": ["client_errors"]},
+    },
 }

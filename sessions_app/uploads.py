@@ -156,8 +156,8 @@ def _read_multipart(request: HttpRequest, limits: UploadLimits) -> UploadContent
     if declared_length(request) > limits.body_bytes + MULTIPART_OVERHEAD_BYTES:
         raise too_large(limits.image_bytes)
     handler = ImageUploadHandler(request, limits.body_bytes, image_limit_bytes=limits.image_bytes)
-    parser = _NamelessFileKeepingParser(request.META, request, [handler], request.encoding)
-    try:
+    try:  # the constructor checks the boundary, parse() the rest
+        parser = _NamelessFileKeepingParser(request.META, request, [handler], request.encoding)
         fields, files = parser.parse()
     except MultiPartParserError as error:
         raise AppError(400, "VALIDATION_ERROR", f"Malformed multipart body: {error}") from error
