@@ -8,6 +8,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
+from contextlib import closing
 
 from apertur.errors import AppError
 from sessions_app import encryption, passwords, selectors, services
@@ -45,7 +46,7 @@ def image_receive(
 
     session exists (404) → not expired (410) → not closed (409) → password (401, 429) → room for one more
     image (422) → size (413) → a decodable JPEG, PNG, WebP or HEIC of an allowed type (415, 400) → pixel cap
-    (400) → dimensions (422).
+    and decode cost (400) → dimensions (422); 503 SERVER_BUSY when no decoder comes free in time.
 
     The body is read (`read_body`) only once the session's rules have passed, and the size is enforced while
     it streams. `encryption_scheme` is the X-Aptr-Encrypted header, or "default" for a JSON-body envelope;
@@ -59,28 +60,25 @@ def image_receive(
     encrypted = encryption_scheme is not None
     image_limit = session.effective_max_image_size_mb * MEBIBYTE
     body_limit = encryption.envelope_limit_bytes(image_limit) if encrypted else image_limit
-    content = read_body(UploadLimits(image_bytes=image_limit, body_bytes=body_limit))
-    try:
-        received = _image_of(content, encrypted=encrypted, limit_bytes=image_limit)
-        try:
-            source = _valid_source(content.source)
-            facts = inspect_image(
-                received.temporary_file_path(),
-                allowed_mime_types=session.allowed_mime_types,
-                max_dimension=session.max_image_dimension,
-            )
-            return services.image_accept(
-                session=session,
-                received=received,
-                facts=facts,
-                filename=sanitise_filename(received.client_name, facts.extension),
-                source=source,
-                is_encrypted=encrypted,
-            )
-        finally:
-            received.close()
-    finally:
-        content.close()
+    # Temporary files (the part as sent, a decrypted image) are closed, so deleted, whatever happens.
+    with (
+        closing(read_body(UploadLimits(image_bytes=image_limit, body_bytes=body_limit))) as content,
+        closing(_image_of(content, encrypted=encrypted, limit_bytes=image_limit)) as received,
+    ):
+        source = _valid_source(content.source)
+        facts = inspect_image(
+            received.temporary_file_path(),
+            allowed_mime_types=session.allowed_mime_types,
+            max_dimension=session.max_image_dimension,
+        )
+        return services.image_accept(
+            session=session,
+            received=received,
+            facts=facts,
+            filename=sanitise_filename(received.client_name, facts.extension),
+            source=source,
+            is_encrypted=encrypted,
+        )
 
 
 def _image_of(content: UploadContent, *, encrypted: bool, limit_bytes: int) -> ReceivedFile:
