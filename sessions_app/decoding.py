@@ -1,13 +1,16 @@
-"""Full image decodes in child processes: each decode has a deadline, and so has the wait for a free decoder.
+"""Image files are opened and fully decoded in child processes: each inspection has a deadline, and so has the
+wait for a free child.
 
 Why processes: a decode is one call into libjpeg, libheif or libwebp that Python cannot interrupt. A thread that
 outlives its deadline keeps a core busy until the decoder returns (tens of seconds for a hostile progressive
 JPEG), and feeding Pillow's decoder in chunks would bound JPEG and PNG only: HEIF and WebP decode in a single
-call. A child process is killed at its deadline whatever the format, and a decoder that crashes on hostile bytes
-takes the child down, not the web server. The children are few (`APERTUR_DECODE_CONCURRENCY`, which also bounds
-the memory full decodes hold), long-lived, and replaced only after a kill or a crash; the file travels by path.
+call. Opening happens there too: Pillow reads JPEG markers and PNG chunks one by one in Python, seconds for a
+file made of millions of tiny ones. A child process is killed at its deadline whatever the format, and a decoder
+that crashes on hostile bytes takes the child down, not the web server. The children are few
+(`APERTUR_DECODE_CONCURRENCY`, which also bounds the memory full decodes hold), long-lived, and replaced only
+after a kill or a crash; the file travels by path.
 
-The child's side reads no Django setting: it only opens and decodes.
+The child's side reads no Django setting: the limits travel with each request.
 """
 
 import logging
@@ -18,6 +21,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
 import pillow_heif
@@ -45,50 +49,70 @@ logger = logging.getLogger(__name__)
 
 
 class DecodeFailed(Exception):
-    """The bytes do not decode: truncated, corrupt, or a decoder crash on them."""
+    """The child stopped while inspecting the bytes: a decoder crash on them, or killed for its memory."""
 
 
 class DecodeTimedOut(Exception):
-    """The decode passed its deadline; its process was killed."""
+    """The inspection passed its deadline; its process was killed."""
 
 
 class DecodersBusy(Exception):
     """No decoder came free within the wait allowed."""
 
 
-def open_image(path: str) -> PillowImage.Image:
-    """Open (identify, read the header of) an image in one of the accepted formats, as parent and child do."""
-    # The server's own pixel cap is checked by the caller, with a clear error; Pillow's guard would warn first.
+@dataclass(frozen=True)
+class Inspection:
+    """What a child found in a file. `refusal` names the first rule the file breaks; None: it decoded fully."""
+
+    NOT_AN_IMAGE = "not an image"
+    TYPE_NOT_ALLOWED = "type not allowed"
+    TOO_MANY_PIXELS = "too many pixels"
+    CORRUPT = "corrupt"
+
+    format: str | None = None  # Pillow's name (a key of FORMATS)
+    width: int = 0
+    height: int = 0
+    refusal: str | None = None
+    detail: str = ""
+
+
+def inspect_file(path: str, *, allowed_mime_types: list[str], max_pixels: int) -> Inspection:
+    """Identify the image, check its type and pixel count, then decode every byte, so truncated or corrupt files
+    are refused now, not at the destination. Runs in the child."""
+    # The pixel cap is checked below, with a clear error, before any decode; Pillow's own guard would warn first.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PillowImage.DecompressionBombWarning)
-        return PillowImage.open(path, formats=OPENERS)
-
-
-def decode_fully(path: str) -> None:
-    """Decode every byte, so truncated or corrupt files are refused now, not at the destination."""
-    with open_image(path) as image:
+        try:
+            image = PillowImage.open(path, formats=OPENERS)
+        except DECODE_ERRORS as error:  # UnidentifiedImageError is an OSError
+            return Inspection(refusal=Inspection.NOT_AN_IMAGE, detail=f"{type(error).__name__}: {error}")
+    with image:
+        found = Inspection(format=image.format, width=image.width, height=image.height)
+        if FORMATS[image.format][0] not in allowed_mime_types:
+            return replace(found, refusal=Inspection.TYPE_NOT_ALLOWED)
+        if image.width * image.height > max_pixels:
+            return replace(found, refusal=Inspection.TOO_MANY_PIXELS)
         if image.format in {"JPEG", "MPO"}:
             # draft() makes libjpeg decode at 1/8 scale: all entropy-coded data is still read and checked.
             image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
-        image.load()
+        try:
+            image.load()
+        except DECODE_ERRORS as error:
+            return replace(found, refusal=Inspection.CORRUPT, detail=f"{type(error).__name__}: {error}")
+    return found
 
 
 def _serve(connection: Connection) -> None:
-    """The child: decode each path it is sent, answer None or why the bytes do not decode."""
+    """The child: inspect each file it is sent and answer what it found."""
     # Ctrl-C reaches the whole process group; the parent stops its children itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection.send("ready")
     while True:
         try:
-            path = connection.recv()
+            path, limits = connection.recv()
         except EOFError:  # the parent went away
             return
-        try:
-            decode_fully(path)
-        except DECODE_ERRORS as error:
-            connection.send(f"{type(error).__name__}: {error}")
-        else:
-            connection.send(None)
+        connection.send(inspect_file(path, **limits))
 
 
 class _Decoder:
@@ -108,21 +132,20 @@ class _Decoder:
             raise RuntimeError("the image decoder process did not start")
         self.busy = False
 
-    def decode(self, path: str, *, timeout: float) -> None:
+    def inspect(self, path: str, *, allowed_mime_types: list[str], max_pixels: int, timeout: float) -> Inspection:
         self.busy = True
-        self.connection.send(path)
+        self.connection.send((path, {"allowed_mime_types": allowed_mime_types, "max_pixels": max_pixels}))
         try:
             if not self.connection.poll(timeout):
-                logger.warning("Image decode passed its %g s deadline; its process is stopped: %s", timeout, path)
+                logger.warning("Image inspection passed its %g s deadline; its process is stopped: %s", timeout, path)
                 raise DecodeTimedOut
-            problem = self.connection.recv()
+            inspection = self.connection.recv()
         except EOFError as error:  # the child died on these bytes (a decoder crash, or killed for its memory)
             self.process.join(timeout=1)
-            logger.warning("Image decoder exited (code %s) while decoding %s", self.process.exitcode, path)
+            logger.warning("Image decoder exited (code %s) while inspecting %s", self.process.exitcode, path)
             raise DecodeFailed(f"the decoder stopped (exit code {self.process.exitcode})") from error
         self.busy = False
-        if problem is not None:
-            raise DecodeFailed(problem)
+        return inspection
 
     def stop(self) -> None:
         self.process.kill()
@@ -171,11 +194,13 @@ class DecodePool:
             if decoder is not None:
                 decoder.stop()
 
-    def decode(self, path: str, *, timeout: float, wait: float) -> None:
-        """Decode the image at `path` fully in a child process within `timeout` seconds, after waiting at most
-        `wait` seconds for a free decoder. Raises DecodeFailed, DecodeTimedOut or DecodersBusy."""
+    def inspect(
+        self, path: str, *, allowed_mime_types: list[str], max_pixels: int, timeout: float, wait: float
+    ) -> Inspection:
+        """`inspect_file` in a child process within `timeout` seconds, after waiting at most `wait` seconds for a
+        free one. Raises DecodeFailed, DecodeTimedOut or DecodersBusy."""
         with self.decoder(wait=wait) as decoder:
-            decoder.decode(path, timeout=timeout)
+            return decoder.inspect(path, allowed_mime_types=allowed_mime_types, max_pixels=max_pixels, timeout=timeout)
 
 
 _pool: DecodePool | None = None

@@ -5,20 +5,12 @@ import math
 import mmap
 import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.conf import settings
-from PIL import UnidentifiedImageError
 
 from apertur.errors import AppError
-from sessions_app.decoding import (
-    DECODE_ERRORS,
-    FORMATS,
-    DecodeFailed,
-    DecodersBusy,
-    DecodeTimedOut,
-    decode_pool,
-    open_image,
-)
+from sessions_app.decoding import FORMATS, DecodeFailed, DecodersBusy, DecodeTimedOut, Inspection, decode_pool
 
 # Cameras and encoders write 1 scan (baseline) to about 10 (progressive; mozjpeg's optimised scripts a few
 # more). Each scan makes the decoder pass over the whole image again, so a small file repeating one scan hundreds
@@ -31,6 +23,7 @@ MAX_JPEG_SEGMENTS = 10_000
 # 0xFF followed by a byte that starts a marker segment: not 0x00 (a stuffed 0xFF in entropy-coded data), not
 # 0xFF (fill before a marker), not RST0-7 or TEM (markers without a segment, inside or between scans).
 _SEGMENT_MARKER = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
+_JPEG_SIGNATURE = b"\xff\xd8\xff"  # what Pillow's JPEG opener checks
 _START_OF_SCAN = 0xDA
 _END_OF_IMAGE = 0xD9
 _START_OF_IMAGE = 0xD8
@@ -48,30 +41,30 @@ def inspect_image(path: str, *, allowed_mime_types: list[str], max_dimension: in
     """Identify, bound and fully decode the image at `path`; raise the error of the first rule it breaks:
     format (400 INVALID_IMAGE, 415), pixel cap and decode cost (400 INVALID_IMAGE), dimensions (422), and 503
     SERVER_BUSY when no decoder comes free in time."""
-    try:
-        image = open_image(path)
-    except (UnidentifiedImageError, *DECODE_ERRORS) as error:
-        raise AppError(400, "INVALID_IMAGE", "The file is not a JPEG, PNG, WebP or HEIC image.") from error
-    with image:
-        image_format = image.format
-        width, height = image.size
-    mime_type, extension = FORMATS[image_format]
-    if mime_type not in allowed_mime_types:
+    with open(path, "rb") as file:
+        if file.read(len(_JPEG_SIGNATURE)) == _JPEG_SIGNATURE:
+            # Before Pillow reads it: opening walks the markers too, in Python and without a cap.
+            _ensure_reasonable_jpeg(file)
+    found = _inspect(path, allowed_mime_types)
+    width, height = found.width, found.height
+    if found.refusal == Inspection.NOT_AN_IMAGE:
+        raise AppError(400, "INVALID_IMAGE", "The file is not a JPEG, PNG, WebP or HEIC image.")
+    mime_type, extension = FORMATS[found.format]
+    if found.refusal == Inspection.TYPE_NOT_ALLOWED:
         raise AppError(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
             f"{mime_type} images are not accepted here; allowed: {', '.join(allowed_mime_types)}.",
         )
-    if width * height > settings.APERTUR_MAX_IMAGE_PIXELS:
+    if found.refusal == Inspection.TOO_MANY_PIXELS:
         raise AppError(
             400,
             "INVALID_IMAGE",
             f"The image has {width}x{height} pixels, more than the "
             f"{settings.APERTUR_MAX_IMAGE_PIXELS:,} this server decodes.",
         )
-    if image_format in {"JPEG", "MPO"}:
-        _ensure_reasonable_jpeg(path)
-    _decode(path)
+    if found.refusal == Inspection.CORRUPT:
+        raise AppError(400, "INVALID_IMAGE", "The image is truncated or corrupt.")
     if max_dimension is not None and (width > max_dimension or height > max_dimension):
         raise AppError(
             422,
@@ -81,8 +74,8 @@ def inspect_image(path: str, *, allowed_mime_types: list[str], max_dimension: in
     return ImageFacts(mime_type=mime_type, extension=extension, width=width, height=height)
 
 
-def _ensure_reasonable_jpeg(path: str) -> None:
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+def _ensure_reasonable_jpeg(file: BinaryIO) -> None:
+    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         scans, segments = jpeg_scans_and_segments(data, stop_after_scans=MAX_JPEG_SCANS)
     if scans > MAX_JPEG_SCANS:
         raise AppError(
@@ -104,7 +97,7 @@ def jpeg_scans_and_segments(data: bytes | mmap.mmap, *, stop_after_scans: int) -
     byte, where 0xFF 0x00 is data and RSTn belongs to the scan). Stops early once either count passes its cap.
     """
     scans = segments = 0
-    position = 2  # after SOI; Pillow opened the file as a JPEG, so it starts with one
+    position = 2  # after SOI: the caller saw the JPEG signature
     while scans <= stop_after_scans and segments <= MAX_JPEG_SEGMENTS:
         match = _SEGMENT_MARKER.search(data, position)
         if match is None:
@@ -120,10 +113,16 @@ def jpeg_scans_and_segments(data: bytes | mmap.mmap, *, stop_after_scans: int) -
     return scans, segments
 
 
-def _decode(path: str) -> None:
+def _inspect(path: str, allowed_mime_types: list[str]) -> Inspection:
     timeout = settings.APERTUR_DECODE_TIMEOUT_SECONDS
     try:
-        decode_pool().decode(path, timeout=timeout, wait=settings.APERTUR_DECODE_QUEUE_TIMEOUT_SECONDS)
+        return decode_pool().inspect(
+            path,
+            allowed_mime_types=allowed_mime_types,
+            max_pixels=settings.APERTUR_MAX_IMAGE_PIXELS,
+            timeout=timeout,
+            wait=settings.APERTUR_DECODE_QUEUE_TIMEOUT_SECONDS,
+        )
     except DecodeFailed as error:
         raise AppError(400, "INVALID_IMAGE", "The image is truncated or corrupt.") from error
     except DecodeTimedOut as error:

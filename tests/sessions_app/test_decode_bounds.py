@@ -5,6 +5,8 @@ the wait for a free decoder ends in 503 SERVER_BUSY. Honest 50-megapixel photos 
 import io
 import os
 import time
+import zlib
+from struct import pack
 
 import pytest
 from PIL import Image as PillowImage
@@ -59,13 +61,17 @@ def with_last_scan_repeated(data: bytes, times: int) -> bytes:
     return data[:-2] + last_scan * times + data[-2:]
 
 
-def with_segments_after_start(data: bytes, *segments: bytes) -> bytes:
+def with_segments_after_start(data: bytes, segments: bytes) -> bytes:
     """Marker segments inserted right after SOI (where APPn and COM segments live)."""
-    return data[:2] + b"".join(segments) + data[2:]
+    return data[:2] + segments + data[2:]
 
 
 def comment(payload: bytes) -> bytes:
     return b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return pack(">I", len(payload)) + kind + payload + pack(">I", zlib.crc32(kind + payload))
 
 
 def assert_invalid_image(response, *words: str) -> None:
@@ -142,15 +148,16 @@ def test_restart_markers_inside_a_scan_do_not_count(api_client, owner):
     assert response.status_code == 201, response.content
 
 
-def test_jpeg_made_of_countless_tiny_segments_is_refused_fast(api_client, owner):
+def test_jpeg_made_of_countless_tiny_segments_is_refused_before_pillow_walks_them(api_client, owner):
+    # 16 MB of empty comments: Pillow's opener would spend seconds of the web process's CPU walking them.
     session = create_session(api_client, owner)
-    data = with_segments_after_start(noisy_jpeg((64, 48)), *[comment(b"")] * (MAX_JPEG_SEGMENTS * 10))
+    data = with_segments_after_start(noisy_jpeg((64, 48)), comment(b"") * 4_000_000)
 
     started = time.monotonic()
     response = upload(api_client, session["id"], data)
 
-    assert_invalid_image(response, "marker segments")
-    assert time.monotonic() - started < 2
+    assert_invalid_image(response, f"more than {MAX_JPEG_SEGMENTS:,} marker segments")
+    assert time.monotonic() - started < 1.5
 
 
 # --- the decode deadline ---------------------------------------------------------------------------
@@ -173,6 +180,21 @@ def test_decode_past_its_deadline_is_refused_and_its_process_killed(api_client, 
     assert decoder_is_gone(pid)
     assert not Image.objects.exists()
     assert upload(api_client, session["id"], image_bytes()).status_code == 201  # a fresh decoder takes over
+
+
+def test_opening_a_file_of_countless_tiny_chunks_is_bounded_by_the_deadline(api_client, owner, settings):
+    # Pillow reads PNG chunks one by one in Python: a million empty private chunks (12 MB) take seconds to open.
+    png = image_bytes("PNG")
+    header_end = 8 + 25  # signature and IHDR
+    chunks = png[:header_end] + png_chunk(b"prVt", b"") * 1_000_000 + png[header_end:]
+    settings.APERTUR_DECODE_TIMEOUT_SECONDS = 0.25
+    session = create_session(api_client, owner)
+
+    started = time.monotonic()
+    response = upload(api_client, session["id"], chunks, name="a.png")
+
+    assert_invalid_image(response, "more than 0.25 s to decode")
+    assert time.monotonic() - started < 1.25  # no unbounded open in the web process first
 
 
 def test_waiting_too_long_for_a_decoder_is_503_server_busy_with_retry_after(api_client, owner, settings, decode_pool):
