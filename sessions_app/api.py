@@ -203,7 +203,7 @@ class RecentSessionsView(KeyApiView):
 
 
 class PublicSessionView(PublicSessionApiView):
-    def get(self, request, session_id: str):
+    def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         return Response(documents.public_session_document(session, server_public_key=selectors.server_public_key()))
 
@@ -212,7 +212,7 @@ class VerifyPasswordView(PublicSessionApiView):
     class Input(serializers.Serializer):
         password = serializers.CharField(max_length=128, trim_whitespace=False, allow_blank=True)
 
-    def post(self, request, session_id: str):
+    def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -228,7 +228,7 @@ class VerifyPasswordView(PublicSessionApiView):
 class CompleteView(PublicSessionApiView):
     parser_classes = [JsonParser, MultiPartParser]
 
-    def post(self, request, session_id: str):
+    def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         passwords.ensure_password(
             session=session,
@@ -249,7 +249,7 @@ class ImageUploadView(PublicSessionApiView):
     # DATA_UPLOAD_MAX_MEMORY_SIZE.
     parser_classes: list = []
 
-    def post(self, request, session_id: str):
+    def post(self, request: Request, session_id: str) -> Response:
         http_request = request._request  # the plain Django request, as the phone page's form post has
         json_body = http_request.content_type == "application/json"
         image = receiving.image_receive(
@@ -261,19 +261,7 @@ class ImageUploadView(PublicSessionApiView):
             ip=client_ip(request),
         )
         return Response(
-            {
-                "id": image.pk,
-                "image_index": image.index,
-                "filename": image.filename,
-                "mime_type": image.mime_type,
-                "size_bytes": image.size_bytes,
-                "width": image.width,
-                "height": image.height,
-                "sha256": image.sha256,
-                "destinations": image.deliveries.count(),
-                "long_polling": image.session.long_polling,
-            },
-            status=201,
+            documents.accepted_image_document(image, destinations_count=image.deliveries.count()), status=201
         )
 
 
