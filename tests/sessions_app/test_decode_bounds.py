@@ -6,6 +6,7 @@ import io
 import os
 import time
 import zlib
+from collections.abc import Iterator
 from struct import pack
 
 import pytest
@@ -22,7 +23,7 @@ HOSTILE_SIDE = 7000  # 49 megapixels: under the pixel cap, so only the scans mak
 
 
 @pytest.fixture
-def decode_pool(monkeypatch) -> DecodePool:
+def decode_pool(monkeypatch) -> Iterator[DecodePool]:
     """A pool of one decoder for this test alone, so a test can hold or observe it."""
     pool = DecodePool(1)
     monkeypatch.setattr(decoding, "_pool", pool)
@@ -38,8 +39,8 @@ def jpeg(size: tuple[int, int], *, progressive: bool) -> bytes:
 
 
 def photo_like_jpeg(size: tuple[int, int], *, progressive: bool) -> bytes:
-    """Texture at every scale a camera's noise and detail give, so the entropy-coded data is photo-sized (17-19 MB
-    at 50 megapixels) and the decode costs what a real photo's does."""
+    """Random texture scaled up 4x: entropy-coded data of a real photo's size (17-19 MB at 50 megapixels), so the
+    decode costs what a real photo's does."""
     coarse = (size[0] // 4, size[1] // 4)
     bands = [
         PillowImage.frombytes("L", coarse, os.urandom(coarse[0] * coarse[1])).resize(size, PillowImage.BILINEAR)
