@@ -279,6 +279,8 @@ APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)
 APERTUR_MAX_IMAGE_PIXELS = env_int("APERTUR_MAX_IMAGE_PIXELS", 50_000_000)
 APERTUR_DECODE_CONCURRENCY = env_int("APERTUR_DECODE_CONCURRENCY", 2)
+APERTUR_DECODE_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_DECODE_TIMEOUT_SECONDS", 10))
+APERTUR_DECODE_QUEUE_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_DECODE_QUEUE_TIMEOUT_SECONDS", 15))
 APERTUR_DEFAULT_EXPIRY_HOURS = env_int("APERTUR_DEFAULT_EXPIRY_HOURS", 24)
 APERTUR_MAX_EXPIRY_HOURS = 168
 APERTUR_PASSWORD_MAX_ATTEMPTS = env_int("APERTUR_PASSWORD_MAX_ATTEMPTS", 10)
@@ -299,7 +301,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Refused requests (bad Host, oversized or garbled bodies) as one WARNING line, not an ERROR traceback:
+        # it rewrites the record before the `django` and root loggers' handlers see it, so both keep propagating.
+        "client_errors": {"class": "apertur.request_logging.ClientErrorsOnOneLine"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("APERTUR_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"handlers": ["client_errors"]},
+        "django.security": {"handlers": ["client_errors"]},
+    },
 }

@@ -1,14 +1,10 @@
 """Upload-session endpoints (docs/api.md "Upload sessions", "Uploading images"). Thin: parse, call a service or
 selector, render a document."""
 
-import json
-import os
-import re
-import unicodedata
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
-from django.core.signing import BadSignature
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import serializers
@@ -22,27 +18,20 @@ from apertur.api.parsers import JsonParser
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
 from projects.models import ALL_MIME_TYPES
-from sessions_app import documents, encryption, qr, selectors, services
-from sessions_app.images import inspect_image
-from sessions_app.uploads import (
-    IMAGE_FIELD,
-    MEBIBYTE,
-    ImageMultiPartParser,
-    ImageUploadHandler,
-    ReceivedFile,
-    received_from_bytes,
-    too_large,
-)
+from sessions_app import documents, passwords, qr, receiving, selectors, services
+from sessions_app.uploads import read_upload_body
 
-SOURCE_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
-PASSWORD_COOKIE_SALT = "apertur.session-password"  # noqa: S105 (a signing salt, not a password)
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # The largest value an integer column holds on every supported database; beyond it the insert fails (500).
 LARGEST_STORED_INTEGER = 2**31 - 1
 
 
-def password_cookie_name(session_id: str) -> str:
-    return f"aptr_pw_{session_id}"
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers instead of turning them into strings (DRF's CharField accepts 1 as "1")."""
+
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 def _validate_expiry(value):
@@ -75,7 +64,7 @@ class SessionCreateView(KeyApiView):
         destination_ids = serializers.ListField(child=serializers.CharField(), required=False)
         long_polling = serializers.BooleanField(required=False)
         tags = serializers.ListField(
-            child=serializers.CharField(min_length=1, max_length=128, trim_whitespace=False),
+            child=StrictCharField(min_length=1, max_length=128, trim_whitespace=False),
             required=False,
             max_length=20,
         )
@@ -213,18 +202,8 @@ class RecentSessionsView(KeyApiView):
 # --- the phone's endpoints (S) ---------------------------------------------------------------------
 
 
-def _cookie_ok(request, session) -> bool:
-    if not session.password_protected:
-        return True
-    try:
-        value = request.get_signed_cookie(password_cookie_name(session.pk), salt=PASSWORD_COOKIE_SALT)
-    except (KeyError, BadSignature):
-        return False
-    return value == services.password_cookie_value(session)
-
-
 class PublicSessionView(PublicSessionApiView):
-    def get(self, request, session_id: str):
+    def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         return Response(documents.public_session_document(session, server_public_key=selectors.server_public_key()))
 
@@ -233,149 +212,56 @@ class VerifyPasswordView(PublicSessionApiView):
     class Input(serializers.Serializer):
         password = serializers.CharField(max_length=128, trim_whitespace=False, allow_blank=True)
 
-    def post(self, request, session_id: str):
+    def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
-        valid = services.session_password_verify(
+        valid = passwords.session_password_verify(
             session=session, password=payload.validated_data["password"], ip=client_ip(request)
         )
         response = Response({"valid": valid})
         if valid and session.password_protected:
-            response.set_signed_cookie(
-                password_cookie_name(session.pk),
-                services.password_cookie_value(session),
-                salt=PASSWORD_COOKIE_SALT,
-                max_age=int(settings.APERTUR_MAX_EXPIRY_HOURS * 3600),
-                httponly=True,
-                samesite="Lax",
-                secure=settings.APERTUR_PUBLIC_URL.startswith("https://"),
-            )
+            passwords.password_cookie_set(response, session)
         return response
 
 
 class CompleteView(PublicSessionApiView):
     parser_classes = [JsonParser, MultiPartParser]
 
-    def post(self, request, session_id: str):
+    def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
-        services.ensure_password(
+        passwords.ensure_password(
             session=session,
             password=request.headers.get("x-session-password"),
-            cookie_ok=_cookie_ok(request, session),
+            cookie=passwords.password_cookie_read(request, session.pk),
             ip=client_ip(request),
         )
         session = services.session_complete(session=session)
         return Response({"id": session.pk, "status": session.status, "imagesCount": session.images_count})
 
 
-def sanitise_filename(name: str, extension: str) -> str:
-    """Basename only, no control characters, at most 255 bytes of UTF-8; a missing name becomes image.<ext>."""
-    name = os.path.basename(name.replace("\\", "/"))
-    name = "".join(character for character in name if unicodedata.category(character)[0] != "C").strip()
-    if name in {"", ".", ".."}:
-        return f"image.{extension}"
-    while len(name.encode()) > 255:
-        stem, dot, suffix = name.rpartition(".")
-        name = f"{stem[:-1]}{dot}{suffix}" if stem and len(suffix) < 16 else name[:-1]
-    return name
-
-
-def _declared_length(request) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0  # not a number: the streaming limit still applies
-
-
-def _opened_envelope(envelope: object, *, client_name: str, limit_bytes: int) -> ReceivedFile:
-    plaintext = encryption.decrypt_envelope(envelope)
-    if len(plaintext) > limit_bytes:
-        raise too_large(limit_bytes)
-    return received_from_bytes(plaintext, client_name=client_name, content_type="")
-
-
 class ImageUploadView(PublicSessionApiView):
-    """`POST /api/v1/upload/{id}/images` (SPEC §5): a multipart image, an encrypted multipart envelope
-    (`X-Aptr-Encrypted: default`), or the envelope as a JSON body."""
+    """`POST /api/v1/upload/{id}/images`: a multipart image, an encrypted multipart envelope
+    (`X-Aptr-Encrypted: default`), or the envelope as a JSON body (docs/api.md "Uploading images")."""
 
-    parser_classes = [ImageMultiPartParser, JsonParser]
+    # The body is read by `image_receive` (through uploads.read_upload_body) once the session's rules passed,
+    # not by DRF's parsers: they would read it before those rules, and a JSON body only up to Django's
+    # DATA_UPLOAD_MAX_MEMORY_SIZE.
+    parser_classes: list = []
 
-    def post(self, request, session_id: str):
-        session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
-        services.ensure_password(
-            session=session,
+    def post(self, request: Request, session_id: str) -> Response:
+        http_request = request._request  # the plain Django request, as the phone page's form post has
+        json_body = http_request.content_type == "application/json"
+        image = receiving.image_receive(
+            session_id=session_id,
+            read_body=partial(read_upload_body, http_request),
+            encryption_scheme=request.headers.get("X-Aptr-Encrypted") or ("default" if json_body else None),
             password=request.headers.get("x-session-password"),
-            cookie_ok=_cookie_ok(request, session),
+            password_cookie=passwords.password_cookie_read(request, session_id),
             ip=client_ip(request),
         )
-        services.ensure_room_for_image(session=session)
-        limit_bytes = session.effective_max_image_size_mb * MEBIBYTE
-        as_json = request.content_type.startswith("application/json")
-        scheme = request.headers.get("X-Aptr-Encrypted")
-        encrypted = as_json or scheme is not None
-        if scheme is not None and scheme != "default":
-            raise encryption.invalid_envelope(f"unknown scheme {scheme!r} (only `default`)")
-        body_limit = encryption.envelope_limit_bytes(limit_bytes) if encrypted else limit_bytes
-        if _declared_length(request) > body_limit + MULTIPART_OVERHEAD_BYTES:
-            raise too_large(limit_bytes)
-        if as_json:
-            name = request.data.get("filename") if isinstance(request.data, dict) else None
-            received = _opened_envelope(
-                request.data, client_name=name if isinstance(name, str) else "", limit_bytes=limit_bytes
-            )
-        else:
-            request.upload_handlers = [ImageUploadHandler(request, body_limit, image_limit_bytes=limit_bytes)]
-            received = request.FILES.get(IMAGE_FIELD)
-            if received is None:
-                raise AppError(
-                    400,
-                    "VALIDATION_ERROR",
-                    "Send the image as the multipart part `file`.",
-                    fields={IMAGE_FIELD: ["required"]},
-                )
-            if encrypted:
-                try:
-                    envelope = json.load(received.file)
-                except (ValueError, UnicodeDecodeError, RecursionError) as error:
-                    raise encryption.invalid_envelope("the file part is not a JSON envelope") from error
-                received = _opened_envelope(
-                    envelope, client_name=received.client_name.removesuffix(".enc"), limit_bytes=limit_bytes
-                )
-        source = request.data.get("source") or "camera"
-        if not isinstance(source, str) or not SOURCE_PATTERN.fullmatch(source):
-            raise AppError(
-                400,
-                "VALIDATION_ERROR",
-                "source must match [a-z0-9_-]{1,64}.",
-                fields={"source": ["must match [a-z0-9_-]{1,64}"]},
-            )
-        facts = inspect_image(
-            received.file, allowed_mime_types=session.allowed_mime_types, max_dimension=session.max_image_dimension
-        )
-        received.file.seek(0)
-        image = services.image_accept(
-            session=session,
-            received=received,
-            facts=facts,
-            filename=sanitise_filename(received.client_name, facts.extension),
-            source=source,
-            is_encrypted=encrypted,
-        )
         return Response(
-            {
-                "id": image.pk,
-                "image_index": image.index,
-                "filename": image.filename,
-                "mime_type": image.mime_type,
-                "size_bytes": image.size_bytes,
-                "width": image.width,
-                "height": image.height,
-                "sha256": image.sha256,
-                "destinations": image.deliveries.count(),
-                "long_polling": session.long_polling,
-            },
-            status=201,
+            documents.accepted_image_document(image, destinations_count=image.deliveries.count()), status=201
         )
 
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from apertur.api.formats import iso
 from destinations.models import Destination
 from sessions_app import qr
-from sessions_app.models import UploadSession
+from sessions_app.models import Image, UploadSession
 from sessions_app.selectors import SessionListRow
 from sessions_app.status import displayed_status
 
@@ -113,3 +113,19 @@ def session_page_document(rows: list[SessionListRow], *, total: int, page: int, 
 def server_key_document(public_key: str) -> dict:
     """GET /api/v1/encryption/server-key and /api/v1/encryption/key (docs/api.md "Encrypted uploads")."""
     return {"publicKey": public_key}
+
+
+def accepted_image_document(image: Image, *, destinations_count: int) -> dict:
+    """The 201 body of POST /api/v1/upload/{id}/images (docs/api.md "Uploading images")."""
+    return {
+        "id": image.pk,
+        "image_index": image.index,
+        "filename": image.filename,
+        "mime_type": image.mime_type,
+        "size_bytes": image.size_bytes,
+        "width": image.width,
+        "height": image.height,
+        "sha256": image.sha256,
+        "destinations": destinations_count,
+        "long_polling": image.session.long_polling,
+    }

@@ -1,14 +1,9 @@
 """Every state change of upload sessions and images (SPEC §4, §5)."""
 
-import contextlib
-import hashlib
-import hmac
-import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.hashers import check_password, make_password
-from django.core.cache import cache
+from django.contrib.auth.hashers import make_password
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -199,90 +194,6 @@ def ensure_room_for_image(*, session: UploadSession) -> None:
 
 def session_full(session: UploadSession) -> AppError:
     return AppError(422, "SESSION_FULL", f"This session already has its {session.max_images} images.")
-
-
-# --- passwords ------------------------------------------------------------------------------------
-
-
-def _attempt_keys(session_id: str, ip: str) -> tuple[str, str]:
-    return f"password-failures:{session_id}:{ip}", f"password-failures-since:{session_id}:{ip}"
-
-
-def _locked_out(since_key: str) -> AppError:
-    since = cache.get(since_key) or time.time()
-    retry_after = max(int(since + settings.APERTUR_PASSWORD_LOCKOUT_SECONDS - time.time()), 1)
-    return AppError(
-        429,
-        "TOO_MANY_PASSWORD_ATTEMPTS",
-        "Too many wrong passwords; try again later.",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
-def _ensure_not_locked(session_id: str, ip: str) -> None:
-    count_key, since_key = _attempt_keys(session_id, ip)
-    if (cache.get(count_key) or 0) >= settings.APERTUR_PASSWORD_MAX_ATTEMPTS:
-        raise _locked_out(since_key)
-
-
-def _reserve_attempt(session_id: str, ip: str) -> None:
-    """Count an attempt before checking it (atomically), so parallel guesses cannot all slip in under the
-    limit while the slow hasher runs; a right password gives its attempt back."""
-    count_key, since_key = _attempt_keys(session_id, ip)
-    window = settings.APERTUR_PASSWORD_LOCKOUT_SECONDS
-    cache.add(since_key, time.time(), timeout=window)
-    cache.add(count_key, 0, timeout=window)
-    try:
-        count = cache.incr(count_key)
-    except ValueError:  # evicted between add and incr
-        cache.set(count_key, 1, timeout=window)
-        count = 1
-    if count > settings.APERTUR_PASSWORD_MAX_ATTEMPTS:
-        raise _locked_out(since_key)
-
-
-def _refund_attempt(session_id: str, ip: str) -> None:
-    count_key, _ = _attempt_keys(session_id, ip)
-    with contextlib.suppress(ValueError):  # the window ended meanwhile
-        cache.decr(count_key)
-
-
-def _verified_cache_key(session: UploadSession, password: str) -> str:
-    # Django's hasher is deliberately slow; an upload burst with the same header checks it once.
-    material = f"{session.pk}\0{session.password_hash}\0{password}".encode()
-    return "password-ok:" + hmac.new(settings.SECRET_KEY.encode(), material, hashlib.sha256).hexdigest()
-
-
-def session_password_verify(*, session: UploadSession, password: str, ip: str) -> bool:
-    """Check a password (SPEC §4.4), counting wrong ones per session and client IP."""
-    _ensure_not_locked(session.pk, ip)
-    if not session.password_protected:
-        return True
-    key = _verified_cache_key(session, password)
-    if cache.get(key):
-        return True
-    _reserve_attempt(session.pk, ip)
-    if check_password(password, session.password_hash):
-        _refund_attempt(session.pk, ip)
-        cache.set(key, True, timeout=settings.APERTUR_PASSWORD_LOCKOUT_SECONDS)
-        return True
-    return False
-
-
-def ensure_password(*, session: UploadSession, password: str | None, cookie_ok: bool, ip: str) -> None:
-    """Authorise an upload or completion into a protected session (header or page cookie)."""
-    _ensure_not_locked(session.pk, ip)
-    if not session.password_protected or cookie_ok:
-        return
-    if not password:
-        raise AppError(401, "PASSWORD_REQUIRED", "This session is password protected.")
-    if not session_password_verify(session=session, password=password, ip=ip):
-        raise AppError(401, "INVALID_PASSWORD", "The session password is wrong.")
-
-
-def password_cookie_value(session: UploadSession) -> str:
-    """What the page's signed cookie carries: changes whenever the password does."""
-    return hashlib.sha256(session.password_hash.encode()).hexdigest()[:32]
 
 
 # --- images ---------------------------------------------------------------------------------------

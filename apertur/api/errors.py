@@ -4,6 +4,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -97,6 +98,9 @@ def handler500(request) -> JsonResponse:
 
 
 def handler400(request, exception=None) -> JsonResponse:
+    # Django answers every SuspiciousOperation through here; a body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413.
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(413, "FILE_TOO_LARGE", "The request body is too large.")
     return error_response(400, "VALIDATION_ERROR", "Bad request.")
 
 

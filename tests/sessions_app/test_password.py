@@ -8,9 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from apertur.errors import AppError
-from sessions_app.api import password_cookie_name
 from sessions_app.models import UploadSession
-from sessions_app.services import session_password_verify
+from sessions_app.passwords import password_cookie_name, session_password_verify
 from tests.factories import image_bytes
 from tests.sessions_app.helpers import create_session, upload
 

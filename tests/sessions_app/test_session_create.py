@@ -98,13 +98,27 @@ def test_long_polling_alone_is_enough_for_a_session(api_client, owner):
 
 @pytest.mark.parametrize(
     "tags",
-    [[f"tag{number}" for number in range(21)], ["x" * 129], [""], "not-a-list", [None], [["nested"]]],
-    ids=["21 tags", "tag of 129 chars", "empty tag", "a string", "null tag", "nested list"],
+    [[f"tag{number}" for number in range(21)], ["x" * 129], [""], "not-a-list", [None], [["nested"]], [1, 2], [True]],
+    ids=["21 tags", "tag of 129 chars", "empty tag", "a string", "null tag", "nested list", "numbers", "a boolean"],
 )
 def test_invalid_tags_are_refused_with_400(api_client, owner, tags):
     response = post_create(api_client, owner, {"long_polling": True, "tags": tags})
 
     assert_validation_error(response, "tags")
+
+
+def test_tags_that_are_not_strings_are_refused_with_400_naming_each_one(api_client, owner):
+    response = post_create(api_client, owner, {"long_polling": True, "tags": ["ok", 1, 2.5]})
+
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "message": "tags.1: Not a valid string.",
+        "code": "VALIDATION_ERROR",
+        "statusCode": 400,
+        "error": "Bad Request",
+        "fields": {"tags.1": ["Not a valid string."], "tags.2": ["Not a valid string."]},
+    }
+    assert not UploadSession.objects.exists()
 
 
 def test_twenty_tags_of_128_chars_are_accepted_and_echoed(api_client, owner):

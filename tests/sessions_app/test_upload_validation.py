@@ -5,6 +5,7 @@ import io
 import resource
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.core.files.storage import default_storage
@@ -539,6 +540,48 @@ def test_long_file_name_is_cut_to_255_bytes_keeping_the_extension(api_client, ow
     assert len(filename.encode()) <= 255
     assert filename.endswith(".jpeg")
     assert filename.startswith("é")
+
+
+@pytest.mark.parametrize(
+    ("disposition", "stored"),
+    [
+        ('filename="' + "a" * 4096 + '.jpg"', "a" * 251 + ".jpg"),
+        ('filename="' + "é" * 2048 + '.jpg"', "é" * 125 + ".jpg"),
+        ('filename="' + "📷" * 1024 + '.jpeg"', "📷" * 62 + ".jpeg"),
+        ("filename*=UTF-8''" + quote("é" * 2048 + ".jpg"), "é" * 125 + ".jpg"),  # RFC 2231, 12 KB of header
+    ],
+    ids=["4 KB ascii", "4 KB two-byte", "4 KB four-byte", "4 KB percent-encoded"],
+)
+def test_file_name_of_kilobytes_is_trimmed_to_255_bytes_not_refused(api_client, owner, disposition, stored):
+    session = create_session(api_client, owner)
+
+    response = upload_raw_part(api_client, session["id"], image_bytes(), f'name="file"; {disposition}')
+
+    assert response.status_code == 201, response.content
+    assert response.json()["filename"] == stored
+    assert len(stored.encode()) <= 255
+    assert Image.objects.get(pk=response.json()["id"]).filename == stored
+
+
+def test_form_posted_without_multipart_encoding_is_400_naming_the_file_part(api_client, owner):
+    # A browser form without enctype="multipart/form-data" sends the file's name only, never its bytes.
+    session = create_session(api_client, owner)
+
+    response = api_client.post(
+        f"/api/v1/upload/{session['id']}/images",
+        "file=photo.jpg&source=camera",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "message": "Send the image as the multipart part `file`.",
+        "code": "VALIDATION_ERROR",
+        "statusCode": 400,
+        "error": "Bad Request",
+        "fields": {"file": ["required"]},
+    }
+    assert images_count(api_client, session["id"]) == 0
 
 
 # --- source ----------------------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""Requests the client got wrong are logged as one WARNING line.
+
+Django logs a refused request as an ERROR with a traceback when the refusal is a SuspiciousOperation (a Host
+header not in ALLOWED_HOSTS, a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too many fields or files), and with the
+exception's traceback when a body cannot be parsed, though nothing on the server failed: monitoring that pages
+on ERROR would page on every scanner. Server errors (5xx) keep their level and traceback.
+"""
+
+import logging
+
+
+class ClientErrorsOnOneLine(logging.Handler):
+    """Rewrites, in place, the record of a request answered below 500 as one WARNING line without traceback that
+    names the exception, the method and the path. It writes nothing itself.
+
+    It is the only handler of django.request and django.security, which keep propagating: a record meets it
+    before it moves up to the `django` and root loggers, so every handler there (the console, mail_admins,
+    pytest's caplog) sees the rewritten record.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        status = getattr(record, "status_code", None)
+        if status is None or status >= 500:
+            return
+        message = record.getMessage()
+        exception = record.exc_info[1] if record.exc_info else None
+        if exception is not None:
+            name = type(exception).__name__
+            message = f"{name}: {message}" if message == str(exception) else f"{message} ({name}: {exception})"
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", "")
+        if path and path not in message:
+            message = f"{message} [{getattr(request, 'method', '')} {path}]"
+        # A client controls parts of the message (the Host header, the path): no line breaks of its own.
+        record.msg, record.args = " ".join(message.splitlines()), None
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        record.exc_info = record.exc_text = record.stack_info = None
