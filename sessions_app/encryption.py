@@ -1,4 +1,5 @@
-"""Encrypted uploads (SPEC §5): the server's RSA key pair and opening an RSA-OAEP + AES-256-GCM envelope.
+"""Encrypted uploads (docs/api.md "Encrypted uploads"): the server's RSA key pair and opening an RSA-OAEP +
+AES-256-GCM envelope.
 
 The client wraps a random AES-256 key with the server's public key (OAEP, SHA-256, MGF1 SHA-256, no label)
 and encrypts the image with AES-256-GCM (12-byte IV, the 16-byte tag appended to the ciphertext).

@@ -1,4 +1,4 @@
-"""Every state change of upload sessions and images (SPEC §4, §5)."""
+"""Every state change of upload sessions and images (docs/api.md "Upload sessions", "Uploading images")."""
 
 from datetime import datetime, timedelta
 
@@ -173,9 +173,9 @@ def session_complete(*, session: UploadSession) -> UploadSession:
 
 
 def ensure_open_for_upload(*, session: UploadSession) -> UploadSession:
-    """The first session-level checks of SPEC §5, in order: expired (410), closed (409).
+    """The first session-level checks of docs/api.md "Uploading images", in order: expired (410), closed (409).
 
-    A session closed only because it is full is left to `ensure_room_for_image` (422), which the SPEC
+    A session closed only because it is full is left to `ensure_room_for_image` (422), which docs/api.md
     puts after the password check.
     """
     session = session_expire_if_due(session=session)
@@ -187,7 +187,7 @@ def ensure_open_for_upload(*, session: UploadSession) -> UploadSession:
 
 
 def ensure_room_for_image(*, session: UploadSession) -> None:
-    """The count check of SPEC §5 (422); `image_accept` repeats it under the session's lock."""
+    """The count check of docs/api.md "Uploading images" (422); `image_accept` repeats it under the session's lock."""
     if session.close_reason == CloseReason.FULL or session.images_count >= session.max_images:
         raise session_full(session)
 
@@ -260,7 +260,7 @@ def image_accept(
 
 
 def images_purge_staged() -> int:
-    """Periodic: delete staged bytes nobody needs any more (SPEC §8, retention setting).
+    """Periodic: delete staged bytes nobody needs any more (docs/api.md "Delivery", retention setting).
 
     An image's bytes are needed while any delivery is still to run, and for the retention period after its
     deliveries last changed (a manual retry). Images of long-polling sessions are kept for the pull flow.

@@ -1,4 +1,5 @@
-"""The error envelope (SPEC §2): every error is JSON with message/code/statusCode/error, never HTML, never a 500."""
+"""The error envelope (docs/api.md "Errors"): every error is JSON with message/code/statusCode/error, never HTML,
+never a 500."""
 
 from http import HTTPStatus
 
@@ -82,7 +83,7 @@ def test_upload_sent_as_plain_text_is_a_415_envelope(api_client, owner):
 
 
 def test_upload_sent_as_json_that_is_no_encrypted_envelope_is_a_400(api_client, owner):
-    # A JSON body is the encrypted-upload variant of SPEC §5; anything else in JSON is a bad envelope.
+    # A JSON body is the variant of docs/api.md "Encrypted uploads"; anything else in JSON is a bad envelope.
     session = create_session(api_client, owner)
 
     response = api_client.post(f"/api/v1/upload/{session['id']}/images", {"file": "aGVsbG8="}, format="json")

@@ -1,4 +1,4 @@
-"""Encrypted uploads (SPEC §5): envelopes made by the official client's own `encrypt_image`."""
+"""Encrypted uploads (docs/api.md "Uploading images"): envelopes made by the official client's own `encrypt_image`."""
 
 import base64
 import hashlib

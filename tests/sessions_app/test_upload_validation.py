@@ -1,4 +1,5 @@
-"""POST /api/v1/upload/{id}/images (SPEC §5): each rule with its §2 error, in the order the SPEC gives."""
+"""POST /api/v1/upload/{id}/images (docs/api.md "Uploading images"): each rule with its error, in the order
+docs/api.md "Uploading images" gives."""
 
 import hashlib
 import io
