@@ -135,7 +135,22 @@ def check_connected_socket(sock: socket.socket, *, host: str | None = None) -> s
     return sock
 
 
-class _GuardedMixin:
+class _DeadlineMixin:
+    """Every socket a connection uses is put under the attempt's deadline (apertur/deadlines.py): the one `connect`
+    leaves (for HTTPS, the TLS socket: wrapping detaches the plain one), and, for a kept-alive connection that a
+    later attempt reuses, the same socket again at each request."""
+
+    def connect(self) -> None:
+        super().connect()
+        register_socket(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:
+            register_socket(self.sock)
+        return super().request(*args, **kwargs)
+
+
+class _GuardedMixin(_DeadlineMixin):
     def _new_conn(self) -> socket.socket:
         # Connect only to an address that passed the check (checking after connecting would let a refused
         # destination probe which private ports are open), then check the socket's peer once more.
@@ -147,10 +162,12 @@ class _GuardedMixin:
             sock = super()._new_conn()
         finally:
             self._dns_host = host
+        # (A TLS handshake is not under the deadline: wrapping detaches this socket first. The connect timeout
+        # bounds it.)
         return register_socket(check_connected_socket(sock, host=host))
 
 
-class _DeadlineOnlyMixin:
+class _DeadlineOnlyMixin(_DeadlineMixin):
     """For hosts the operator configured (OAuth providers' endpoints), not a user: no address check, but the
     attempt's total deadline still applies."""
 
@@ -204,6 +221,8 @@ def _session(adapter: HTTPAdapter) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.headers["User-Agent"] = USER_AGENT
+    if settings.APERTUR_OUTBOUND_CA_BUNDLE:  # receivers behind a private CA; verification is never switched off
+        session.verify = settings.APERTUR_OUTBOUND_CA_BUNDLE
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

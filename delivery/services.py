@@ -31,6 +31,10 @@ ERROR_TEXT_LIMIT = 2000
 # Retries this close are handed to the broker as delayed messages for punctuality; longer ones are
 # left to the sweeper so an hour-long wait never sits in the broker.
 BROKER_DELAY_LIMIT_SECONDS = 120
+# How many waiting deliveries one worker thread runs in a row as their slots free up (see delivery_execute), and
+# for how long it starts new ones: the actor's time limit leaves 30 s beyond one attempt's deadline.
+SLOT_HAND_OVERS = 20
+SLOT_HAND_OVER_SECONDS = 20
 
 
 def max_attempts() -> int:
@@ -147,9 +151,9 @@ def _over_concurrency_cap(delivery: Delivery, now) -> bool:
 
 
 def _defer(delivery: Delivery, now) -> None:
-    """Put a delivery over the cap back: not an attempt, not a failure. It waits for the next attempt of its
-    destination or project to finish and hand the slot over (`_hand_over_slot`), or a few seconds at most, in
-    case that hand-over is lost; the jitter keeps the waiting ones from all coming back in the same instant."""
+    """Put a delivery over the cap back: not an attempt, not a failure. The worker whose attempt frees a slot next
+    runs it (`delivery_execute` hands its slot on, oldest first); the delayed doorbell is only a fallback in case
+    no attempt of its destination or project is running any more. The jitter spreads the fallbacks."""
     wait = settings.APERTUR_CONCURRENCY_DEFER_SECONDS * random.uniform(0.5, 1.5)
     if delivery.status == Status.DELIVERING:  # a lost attempt found over the cap waits as pending
         delivery.status = Status.PENDING
@@ -163,19 +167,17 @@ def _defer(delivery: Delivery, now) -> None:
     transaction.on_commit(lambda: _enqueue(delivery.id, delay_seconds=wait))
 
 
-def _hand_over_slot(finished: Delivery) -> None:
-    """An attempt finished: wake the delivery that has waited longest for a slot of the same destination, else of
-    the same project. Two finishing at once may wake the same one; its claim is idempotent."""
-    waiting = Delivery.objects.filter(status=Status.PENDING, waiting_for_slot=True).order_by("next_retry_at", "pk")
+def _oldest_waiting(finished: Delivery) -> str | None:
+    """The delivery that has waited longest for a slot of `finished`'s destination, else of its project, made due
+    now. Two workers may pick the same one; only one claims it."""
+    waiting = Delivery.objects.filter(status=Status.PENDING, waiting_for_slot=True).order_by("created_at", "pk")
     next_id = (
         waiting.filter(destination_id=finished.destination_id).values_list("pk", flat=True).first()
         or waiting.filter(destination__project_id=finished.destination.project_id).values_list("pk", flat=True).first()
     )
-    if next_id is None:
-        return
-    now = timezone.now()
-    Delivery.objects.filter(pk=next_id, status=Status.PENDING).update(next_retry_at=now, enqueued_at=now)
-    transaction.on_commit(lambda: _enqueue(next_id))
+    if next_id is not None:
+        Delivery.objects.filter(pk=next_id, status=Status.PENDING).update(next_retry_at=timezone.now())
+    return next_id
 
 
 def staged_image(delivery: Delivery, attempt_number: int) -> StagedImage:
@@ -214,10 +216,33 @@ def _attempt(destination: Destination, image: StagedImage, deadline: Deadline) -
 
 
 def delivery_execute(*, delivery_id: str) -> None:
-    """Run one attempt of a delivery if it is due. Idempotent: safe to call for any id, any number of times."""
+    """Run one attempt of a delivery if it is due. Idempotent: safe to call for any id, any number of times.
+
+    When the attempt ends, its slot (see `_over_concurrency_cap`) goes straight to the delivery that has waited
+    longest for one, in this same worker thread: no broker round trip, and no newcomer slips in between. After
+    SLOT_HAND_OVERS attempts, or SLOT_HAND_OVER_SECONDS, the next one is rung through the broker instead, so one
+    actor call stays within its time limit."""
+    started = time.monotonic()
+    claimed = _execute_one(delivery_id)
+    for _ in range(SLOT_HAND_OVERS):
+        if claimed is None:
+            return
+        next_id = _oldest_waiting(claimed)
+        if next_id is None:
+            return
+        if time.monotonic() - started > SLOT_HAND_OVER_SECONDS:
+            _enqueue(next_id)  # another attempt here could outlast the actor's time limit
+            return
+        claimed = _execute_one(next_id)
+    if claimed is not None and (next_id := _oldest_waiting(claimed)) is not None:
+        _enqueue(next_id)
+
+
+def _execute_one(delivery_id: str) -> Delivery | None:
+    """One attempt, if the delivery is ours to run now; returns the delivery that ran, else None."""
     claim = _claim(delivery_id)
     if claim is None:
-        return
+        return None
     started = time.monotonic()
     image = staged_image(claim.delivery, claim.attempt.number)
     deadline = Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT)
@@ -236,6 +261,7 @@ def delivery_execute(*, delivery_id: str) -> None:
             _record_failure(claim, DeliveryError(message), started)
         else:
             _record_success(claim, receipt, started)
+    return claim.delivery
 
 
 def _log_attempt(claim: Claim, outcome: str, started: float, detail: str = "") -> None:
@@ -281,7 +307,6 @@ def _record_success(claim: Claim, receipt: DeliveryReceipt, started: float) -> N
         delivery = _current(claim)
         _finish_attempt(claim, started, DeliveryAttempt.Outcome.DELIVERED, http_status=receipt.http_status)
         _log_attempt(claim, "delivered" if delivery else "delivered (stale attempt, not recorded)", started)
-        _hand_over_slot(claim.delivery)
         if delivery is None:
             return
         now = timezone.now()
@@ -308,7 +333,6 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
         delivery = _current(claim)
         _finish_attempt(claim, started, DeliveryAttempt.Outcome.FAILED, error.message, error.http_status)
         _log_attempt(claim, "failed", started, error.message)
-        _hand_over_slot(claim.delivery)
         if delivery is None:
             return
         now = timezone.now()

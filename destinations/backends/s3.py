@@ -7,6 +7,7 @@ from collections import OrderedDict
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.core.files import File
 from pydantic import AnyHttpUrl, SecretStr, field_validator
 from storages.backends.s3 import S3Storage
@@ -159,6 +160,7 @@ class S3Backend(DestinationBackend):
             object_parameters=self._object_parameters(image),
             addressing_style="path" if endpoint else None,
             signature_version="s3v4",
+            verify=settings.APERTUR_OUTBOUND_CA_BUNDLE or None,
             client_config=BotoConfig(
                 signature_version="s3v4",
                 s3={"addressing_style": "path" if endpoint else "auto"},

@@ -6,13 +6,19 @@ from datetime import timedelta
 
 import dramatiq
 import pytest
+import requests
 from django.utils import timezone
 
-from delivery.actors import deliver
+from apertur.deadlines import Deadline
+from apertur.http import outbound_session, provider_session
 from delivery.models import Delivery
 from delivery.services import delivery_execute
+from destinations.backends.base import AttemptContext, DeliveryError
+from destinations.backends.s3 import S3Backend, S3Config
+from tests.destinations.contract import make_staged_image, rendered_path
 from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
-from tests.factories import image_bytes, make_persona, wait_until
+from tests.factories import image_bytes, make_persona, noisy_jpeg, wait_until
+from tests.servers.https_receiver import write_localhost_certificate
 from tests.servers.tarpit import TarpitServer
 
 DEADLINE = 1.5
@@ -128,7 +134,7 @@ def test_a_tenants_tar_pit_does_not_delay_another_tenants_delivery(api_client, f
 
 
 def test_a_delivery_over_the_cap_waits_without_an_attempt_and_gets_the_next_free_slot_at_once(
-    api_client, owner, settings, monkeypatch, django_capture_on_commit_callbacks
+    api_client, owner, settings
 ):
     settings.APERTUR_DESTINATION_CONCURRENCY = 1
     receiver = FixedAnswerServer(200)
@@ -149,18 +155,84 @@ def test_a_delivery_over_the_cap_waits_without_an_attempt_and_gets_the_next_free
         assert second.next_retry_at > timezone.now()
         assert receiver.requests == []
 
-        # The first finishes: its slot goes to the second at once, not after the fallback wait.
-        Delivery.objects.filter(pk=first.pk).update(
-            status="pending", lease_expires_at=None, next_retry_at=timezone.now()
-        )
-        rung = []
-        monkeypatch.setattr(deliver, "send", rung.append)
-        with django_capture_on_commit_callbacks(execute=True):
-            delivery_execute(delivery_id=str(first.pk))
+        # The first finishes: this worker runs the second at once in its freed slot, not after the fallback wait.
+        due = {"status": "pending", "lease_expires_at": None, "next_retry_at": timezone.now()}
+        Delivery.objects.filter(pk=first.pk).update(**due)
+        delivery_execute(delivery_id=str(first.pk))
     finally:
         receiver.stop()
 
     second.refresh_from_db()
-    assert rung == [str(second.pk)]
-    assert second.next_retry_at <= timezone.now()
-    assert len(receiver.requests) == 1
+    assert (second.status, second.attempts, second.waiting_for_slot) == ("delivered", 1, False)
+    assert len(receiver.requests) == 2
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    return write_localhost_certificate(tmp_path)
+
+
+@pytest.mark.parametrize("make_session", [outbound_session, provider_session], ids=["user host", "provider"])
+def test_an_https_receiver_that_drips_its_answer_is_cut_at_the_deadline(tls_files, make_session):
+    # TLS wraps (and detaches) the socket that was connected: the wrapped one must be under the deadline too.
+    server = TarpitServer(mode="drip", interval=0.3, tls_files=tls_files)
+    try:
+        with Deadline(DEADLINE) as deadline, make_session() as session:
+            started = time.monotonic()
+            with pytest.raises(requests.RequestException):
+                session.post(server.url, data=b"photo", timeout=30, verify=str(tls_files[0]))
+            elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+
+    assert deadline.expired
+    assert elapsed < DEADLINE + 1
+
+
+def test_an_s3_attempt_on_a_kept_alive_connection_is_cut_at_the_deadline():
+    # The first request on the connection is answered at once and the connection kept; the next attempt reuses it.
+    server = TarpitServer(mode="drip", interval=0.3, quick=1)
+    backend = S3Backend(S3Config(endpoint=server.url, bucket="photos", accessKey="key", secretKey="secret-key-value"))
+    image = make_staged_image(noisy_jpeg((32, 32)))
+    try:
+        with Deadline(DEADLINE) as first:
+            backend.context = AttemptContext(deadline=first)
+            backend.deliver(image, rendered_path(image))
+        with Deadline(DEADLINE) as second:
+            backend.context = AttemptContext(deadline=second)
+            started = time.monotonic()
+            with pytest.raises(DeliveryError):
+                backend.deliver(image, rendered_path(image))
+            elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+
+    assert server.accepted == 1  # one TCP connection: the second attempt did reuse it
+    assert second.expired
+    assert elapsed < DEADLINE + 1
+
+
+def test_the_test_endpoint_of_an_https_webhook_that_drips_answers_within_the_deadline(
+    api_client, owner, tls_files, short_deadline, settings
+):
+    settings.APERTUR_OUTBOUND_CA_BUNDLE = str(tls_files[0])  # the receiver's private CA
+    server = TarpitServer(mode="drip", interval=0.3, tls_files=tls_files)
+    try:
+        destination = create_destination(
+            api_client, owner, "webhook", {"url": f"{server.url}/hook", "secret": "drip-secret"}
+        )
+        started = time.monotonic()
+        response = api_client.post(
+            f"/api/v1/projects/{owner.project.pk}/destinations/{destination['id']}/test", **owner.auth
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+
+    assert server.connections == 1  # the TLS handshake succeeded: the request reached the slow answer
+    assert elapsed < DEADLINE + 1
+    assert response.json() == {
+        "success": False,
+        "message": "Test delivery failed.",
+        "error": f"the attempt did not finish within its {DEADLINE:g} s deadline",
+    }

@@ -2,17 +2,36 @@
 
 `drip`: answers one byte of its status line every `interval` seconds (each read is quick, the whole is endless).
 `hold`: answers 200 only once `release()` is called. Both stop by themselves after `limit` seconds.
+`quick=N`: the first N requests on a connection are answered at once and the connection kept alive, so a client
+reuses it for the slow one. `tls_files=(certificate, key)`: HTTPS (tests/servers/https_receiver.py makes them).
 """
 
 import socket
+import ssl
 import threading
 import time
+from pathlib import Path
+
+QUICK_ANSWER = b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: "quick"\r\n\r\n'
 
 
 class TarpitServer:
-    def __init__(self, *, mode: str, interval: float = 0.3, limit: float = 30) -> None:
-        self.mode, self.interval, self.limit = mode, interval, limit
-        self.connections = 0
+    def __init__(
+        self,
+        *,
+        mode: str,
+        interval: float = 0.3,
+        limit: float = 30,
+        quick: int = 0,
+        tls_files: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.mode, self.interval, self.limit, self.quick = mode, interval, limit, quick
+        self.tls = None
+        if tls_files:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls_files)
+        self.accepted = 0  # TCP connections
+        self.connections = 0  # requests that got the slow answer
         self.completed = 0
         self.in_flight = 0
         self.most_in_flight = 0
@@ -21,7 +40,9 @@ class TarpitServer:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        port = self.listener.getsockname()[1]
+        # A certificate names a host, so HTTPS is reached as localhost (which resolves to 127.0.0.1 here).
+        self.url = f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def release(self) -> None:
@@ -41,22 +62,35 @@ class TarpitServer:
                 continue
             except OSError:
                 return
+            with self._lock:
+                self.accepted += 1
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
-        with connection:
-            connection.settimeout(self.limit)
-            self._read_request(connection)
-            with self._arrived:
-                self.connections += 1
-                self.in_flight += 1
-                self.most_in_flight = max(self.most_in_flight, self.in_flight)
-                self._arrived.notify_all()
-            try:
-                self._answer(connection)
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
+        try:
+            if self.tls:
+                connection = self.tls.wrap_socket(connection, server_side=True)
+            with connection:
+                connection.settimeout(self.limit)
+                for _ in range(self.quick):
+                    self._read_request(connection)
+                    connection.sendall(QUICK_ANSWER)
+                self._read_request(connection)
+                self._slow(connection)
+        except OSError:
+            return  # the client went away
+
+    def _slow(self, connection: socket.socket) -> None:
+        with self._arrived:
+            self.connections += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self._arrived.notify_all()
+        try:
+            self._answer(connection)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def _answer(self, connection: socket.socket) -> None:
         answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -81,13 +115,13 @@ class TarpitServer:
         while b"\r\n\r\n" not in data:
             chunk = connection.recv(65536)
             if not chunk:
-                return
+                raise ConnectionResetError("the client closed the connection")
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        length = next(
-            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")),
-            0,
-        )
+        lines = head.split(b"\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length")), 0)
+        if any(line.lower().startswith(b"expect:") for line in lines):
+            connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # botocore waits for it before the body
         while len(body) < length:
             chunk = connection.recv(65536)
             if not chunk:
