@@ -233,6 +233,12 @@ def outbound_session() -> requests.Session:
     return _session(GuardedAdapter())
 
 
+def token_endpoint_session() -> requests.Session:
+    """A requests session for an OAuth provider's token endpoint: under no attempt deadline (a refresh cut half-way
+    can lose a rotated refresh token), so callers give it its own timeout and start it only with time to spare."""
+    return _session(HTTPAdapter())
+
+
 def provider_session() -> requests.Session:
     """A requests session for the endpoints of a provider the operator configured (OAuth token endpoints, cloud
     APIs): not a user's host, so no address check; the attempt's deadline still applies."""

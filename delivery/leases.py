@@ -9,6 +9,7 @@ never taken over.
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -29,16 +30,20 @@ def lease_expiry():
 
 class LeaseKeeper:
     def __init__(self) -> None:
-        self._held: set[str] = set()
+        # One entry per holding (a token → the delivery id and when to stop renewing): an attempt taken over in
+        # this same process and its successor each hold their own, so the first to end never stops the other.
+        self._held: dict[object, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
     @contextmanager
-    def holding(self, delivery_id: str) -> Iterator[None]:
-        """Keep renewing this delivery's lease until the block ends."""
+    def holding(self, delivery_id: str, *, until: float) -> Iterator[None]:
+        """Keep renewing this delivery's lease until the block ends, but not past `until` (time.monotonic()): an
+        attempt stuck beyond its deadline and grace loses its lease, so another worker runs the delivery."""
+        token = object()
         with self._lock:
-            self._held.add(delivery_id)
+            self._held[token] = (delivery_id, until)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="apertur-lease-keeper", daemon=True)
                 self._thread.start()
@@ -46,13 +51,14 @@ class LeaseKeeper:
             yield
         finally:
             with self._lock:
-                self._held.discard(delivery_id)
+                del self._held[token]
 
     def _run(self) -> None:
         while True:
             self._wake.wait(settings.APERTUR_DELIVERY_LEASE_SECONDS / RENEWALS_PER_LEASE)
+            now = time.monotonic()
             with self._lock:
-                held = list(self._held)
+                held = sorted({delivery_id for delivery_id, until in self._held.values() if until > now})
             if not held:
                 continue
             try:

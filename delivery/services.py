@@ -246,7 +246,9 @@ def _execute_one(delivery_id: str) -> Delivery | None:
     started = time.monotonic()
     image = staged_image(claim.delivery, claim.attempt.number)
     deadline = Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT)
-    with lease_keeper.holding(str(claim.delivery.pk)), deadline:
+    # Renewed up to a lease past the deadline: room for a token refresh that must not be cut (see oauth.py).
+    renew_until = deadline.expires_at + settings.APERTUR_DELIVERY_LEASE_SECONDS
+    with lease_keeper.holding(str(claim.delivery.pk), until=renew_until), deadline:
         try:
             receipt = _attempt(claim.delivery.destination, image, deadline)
         except DeliveryError as failure:

@@ -6,13 +6,13 @@ from rest_framework.response import Response
 
 from apertur.api.views import KeyApiView
 from destinations import documents, selectors, services
-from destinations.backends import BACKENDS
 from destinations.models import Destination
 
 
 class DestinationListView(KeyApiView):
     class Input(serializers.Serializer):
-        type = serializers.ChoiceField(choices=sorted(BACKENDS))
+        # Checked against the registry by the service (destination_create), which names the known types.
+        type = serializers.CharField(max_length=32)
         name = serializers.CharField(max_length=200)
         config = serializers.DictField(required=False, default=dict)
 

@@ -5,6 +5,7 @@ Both the delivery engine and the destination services use it; it depends on mode
 """
 
 import copy
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection
 from django.utils import timezone
 
 from apertur.deadlines import Deadline
@@ -23,9 +24,14 @@ from destinations.models import Destination
 
 
 class DestinationSecretsStore(SecretsStore):
-    """A destination's stored secrets, read fresh and written back under its row lock (PostgreSQL) and a
-    process-wide lock (SQLite, whose embedded workers are threads of one process: holding its database-wide
-    write lock across a token refresh would stall every upload)."""
+    """A destination's stored secrets, read fresh and written back while no other worker holds them.
+
+    Held by a lock per destination in this process and, on PostgreSQL, a session-level advisory lock, which
+    serialises workers on every machine. No transaction stays open while the holder works (a token refresh is an
+    HTTP call): on SQLite a transaction holds the database-wide write lock and would stall every upload, and on
+    PostgreSQL a row lock would hold up the uploads' foreign-key checks. The secrets are read when the lock is
+    taken and written back in one short UPDATE. SQLite serves one process (the embedded default), so its process
+    lock is enough."""
 
     _process_locks: ClassVar[dict[str, threading.Lock]] = {}
     _process_locks_guard = threading.Lock()
@@ -39,18 +45,31 @@ class DestinationSecretsStore(SecretsStore):
 
     @contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
-        with self._process_lock(), transaction.atomic():
-            rows = Destination.objects.filter(pk=self.destination_id)
-            if settings.IS_POSTGRES:
-                # NO KEY: deliveries being inserted for this destination (an upload's foreign-key check) must
-                # not wait for a token refresh.
-                rows = rows.select_for_update(no_key=True)
-            stored = rows.values_list("secrets", flat=True).get()
+        with self._process_lock(), database_lock(f"destination-secrets:{self.destination_id}"):
+            stored = Destination.objects.filter(pk=self.destination_id).values_list("secrets", flat=True).get()
             working = copy.deepcopy(stored or {})
             before = copy.deepcopy(working)
             yield working
             if working != before:
                 Destination.objects.filter(pk=self.destination_id).update(secrets=working, updated_at=timezone.now())
+
+
+@contextmanager
+def database_lock(name: str) -> Iterator[None]:
+    """An exclusive lock named `name` across every process using the database: a PostgreSQL session-level
+    advisory lock, which needs no open transaction (and is released if the connection drops). A no-op on
+    SQLite, which serves one process."""
+    if not settings.IS_POSTGRES:
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def destination_record_outcome(

@@ -15,32 +15,28 @@ from delivery import services as delivery_services
 from destinations.attempts import backend_for, deadline_message, destination_record_outcome
 from destinations.backends import BACKENDS, backend_class
 from destinations.backends.base import (
+    MASK,
+    BackendConfig,
     CheckResult,
     merge_secrets,
 )
 from destinations.models import Destination
 from projects.models import Project
 
-MASK = "••••"
-
 
 def mask_secret(value: str) -> str:
     return f"{MASK}{value[-4:]}" if len(value) >= 12 else MASK
 
 
-def _is_mask(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(MASK)
-
-
-def _without_masks(config: dict[str, Any]) -> dict[str, Any]:
-    """A PATCH's config minus the masked secrets a client echoed back (they keep their stored value)."""
-    kept: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            kept[key] = _without_masks(value)
-        elif not _is_mask(value):
-            kept[key] = value
-    return kept
+def _refuse_server_only_fields(config_model: type[BackendConfig], config: dict[str, Any]) -> None:
+    refused = sorted(config_model.server_only_field_names() & set(config))
+    if refused:
+        raise AppError(
+            400,
+            "VALIDATION_ERROR",
+            f"config.{refused[0]}: set by connecting the destination, not through the API.",
+            fields={f"config.{name}": ["set by connecting the destination, not through the API"] for name in refused},
+        )
 
 
 def _masked(secrets: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +84,9 @@ def destination_create(*, project: Project, type: str, name: str, config: dict[s
             400,
             "VALIDATION_ERROR",
             f"Unknown destination type {type!r}.",
-            fields={"type": [f"one of: {', '.join(sorted(BACKENDS))}"]},
+            fields={"type": [f"{type!r} is not a destination type; one of: {', '.join(sorted(BACKENDS))}"]},
         )
+    _refuse_server_only_fields(backend_class(type).Config, config)
     stored_config, secrets = _validated(type, config)
     return Destination.objects.create(project=project, type=type, name=name, config=stored_config, secrets=secrets)
 
@@ -101,7 +98,8 @@ def destination_update(
     config: dict[str, Any] | None = None,
     is_active: bool | None = None,
 ) -> Destination:
-    """PATCH: config merges into what is stored; an omitted (or echoed, masked) secret keeps its value.
+    """PATCH: the config is merged into what is stored as a JSON Merge Patch (`BackendConfig.merge_patch`); an
+    omitted (or echoed, masked) secret keeps its value.
 
     Only the fields the PATCH names are written, on the locked row, so a concurrent delete or a worker's
     `lastError`/`needsReconnect` is never overwritten with what the request loaded."""
@@ -111,9 +109,12 @@ def destination_update(
             raise AppError(404, "NOT_FOUND", "Destination not found.")
         changed = ["updated_at"]
         if config is not None:
+            config_model = backend_class(destination.type).Config
+            _refuse_server_only_fields(config_model, config)
             stored = merge_secrets(destination.config, destination.secrets)
-            merged = merge_secrets(stored, _without_masks(config))
-            destination.config, destination.secrets = _validated(destination.type, merged)
+            destination.config, destination.secrets = _validated(
+                destination.type, config_model.merge_patch(stored, config)
+            )
             changed += ["config", "secrets"]
         if name is not None:
             destination.name = name

@@ -28,7 +28,11 @@ from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path
 class Secret:
     """Marks a config field as secret when its type cannot be SecretStr: `Annotated[OAuthToken | None, Secret()]`.
 
-    Secret fields are stored encrypted apart from the config and never returned by the API."""
+    Secret fields are stored encrypted apart from the config and never returned by the API. `set_by_api=False`:
+    only the server writes it (an OAuth token, from the connect flow and refreshes); the API refuses it."""
+
+    def __init__(self, *, set_by_api: bool = True) -> None:
+        self.set_by_api = set_by_api
 
 
 def _is_secret(annotation: Any, metadata: list[Any]) -> bool:
@@ -59,6 +63,22 @@ class BackendConfig(BaseModel):
     def split_secrets(cls, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Split what a user sent (or what is stored) into the plain config and the secrets, at any depth."""
         return _split(cls, data)
+
+    @classmethod
+    def server_only_field_names(cls) -> frozenset[str]:
+        """Top-level fields the API may not set (Secret(set_by_api=False))."""
+        return frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if any(isinstance(item, Secret) and not item.set_by_api for item in info.metadata)
+        )
+
+    @classmethod
+    def merge_patch(cls, stored: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+        """A PATCH of the config (JSON Merge Patch, RFC 7396): `null` removes a key (its default applies); a nested
+        settings object merges key by key; any other value, a dict of headers included, replaces what is stored.
+        A secret sent back as its mask (`••••…`) keeps its stored value."""
+        return _merge_patch(cls, stored, sent)
 
     def secret_value(self, name: str) -> str:
         value = getattr(self, name)
@@ -100,6 +120,28 @@ def _revealed(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)  # URLs and other pydantic scalar types
+
+
+MASK = "••••"
+
+
+def _merge_patch(model: type[BaseModel], stored: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    result = dict(stored)
+    for key, value in sent.items():
+        info = model.model_fields.get(key)
+        nested = _nested_model(info.annotation) if info is not None else None
+        if value is None:
+            result.pop(key, None)
+        elif nested is not None and isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge_patch(nested, result[key], value)
+        elif not (
+            info is not None
+            and _is_secret(info.annotation, info.metadata)
+            and isinstance(value, str)
+            and value.startswith(MASK)
+        ):
+            result[key] = value
+    return result
 
 
 def merge_secrets(config: dict[str, Any], secrets: dict[str, Any] | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import requests
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict
 
-from apertur.http import provider_session
+from apertur.http import token_endpoint_session
 from destinations.backends.base import BackendConfig, DeliveryError, DestinationBackend, Secret
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ class OAuthConfig(BackendConfig):
     """What every OAuth destination stores. The token is written by the connect flow and by refreshes, never
     taken from the API."""
 
-    token: Annotated[OAuthToken | None, Secret()] = None
+    token: Annotated[OAuthToken | None, Secret(set_by_api=False)] = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,11 @@ class OAuthBackend(DestinationBackend):
             raise DeliveryError(
                 f"{self.provider} gave no refresh token; reconnect the destination", needs_reconnect=True
             )
+        if self.context.deadline.remaining() < TOKEN_REQUEST_TIMEOUT_SECONDS:
+            # A refresh cut half-way may have rotated the refresh token at the provider without our learning the
+            # new one: the user would have to reconnect. So a refresh is only started with time to finish it, and
+            # then runs outside the attempt's deadline (bounded by its own timeout); the next attempt refreshes.
+            raise DeliveryError(f"too little time left in this attempt to refresh the {self.provider} token safely")
         provider = self.provider_settings()
         if not provider.get("client_id"):
             raise DeliveryError(f"{self.provider} is not configured on this server (client id missing)", permanent=True)
@@ -143,12 +148,12 @@ class OAuthBackend(DestinationBackend):
         if provider.get("client_secret"):
             form["client_secret"] = provider["client_secret"]
         try:
-            with provider_session() as session:
+            with token_endpoint_session() as session:
                 response = session.post(
                     self.endpoint("token_url"),
                     data=form,
                     headers={"Accept": "application/json"},
-                    timeout=self.context.deadline.timeout(TOKEN_REQUEST_TIMEOUT_SECONDS),
+                    timeout=TOKEN_REQUEST_TIMEOUT_SECONDS,
                     allow_redirects=False,
                 )
         except requests.RequestException as error:

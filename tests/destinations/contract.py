@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
 from apertur import http as outbound
 from destinations.attempts import backend_for
@@ -109,13 +110,16 @@ class StoredDestinationContract:
         all_started = threading.Barrier(writers)
 
         def write_back(number: int) -> None:
-            context = backend_for(Destination.objects.get(pk=destination.pk)).context
-            all_started.wait(5)
-            with context.secrets.locked() as stored:
-                holder = stored
-                for key in path[:-1]:
-                    holder = holder[key]
-                holder[path[-1]] = f"{holder[path[-1]]}+{number}"
+            try:
+                context = backend_for(Destination.objects.get(pk=destination.pk)).context
+                all_started.wait(5)
+                with context.secrets.locked() as stored:
+                    holder = stored
+                    for key in path[:-1]:
+                        holder = holder[key]
+                    holder[path[-1]] = f"{holder[path[-1]]}+{number}"
+            finally:
+                connection.close()  # this thread's own connection
 
         threads = [threading.Thread(target=write_back, args=(number,)) for number in range(writers)]
         for thread in threads:

@@ -189,7 +189,7 @@ def test_an_unknown_type_is_a_validation_error(api_client, owner):
         destinations_url(owner), {"type": "carrier_pigeon", "name": "Coo", "config": {}}, format="json", **owner.auth
     )
 
-    assert_validation_error(response, {"type": ['"carrier_pigeon" is not a valid choice.']})
+    assert_validation_error(response, {"type": ["'carrier_pigeon' is not a destination type; one of: s3, webhook"]})
 
 
 def test_an_unknown_path_template_variable_is_a_validation_error(api_client, owner, moto_server):
@@ -437,3 +437,26 @@ def test_an_upload_is_delivered_to_a_webhook_and_an_s3_bucket_with_identical_byt
     assert s3_delivery.attempts == 1
     status = api_client.get(f"/api/v1/upload-sessions/{session['id']}/delivery-status", **persona.auth).json()
     assert {delivery["status"] for delivery in status["images"][0]["deliveries"]} == {"delivered"}
+
+
+def test_a_patch_replaces_custom_headers_whole_so_a_header_can_be_removed(api_client, owner):
+    created = create_destination(
+        api_client,
+        owner,
+        "webhook",
+        {
+            "url": "https://hooks.example.test/in",
+            "secret": "header-secret",
+            "customHeaders": {"X-Team": "claims", "Authorization": "Bearer old-token"},
+        },
+    )
+    url = f"/api/v1/projects/{owner.project.pk}/destinations/{created['id']}"
+
+    kept_one = api_client.patch(url, {"config": {"customHeaders": {"X-Team": "claims"}}}, format="json", **owner.auth)
+    cleared = api_client.patch(url, {"config": {"customHeaders": None}}, format="json", **owner.auth)
+
+    assert kept_one.status_code == 200
+    assert kept_one.json()["config"]["customHeaders"] == {"X-Team": "claims"}
+    assert cleared.status_code == 200
+    assert "customHeaders" not in cleared.json()["config"]
+    assert cleared.json()["config"]["secret"] == "••••cret"  # untouched by either patch

@@ -6,9 +6,12 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
+from django.db import connection
 
-from destinations.attempts import backend_for
-from destinations.backends import BACKENDS, backend_class
+from apertur.deadlines import Deadline
+from destinations.attempts import backend_for, database_lock
+from destinations.backends import BACKENDS, backend_class, oauth
 from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore
 from destinations.models import Destination
 from tests.destinations import dummy_oauth
@@ -20,7 +23,7 @@ from tests.destinations.contract import (
     stored_destination,
 )
 from tests.destinations.dummy_oauth import DummyDriveBackend, DummyDriveConfig
-from tests.factories import make_persona, noisy_jpeg, wait_until
+from tests.factories import make_persona, noisy_jpeg
 from tests.servers.oauth_provider import OAuthProvider
 
 
@@ -123,7 +126,7 @@ def test_an_access_token_refused_before_its_expiry_is_refreshed_once_and_the_cal
 
 def test_two_workers_with_an_expired_token_refresh_once_and_both_deliver(provider, transactional_db):
     destination = stored_drive(provider, make_persona("racer").project, expires_at=time.time() - 10)
-    provider.token_gate.clear()  # hold the first refresh at the provider until both workers are under way
+    provider.token_gate.clear()  # hold refreshes at the provider while both workers are under way
     images = [make_staged_image(noisy_jpeg((160, 120)), image_id=f"img_RACE{number}") for number in range(2)]
     errors: list[Exception] = []
 
@@ -133,20 +136,42 @@ def test_two_workers_with_an_expired_token_refresh_once_and_both_deliver(provide
             backend.deliver(image, rendered_path(image))
         except Exception as error:  # reported below
             errors.append(error)
+        finally:
+            connection.close()
 
     workers = [threading.Thread(target=deliver, args=(image,)) for image in images]
     for worker in workers:
         worker.start()
-    wait_until(lambda: provider.server.RequestHandlerClass and not provider.token_gate.is_set(), timeout=5)
+    assert provider.token_requests_arrived.acquire(timeout=10), "no refresh reached the provider"
+    # Without the lock the second worker would send its own refresh within milliseconds; give it ample time to
+    # (wrongly) arrive — an absence cannot be awaited, so this wait is bounded instead.
+    second_refresh_arrived = provider.token_requests_arrived.acquire(timeout=1.5)
     provider.token_gate.set()
     for worker in workers:
         worker.join(30)
 
     assert errors == []
+    assert second_refresh_arrived is False
     # With rotation, a second refresh with the same refresh token would have been refused (invalid_grant).
     assert provider.refreshes == 1
     assert sorted(provider.files) == sorted(rendered_path(image) for image in images)
     assert stored_token(destination)["refresh_token"] in provider.refresh_tokens
+
+
+def test_a_refresh_is_not_started_without_time_to_finish_it_so_no_rotated_token_is_lost(provider, owner, monkeypatch):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    monkeypatch.setattr(oauth, "TOKEN_REQUEST_TIMEOUT_SECONDS", 5)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    short = backend_for(destination, deadline=Deadline(1))
+    with pytest.raises(DeliveryError) as raised:
+        short.deliver(image, rendered_path(image))
+
+    assert raised.value.needs_reconnect is False  # a retry will do
+    assert provider.refreshes == 0  # the refresh token still works
+    backend_for(destination).deliver(image, rendered_path(image))
+    assert provider.refreshes == 1
+    assert list(provider.files) == [rendered_path(image)]
 
 
 def test_a_revoked_grant_needs_reconnect_flags_the_destination_and_stays_retryable(provider, owner):
@@ -205,3 +230,89 @@ def test_a_backend_without_a_context_keeps_refreshed_tokens_in_memory(provider):
     assert isinstance(backend.context, AttemptContext)
     assert isinstance(backend.context.secrets, MemorySecretsStore)
     assert backend.context.secrets.secrets["token"]["refresh_token"] in provider.refresh_tokens
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="SQLite serves one process: its process lock is the lock")
+def test_the_database_lock_serialises_holders_that_share_no_process_lock(transactional_db):
+    # Each thread stands for a worker on another machine: only the database lock is between them.
+    entered, overlaps = [], []
+    guard = threading.Lock()
+    all_started = threading.Barrier(4)
+
+    def hold() -> None:
+        try:
+            all_started.wait(5)
+            with database_lock("contract-test"):
+                with guard:
+                    if entered:
+                        overlaps.append(len(entered))
+                    entered.append(1)
+                time.sleep(0.05)  # the holder's work; a second holder would overlap it
+                with guard:
+                    entered.pop()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert overlaps == []
+
+
+def test_holding_a_destinations_secrets_does_not_hold_up_other_writes(provider, transactional_db):
+    # A token refresh is an HTTP call made while the secrets are held: the database must stay writable meanwhile
+    # (on SQLite an open transaction would hold its database-wide write lock).
+    project = make_persona("holder").project
+    destination = stored_drive(provider, project)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with backend_for(Destination.objects.get(pk=destination.pk)).context.secrets.locked() as stored:
+                stored["token"]["refresh_token"] = "rotated"
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        other = stored_drive(provider, project)  # an unrelated write
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(10)
+
+    assert elapsed < 1
+    assert stored_token(destination)["refresh_token"] == "rotated"
+    assert Destination.objects.filter(pk=other.pk).exists()
+
+
+def test_the_api_can_neither_create_nor_patch_an_oauth_token(provider, api_client, owner):
+    token = provider.grant()
+    created = api_client.post(
+        f"/api/v1/projects/{owner.project.pk}/destinations",
+        {"type": dummy_oauth.TYPE, "name": "Drive", "config": {"token": token}},
+        format="json",
+        **owner.auth,
+    )
+    destination = stored_drive(provider, owner.project)
+    patched = api_client.patch(
+        f"/api/v1/projects/{owner.project.pk}/destinations/{destination.pk}",
+        {"config": {"token": None, "folderPath": "Elsewhere"}},
+        format="json",
+        **owner.auth,
+    )
+
+    for response in (created, patched):
+        assert response.status_code == 400
+        assert response.json()["fields"] == {"config.token": ["set by connecting the destination, not through the API"]}
+    assert stored_token(destination)["access_token"] != ""  # the grant survived
+    destination.refresh_from_db()
+    assert destination.config == {"folderPath": "Apertur"}

@@ -27,6 +27,7 @@ class OAuthProvider:
         # Hold token requests until released: lets a test line two refreshes up at once.
         self.token_gate = threading.Event()
         self.token_gate.set()
+        self.token_requests_arrived = threading.Semaphore(0)  # released once per token request, at arrival
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +37,7 @@ class OAuthProvider:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path != "/token":
                     return self.answer(404, {"error": "not_found"})
+                provider.token_requests_arrived.release()
                 provider.token_gate.wait(10)
                 self.answer(*provider.refresh(parse_qs(body.decode())))
 
