@@ -36,14 +36,17 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
         unlock_at = cache.get(f"admin-login-locked:{identity}")
         if unlock_at is not None:
             raise self._locked_out_error(unlock_at)
+        # Counted before the (slow) check, so guesses sent all at once cannot each be checked before any is counted.
+        attempt = _reserve_attempt(identity)
+        if attempt > settings.APERTUR_ADMIN_LOGIN_MAX_FAILURES:
+            raise self._locked_out_error(_lock(identity))
         try:
             cleaned_data = super().clean()
         except ValidationError as error:
             if error.code != "invalid_login":  # an inactive account's right password is not a guess
                 raise
-            unlock_at = _count_failure(identity)
-            if unlock_at is not None:
-                raise self._locked_out_error(unlock_at) from error
+            if attempt >= settings.APERTUR_ADMIN_LOGIN_MAX_FAILURES:
+                raise self._locked_out_error(_lock(identity)) from error
             raise
         cache.delete(f"admin-login-failures:{identity}")
         return cleaned_data
@@ -58,21 +61,23 @@ def _identity(username: str, ip: str) -> str:
     return hashlib.sha256(f"{username.strip().lower()}|{ip}".encode(errors="replace")).hexdigest()
 
 
-def _count_failure(identity: str) -> float | None:
-    """Count one wrong password; when it is the last one allowed, lock the pair and return when it unlocks."""
-    lockout_seconds = settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS
+def _reserve_attempt(identity: str) -> int:
+    """Count one attempt; returns how many this pair made in the current window, this one included."""
     failures_key = f"admin-login-failures:{identity}"
-    cache.add(failures_key, 0, timeout=lockout_seconds)
+    cache.add(failures_key, 0, timeout=settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS)
     try:
-        failures = cache.incr(failures_key)
+        return cache.incr(failures_key)
     except ValueError:  # evicted between add and incr
-        cache.set(failures_key, 1, timeout=lockout_seconds)
-        failures = 1
-    if failures < settings.APERTUR_ADMIN_LOGIN_MAX_FAILURES:
-        return None
-    unlock_at = time.time() + lockout_seconds
-    cache.set(f"admin-login-locked:{identity}", unlock_at, timeout=lockout_seconds)
-    cache.delete(failures_key)
+        cache.set(failures_key, 1, timeout=settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS)
+        return 1
+
+
+def _lock(identity: str) -> float:
+    """Lock the pair out (or keep the lock it already has); returns when it unlocks."""
+    unlock_at = time.time() + settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS
+    if not cache.add(f"admin-login-locked:{identity}", unlock_at, timeout=settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS):
+        unlock_at = cache.get(f"admin-login-locked:{identity}") or unlock_at
+    cache.delete(f"admin-login-failures:{identity}")
     return unlock_at
 
 

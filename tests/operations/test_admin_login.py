@@ -1,5 +1,8 @@
 """Admin logins are throttled: five wrong passwords for one username from one address lock that pair out."""
 
+import contextlib
+import threading
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -75,3 +78,37 @@ def test_the_limit_and_the_lockout_come_from_settings(client, admin_user, settin
     fail(client, 1)
     second = log_in(client, "wrong-password")
     assert LOCKED_OUT in second.content.decode() and "2 more minute(s)" in second.content.decode()
+
+
+def test_guesses_sent_all_at_once_get_only_the_allowed_number_of_password_checks(admin_user, monkeypatch, settings):
+    # Each check waits until every guess is being checked at once, as with a slow hasher; the allowed ones are the
+    # only ones to get there, so the others cannot have been checked before the first was counted.
+    from django.contrib.auth import forms as auth_forms
+    from django.test import RequestFactory
+
+    from apertur.admin import ThrottledAdminLoginForm
+
+    guesses = 12
+    checked = []
+    everyone_checking = threading.Barrier(guesses)
+    real_authenticate = auth_forms.authenticate
+
+    def slow_authenticate(request, **credentials):
+        checked.append(1)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            everyone_checking.wait(1)
+        return real_authenticate(request, **credentials)
+
+    monkeypatch.setattr(auth_forms, "authenticate", slow_authenticate)
+
+    def guess(number: int) -> None:
+        request = RequestFactory().post(LOGIN, REMOTE_ADDR="203.0.113.5")
+        ThrottledAdminLoginForm(request, data={"username": "boss", "password": f"guess-{number}"}).is_valid()
+
+    threads = [threading.Thread(target=guess, args=(number,)) for number in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert len(checked) == settings.APERTUR_ADMIN_LOGIN_MAX_FAILURES
