@@ -100,3 +100,26 @@ def test_a_non_loopback_bind_with_the_flag_gets_the_demo_account_with_a_random_p
     credentials = json.loads((var_dir / "demo-credentials.json").read_text())
     assert credentials["password"] != "demo-password" and credentials["password"] in printed
     assert get_user_model().objects.get(email=DEMO_EMAIL).check_password(credentials["password"])
+
+
+def test_a_password_its_owner_changed_is_kept_and_not_printed(db, var_dir):
+    seed_demo()
+    user = get_user_model().objects.get(email=DEMO_EMAIL)
+    user.set_password("my-own-strong-password")
+    user.save()
+
+    printed = seed_demo()
+
+    assert get_user_model().objects.get(email=DEMO_EMAIL).check_password("my-own-strong-password")
+    assert f"{DEMO_EMAIL} / (the password you set)" in printed
+
+
+def test_a_later_run_on_a_reachable_address_switches_the_demo_account_off_until_a_loopback_run(db, var_dir):
+    seed_demo()
+
+    printed = seed_demo("--host", "0.0.0.0")
+    assert get_user_model().objects.get(email=DEMO_EMAIL).is_active is False
+    assert "switched off" in printed
+
+    seed_demo()
+    assert get_user_model().objects.get(email=DEMO_EMAIL).is_active is True

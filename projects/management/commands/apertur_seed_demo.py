@@ -2,9 +2,10 @@
 
 It is a superuser, so it exists only where someone asked for it: `make run` calls this command, nothing else does
 (not `migrate`, not `apertur_run`). Its password is random, made on first run and kept with the demo API key in
-var/demo-credentials.json (mode 0600) so every `make run` can print them again. On a bind address other than
-loopback the account would be reachable from the network, so there the command does nothing unless
---allow-non-loopback (`DEMO=1 make run`) says so.
+var/demo-credentials.json (mode 0600) so every `make run` can print them again; a password changed by its owner
+is never put back. On a bind address other than loopback the account would be reachable from the network, so
+there it is switched off (an earlier loopback run may have made it) unless --allow-non-loopback (`DEMO=1 make
+run`) says so; the next loopback run switches it on again.
 """
 
 import ipaddress
@@ -55,9 +56,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, allow_non_loopback: bool, **options) -> None:
         if not is_loopback(host) and not allow_non_loopback:
+            switched_off = (
+                get_user_model().objects.filter(email__iexact=DEMO_EMAIL, is_active=True).update(is_active=False)
+            )
             self.stdout.write(
-                f"\nNo demo account: the server will listen on {host}, which other machines can reach.\n"
-                "Run `DEMO=1 make run` (manage.py apertur_seed_demo --allow-non-loopback) to create it anyway,\n"
+                f"\nNo demo account: the server will listen on {host}, which other machines can reach"
+                + (" (the demo account of an earlier run is switched off)" if switched_off else "")
+                + ".\nRun `DEMO=1 make run` (manage.py apertur_seed_demo --allow-non-loopback) to use it anyway,\n"
                 "or create your own account with `manage.py createsuperuser`.\n"
             )
             return
@@ -66,7 +71,7 @@ class Command(BaseCommand):
         self.stdout.write(
             "\nDemo account (development only)\n"
             f"  Admin:       {settings.APERTUR_PUBLIC_URL}/admin/\n"
-            f"  Login:       {credentials['email']} / {credentials['password']}\n"
+            f"  Login:       {credentials['email']} / {credentials['password'] or '(the password you set)'}\n"
             f"  Project id:  {credentials['project_id']}\n"
             f"  API key:     {credentials['api_key']}\n"
             f"  (kept in {credentials_file})\n"
@@ -79,15 +84,18 @@ def demo_account_ensure(credentials_file: Path) -> dict[str, str]:
     Keys are stored hashed, so the key is kept in the file; the file is the one place its password is written.
     """
     credentials = _read(credentials_file)
-    password = credentials.get("password", "")
-    if not password or password in KNOWN_PASSWORDS:
-        password = secrets.token_urlsafe(16)
+    kept = credentials.get("password", "")
+    password = kept if kept and kept not in KNOWN_PASSWORDS else secrets.token_urlsafe(16)
     with transaction.atomic():
         user = get_user_model().objects.select_for_update().filter(email__iexact=DEMO_EMAIL).first()
-        if user is not None and not user.check_password(password):
-            # The file was lost or still holds a known password: the account gets the new random one.
-            user.set_password(password)
-            user.save(update_fields=["password"])
+        if user is not None:
+            if password == kept and not user.check_password(kept):
+                password = ""  # its owner changed it since: theirs stays, and is not ours to print
+            elif not user.check_password(password):
+                # The file was lost, or the account still has an older version's well-known password.
+                user.set_password(password)
+            user.is_active = True
+            user.save(update_fields=["password", "is_active"])
         key_is_valid = ApiKey.objects.filter(
             digest=key_digest(credentials.get("api_key", "")),
             project_id=credentials.get("project_id"),
@@ -95,7 +103,10 @@ def demo_account_ensure(credentials_file: Path) -> dict[str, str]:
         ).exists()
         if not key_is_valid:
             project, api_key = bootstrap(
-                email=DEMO_EMAIL, password=password, project_name=DEMO_PROJECT, site_admin=True
+                email=DEMO_EMAIL,
+                password=password or secrets.token_urlsafe(16),
+                project_name=DEMO_PROJECT,
+                site_admin=True,
             )
             credentials.update(project_id=str(project.pk), api_key=api_key)
     credentials.update(email=DEMO_EMAIL, password=password)
