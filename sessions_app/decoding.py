@@ -134,13 +134,14 @@ class _Decoder:
 
     def inspect(self, path: str, *, allowed_mime_types: list[str], max_pixels: int, timeout: float) -> Inspection:
         self.busy = True
-        self.connection.send((path, {"allowed_mime_types": allowed_mime_types, "max_pixels": max_pixels}))
         try:
+            self.connection.send((path, {"allowed_mime_types": allowed_mime_types, "max_pixels": max_pixels}))
             if not self.connection.poll(timeout):
                 logger.warning("Image inspection passed its %g s deadline; its process is stopped: %s", timeout, path)
                 raise DecodeTimedOut
             inspection = self.connection.recv()
-        except EOFError as error:  # the child died on these bytes (a decoder crash, or killed for its memory)
+        # The child died on these bytes (a decoder crash, or killed for its memory), or just before we sent them.
+        except (EOFError, OSError) as error:
             self.process.join(timeout=1)
             logger.warning("Image decoder exited (code %s) while inspecting %s", self.process.exitcode, path)
             raise DecodeFailed(f"the decoder stopped (exit code {self.process.exitcode})") from error

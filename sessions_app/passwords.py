@@ -134,12 +134,15 @@ def session_password_verify(*, session: UploadSession, password: str, ip: str) -
 def ensure_password(*, session: UploadSession, password: str | None, cookie: str | None, ip: str) -> None:
     """Authorise an upload or completion: the `x-session-password` header (API clients) or the value of the
     page's signed cookie (browsers, from `password_cookie_read`). 401 PASSWORD_REQUIRED / INVALID_PASSWORD, 429."""
-    _ensure_not_locked(session.pk, ip)
     if not session.password_protected:
+        _ensure_not_locked(session.pk, ip)
         return
-    # Bytes: compare_digest refuses str with non-ASCII characters.
+    # A valid signed cookie proves the password was given before: a guesser sharing the phone's address (a venue's
+    # Wi-Fi) must not lock it out. Bytes: compare_digest refuses str with non-ASCII characters.
     if cookie is not None and hmac.compare_digest(cookie.encode(), password_cookie_value(session).encode()):
         return
+    # A password in the header is a guess like any other: behind the lockout.
+    _ensure_not_locked(session.pk, ip)
     if not password:
         raise AppError(401, "PASSWORD_REQUIRED", "This session is password protected.")
     if not session_password_verify(session=session, password=password, ip=ip):

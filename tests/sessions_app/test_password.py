@@ -223,3 +223,16 @@ def test_parallel_wrong_guesses_cannot_slip_past_the_lockout(api_client, owner):
 
     assert outcomes.count("False") == 10
     assert outcomes.count("TOO_MANY_PASSWORD_ATTEMPTS") == 20
+
+
+def test_a_phone_holding_the_cookie_keeps_uploading_when_a_stranger_at_its_address_is_locked_out(
+    api_client, session, owner
+):
+    phone, stranger = APIClient(), APIClient()  # two devices behind one venue Wi-Fi address
+    assert verify(phone, session["id"], PASSWORD).json() == {"valid": True}  # the phone now holds the cookie
+
+    guess_wrong(stranger, session["id"], 10)
+    assert_locked(upload(stranger, session["id"], image_bytes()))
+
+    assert upload(phone, session["id"], image_bytes()).status_code == 201
+    assert api_client.post(f"/api/v1/upload/{session['id']}/complete").status_code == 429  # no cookie: locked
