@@ -274,6 +274,8 @@ APERTUR_SWEEP_INTERVAL_SECONDS = float(os.environ.get("APERTUR_SWEEP_INTERVAL_SE
 APERTUR_SWEEP_RESEND_AFTER_SECONDS = float(os.environ.get("APERTUR_SWEEP_RESEND_AFTER_SECONDS", 60))
 APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 8)
 APERTUR_OUTBOUND_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_OUTBOUND_TIMEOUT_SECONDS", 30))
+# A request body that stops arriving for this long is answered 408 and dropped (slow-body clients).
+APERTUR_BODY_IDLE_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_BODY_IDLE_TIMEOUT_SECONDS", 30))
 # A PEM bundle of the certificate authorities HTTPS destinations are verified against (default: the public CAs).
 APERTUR_OUTBOUND_CA_BUNDLE = os.environ.get("APERTUR_OUTBOUND_CA_BUNDLE", "")
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)

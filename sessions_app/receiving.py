@@ -16,6 +16,7 @@ from sessions_app.images import inspect_image
 from sessions_app.models import Image
 from sessions_app.uploads import (
     MEBIBYTE,
+    MULTIPART_OVERHEAD_BYTES,
     ReceivedFile,
     UploadContent,
     UploadLimits,
@@ -79,6 +80,18 @@ def image_receive(
             source=source,
             is_encrypted=encrypted,
         )
+
+
+def upload_precheck(*, session_id: str, declared_length: int, encrypted: bool) -> None:
+    """The rules an upload can be refused by before its body is read (apertur/asgi.py runs them as the request
+    arrives, so a phone does not send megabytes to learn that the session is gone): the session exists (404), is
+    not expired (410) nor closed (409), and the declared length is within its limit (413). The password and the
+    image count are checked with the body, in image_receive."""
+    session = services.ensure_open_for_upload(session=selectors.session_public(session_id=session_id))
+    image_limit = session.effective_max_image_size_mb * MEBIBYTE
+    body_limit = encryption.envelope_limit_bytes(image_limit) if encrypted else image_limit
+    if declared_length > body_limit + MULTIPART_OVERHEAD_BYTES:
+        raise too_large(image_limit)
 
 
 def _image_of(content: UploadContent, *, encrypted: bool, limit_bytes: int) -> ReceivedFile:
