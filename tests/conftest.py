@@ -4,6 +4,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dramatiq
@@ -59,23 +61,30 @@ def webhook_receiver():
     receiver.stop()
 
 
-@pytest.fixture
-def worker(transactional_db, settings):
-    """Dramatiq worker threads and the sweeper in this process, on the configured broker.
-
-    Tests that use it see committed data only (transactional_db), like a real worker.
-    """
+@contextmanager
+def in_process_worker(settings, *, threads: int) -> Iterator[dramatiq.Worker]:
+    """Dramatiq worker threads and a fast sweeper in this process, on the configured broker."""
     import delivery.actors  # noqa: F401
 
     settings.APERTUR_SWEEP_INTERVAL_SECONDS = 0.2
     settings.APERTUR_SWEEP_RESEND_AFTER_SECONDS = 1
     broker = dramatiq.get_broker()
     broker.flush_all()
-    running = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    running = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     running.start()
-    yield running
-    running.stop(timeout=10_000)
-    broker.flush_all()
+    try:
+        yield running
+    finally:
+        running.stop(timeout=10_000)
+        broker.flush_all()
+
+
+@pytest.fixture
+def worker(transactional_db, settings):
+    """Two worker threads in this process. Tests that use it see committed data only (transactional_db), like a
+    real worker."""
+    with in_process_worker(settings, threads=2) as running:
+        yield running
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ does, and a slow destination that cannot take every worker thread."""
 import time
 from datetime import timedelta
 
-import dramatiq
 import pytest
 import requests
 from django.utils import timezone
@@ -15,6 +14,7 @@ from delivery.models import Delivery
 from delivery.services import delivery_execute
 from destinations.backends.base import AttemptContext, DeliveryError
 from destinations.backends.s3 import S3Backend, S3Config
+from tests.conftest import in_process_worker
 from tests.destinations.contract import make_staged_image, rendered_path
 from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import image_bytes, make_persona, noisy_jpeg, wait_until
@@ -88,19 +88,10 @@ def test_the_destination_test_endpoint_answers_within_the_deadline(api_client, o
 
 @pytest.fixture
 def four_worker_threads(transactional_db, settings):
-    import delivery.actors  # noqa: F401 (declares the actor)
-
-    settings.APERTUR_SWEEP_INTERVAL_SECONDS = 0.2
-    settings.APERTUR_SWEEP_RESEND_AFTER_SECONDS = 1
     settings.APERTUR_DESTINATION_CONCURRENCY = 2
     settings.APERTUR_CONCURRENCY_DEFER_SECONDS = 0.2
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
-    worker.start()
-    yield worker
-    worker.stop(timeout=10_000)
-    broker.flush_all()
+    with in_process_worker(settings, threads=4) as running:
+        yield running
 
 
 def test_a_tenants_tar_pit_does_not_delay_another_tenants_delivery(api_client, four_worker_threads, webhook_receiver):
