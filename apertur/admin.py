@@ -77,7 +77,8 @@ def _lock(identity: str) -> float:
     unlock_at = time.time() + settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS
     if not cache.add(f"admin-login-locked:{identity}", unlock_at, timeout=settings.APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS):
         unlock_at = cache.get(f"admin-login-locked:{identity}") or unlock_at
-    cache.delete(f"admin-login-failures:{identity}")
+    # The counter is left to run out with its window: deleting it would let guesses already past the lock check
+    # start a fresh count and be checked.
     return unlock_at
 
 
