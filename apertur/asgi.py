@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import re
-from http import HTTPStatus
 
 from django.core.asgi import get_asgi_application
 
@@ -15,6 +14,7 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402 (after Django is set up)
 from django.db import close_old_connections  # noqa: E402
 
+from apertur.api.errors import reason_phrase  # noqa: E402
 from apertur.errors import AppError  # noqa: E402
 from sessions_app.receiving import upload_precheck  # noqa: E402
 
@@ -70,7 +70,7 @@ def _body_with_idle_timeout(receive, send):
             message = await asyncio.wait_for(receive(), settings.APERTUR_BODY_IDLE_TIMEOUT_SECONDS)
         except TimeoutError:
             body_done = True
-            await _refuse(send, 408, "REQUEST_TIMEOUT", "Request Timeout", "The request body stopped arriving.")
+            await _refuse(send, 408, "REQUEST_TIMEOUT", reason_phrase(408), "The request body stopped arriving.")
             return {"type": "http.disconnect"}
         body_done = message["type"] != "http.request" or not message.get("more_body", False)
         return message
@@ -91,11 +91,11 @@ async def application(scope, receive, send):
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > _hard_cap_bytes():
-            await _refuse(send, 413, "FILE_TOO_LARGE", "Request Entity Too Large", "The request body is too large.")
+            await _refuse(send, 413, "FILE_TOO_LARGE", reason_phrase(413), "The request body is too large.")
             return
         if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
             await _refuse(
-                send, 411, "LENGTH_REQUIRED", "Length Required", "Send the body with a Content-Length header."
+                send, 411, "LENGTH_REQUIRED", reason_phrase(411), "Send the body with a Content-Length header."
             )
             return
         upload = UPLOAD_PATH.match(scope["path"]) if scope["method"] == "POST" else None
@@ -106,8 +106,7 @@ async def application(scope, receive, send):
             length = int(declared) if declared is not None and declared.isdigit() else 0
             error = await sync_to_async(_precheck_upload)(upload["session_id"], length, encrypted)
             if error is not None:
-                reason = HTTPStatus(error.status).phrase
-                await _refuse(send, error.status, error.code, reason, error.message, error.headers)
+                await _refuse(send, error.status, error.code, reason_phrase(error.status), error.message, error.headers)
                 return
         receive = _body_with_idle_timeout(receive, send)
     await django_application(scope, receive, send)

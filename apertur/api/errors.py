@@ -11,13 +11,21 @@ from rest_framework.response import Response
 
 from apertur.errors import AppError
 
+# RFC 9110's names, which Python adopted only in 3.13: the envelope must not change with the interpreter.
+_REASON_PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def reason_phrase(status: int) -> str:
+    """The HTTP reason phrase of the `error` field (docs/api.md "Errors")."""
+    return _REASON_PHRASES.get(status) or HTTPStatus(status).phrase
+
 
 def error_body(status: int, code: str, message: str, fields: dict | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "message": message,
         "code": code,
         "statusCode": status,
-        "error": HTTPStatus(status).phrase,
+        "error": reason_phrase(status),
     }
     if fields:
         body["fields"] = fields

@@ -14,7 +14,7 @@ TOO_LARGE = {
     "message": "The request body is too large.",
     "code": "FILE_TOO_LARGE",
     "statusCode": 413,
-    "error": "Request Entity Too Large",
+    "error": "Content Too Large",
 }
 
 

@@ -1,12 +1,12 @@
 """The error envelope (docs/api.md "Errors"): every error is JSON with message/code/statusCode/error, never HTML,
 never a 500."""
 
-from http import HTTPStatus
-
 import pytest
 
+from apertur.api.errors import reason_phrase
 from sessions_app.models import Image, UploadSession
-from tests.sessions_app.helpers import create_session
+from tests.factories import image_bytes
+from tests.sessions_app.helpers import create_session, upload
 
 
 def assert_envelope(response, status: int, code: str) -> dict:
@@ -15,7 +15,7 @@ def assert_envelope(response, status: int, code: str) -> dict:
     body = response.json()
     assert body["code"] == code
     assert body["statusCode"] == status
-    assert body["error"] == HTTPStatus(status).phrase
+    assert body["error"] == reason_phrase(status)
     assert isinstance(body["message"], str) and body["message"]
     assert set(body) <= {"message", "code", "statusCode", "error", "fields"}
     return body
@@ -231,3 +231,13 @@ def test_invalid_content_length_on_an_upload_is_a_400_validation_error(api_clien
 
     assert_envelope(response, 400, "VALIDATION_ERROR")
     assert not Image.objects.exists()
+
+
+def test_reason_phrases_are_rfc_9110_names_whatever_the_python_version(api_client, owner):
+    session = create_session(api_client, owner, max_images=1)
+    assert upload(api_client, session["id"], image_bytes()).status_code == 201
+
+    full = upload(api_client, session["id"], image_bytes())
+
+    assert (full.status_code, full.json()["error"]) == (422, "Unprocessable Content")
+    assert reason_phrase(413) == "Content Too Large"

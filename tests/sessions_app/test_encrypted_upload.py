@@ -120,7 +120,7 @@ def test_a_json_body_declared_over_the_envelope_limit_is_413_before_it_is_read(a
         "message": "The image is larger than 20 MB.",
         "code": "FILE_TOO_LARGE",
         "statusCode": 413,
-        "error": "Request Entity Too Large",
+        "error": "Content Too Large",
     }
 
 
