@@ -1,5 +1,6 @@
-"""Destination tests use the real local S3 servers (started once per test session)."""
+"""Destination tests use the real local S3 and FTP servers (started once per test session)."""
 
+from tests.servers.ftp import ftp_server, ftps_server
 from tests.servers.s3 import moto_server, seaweedfs_server
 
-__all__ = ["moto_server", "seaweedfs_server"]
+__all__ = ["ftp_server", "ftps_server", "moto_server", "seaweedfs_server"]

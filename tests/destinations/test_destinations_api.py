@@ -189,7 +189,9 @@ def test_an_unknown_type_is_a_validation_error(api_client, owner):
         destinations_url(owner), {"type": "carrier_pigeon", "name": "Coo", "config": {}}, format="json", **owner.auth
     )
 
-    assert_validation_error(response, {"type": ["'carrier_pigeon' is not a destination type; one of: s3, webhook"]})
+    assert_validation_error(
+        response, {"type": ["'carrier_pigeon' is not a destination type; one of: ftp, s3, webhook"]}
+    )
 
 
 def test_an_unknown_path_template_variable_is_a_validation_error(api_client, owner, moto_server):

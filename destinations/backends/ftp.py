@@ -1,0 +1,201 @@
+"""FTP and FTPS (explicit TLS, AUTH TLS) destination, on ftplib (docs/destinations.md "Types").
+
+Every socket passes the outbound gate (apertur/http.py) and is put under the attempt's deadline: the control
+connection is made to the address `ensure_host_allowed` checked, and each data connection is checked and registered
+too. A file is written under a temporary name in its final folder and renamed once complete, so a transfer cut
+half-way never leaves a partial file under the final name.
+"""
+
+import contextlib
+import ftplib
+import ipaddress
+import re
+import socket
+import ssl
+from typing import Any, Literal
+
+from django.conf import settings
+from pydantic import Field, SecretStr, field_validator
+
+from apertur.deadlines import register_socket
+from apertur.http import HostNotAllowed, check_connected_socket, ensure_host_allowed
+from destinations.backends.base import (
+    BackendConfig,
+    DeliveryError,
+    DeliveryReceipt,
+    DestinationBackend,
+    StagedImage,
+)
+from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path, normalise_path
+
+BLOCK_SIZE = 64 * 1024
+CONNECT_TIMEOUT_SECONDS = 30
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+LOGIN_REFUSED = "530"
+
+
+class FtpConfig(BackendConfig):
+    host: str
+    port: int = Field(default=21, ge=1, le=65535)
+    username: str
+    password: SecretStr
+    protocol: Literal["ftp", "ftps"] = "ftp"
+    remotePath: str = ""
+
+    @field_validator("host")
+    @classmethod
+    def host_is_a_name_or_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not HOST_NAME.fullmatch(value):
+                raise ValueError("must be a host name or an IP address, without a scheme, port or path") from None
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("username", "remotePath")
+    @classmethod
+    def single_line(cls, value: str) -> str:
+        # FTP commands are lines: a line break would end the command and start another.
+        if re.search(r"[\x00-\x1f\x7f]", value):
+            raise ValueError("must not contain line breaks or control characters")
+        return value
+
+
+class _GuardedTransfers:
+    """ftplib's data connections under the gate and the deadline.
+
+    In passive mode ftplib connects the data channel to the control connection's peer, ignoring the address in the
+    PASV reply (`trust_server_pasv_ipv4_address` is False): a reply naming another host (the FTP bounce trick, or a
+    private address behind NAT) cannot send us elsewhere. The socket's peer is checked anyway before it is used.
+    """
+
+    user_host: str
+    trust_server_pasv_ipv4_address = False  # ftplib's default, relied upon here: stated so it cannot drift
+
+    def ntransfercmd(self, cmd: str, rest: Any = None) -> tuple[socket.socket, int | None]:
+        connection, size = super().ntransfercmd(cmd, rest)  # type: ignore[misc]
+        register_socket(check_connected_socket(connection, host=self.user_host))
+        return connection, size
+
+
+class GuardedFTP(_GuardedTransfers, ftplib.FTP):
+    pass
+
+
+class GuardedFTPTLS(_GuardedTransfers, ftplib.FTP_TLS):
+    pass
+
+
+class FtpBackend(DestinationBackend):
+    type = "ftp"
+    Config = FtpConfig
+    config: FtpConfig
+
+    def remote_path(self, image: StagedImage) -> str:
+        return normalise_path(f"{self.config.remotePath}/{image_path(DEFAULT_PATH_TEMPLATE, image)}")
+
+    def deliver(self, image: StagedImage, path: str) -> DeliveryReceipt:
+        folder, _, name = path.rpartition("/")
+        temporary = f"{folder}/.{name}.{image.delivery_id}.part".lstrip("/")
+        try:
+            ftp = self._connect()
+            try:
+                self._start_session(ftp)
+                self._make_folders(ftp, folder)
+                with image.open() as stream:
+                    ftp.storbinary(f"STOR {temporary}", stream, blocksize=BLOCK_SIZE)
+                self._rename(ftp, temporary, path)
+                # The file is in place: a server that drops the connection instead of answering QUIT changes nothing.
+                with contextlib.suppress(*ftplib.all_errors):
+                    ftp.quit()
+            finally:
+                ftp.close()
+        except HostNotAllowed as error:
+            raise DeliveryError(f"refused host: {error}", permanent=True) from error
+        except ftplib.error_perm as error:
+            raise _refusal(error) from error
+        except ftplib.error_temp as error:
+            raise DeliveryError(f"FTP server busy: {error}") from error
+        except ssl.SSLCertVerificationError as error:
+            raise DeliveryError(
+                f"the FTPS server's certificate was not accepted for {self.config.host}: {error.verify_message}",
+                permanent=True,
+            ) from error
+        except (OSError, EOFError, ftplib.Error) as error:
+            reason = str(error) or type(error).__name__
+            raise DeliveryError(f"FTP server unreachable or connection lost: {reason}") from error
+        return DeliveryReceipt(remote_reference=f"{self.config.protocol}://{self.config.host}/{path}")
+
+    def _connect(self) -> ftplib.FTP:
+        host, port = self.config.host, self.config.port
+        address = ensure_host_allowed(host, port)
+        timeout = self.context.deadline.timeout(CONNECT_TIMEOUT_SECONDS)
+        if self.config.protocol == "ftps":
+            # Verification is never switched off; APERTUR_OUTBOUND_CA_BUNDLE trusts a private CA.
+            context = ssl.create_default_context(cafile=settings.APERTUR_OUTBOUND_CA_BUNDLE or None)
+            ftp: ftplib.FTP = GuardedFTPTLS(context=context, timeout=timeout)
+        else:
+            ftp = GuardedFTP(timeout=timeout)
+        ftp.user_host = host  # type: ignore[attr-defined]
+        ftp.connect(address, port, timeout=timeout)
+        register_socket(check_connected_socket(ftp.sock, host=host))
+        # ftplib names the TLS server after `host`: the name the user gave, not the address dialled.
+        ftp.host = host
+        return ftp
+
+    def _start_session(self, ftp: ftplib.FTP) -> None:
+        """TLS (for ftps), login, protected data channel."""
+        if isinstance(ftp, ftplib.FTP_TLS):
+            try:
+                ftp.auth()
+            except ftplib.error_perm as error:
+                raise DeliveryError(
+                    f"the FTP server does not offer TLS (AUTH TLS refused: {error}); use protocol ftp or enable FTPS",
+                    permanent=True,
+                ) from error
+            register_socket(ftp.sock)  # wrapping detached the plain socket registered above
+        ftp.login(self.config.username, self.config.secret_value("password"))
+        if isinstance(ftp, ftplib.FTP_TLS):
+            ftp.prot_p()  # the data channel is encrypted too
+        ftp.set_pasv(True)
+
+    @staticmethod
+    def _make_folders(ftp: ftplib.FTP, folder: str) -> None:
+        built = ""
+        for segment in filter(None, folder.split("/")):
+            built = f"{built}/{segment}" if built else segment
+            try:
+                ftp.mkd(built)
+            except ftplib.error_perm as error:
+                # "550 exists" has no standard wording across servers: a folder that really could not be made
+                # fails the upload below with its own 550.
+                if not str(error).startswith("550") and not str(error).startswith("553"):
+                    raise
+
+    @staticmethod
+    def _rename(ftp: ftplib.FTP, temporary: str, path: str) -> None:
+        try:
+            ftp.rename(temporary, path)
+        except ftplib.error_perm:
+            # Some servers (IIS, Windows-backed ones) refuse to rename over an existing file: delete it, then rename.
+            with contextlib.suppress(ftplib.error_perm):
+                ftp.delete(path)
+            ftp.rename(temporary, path)
+
+
+def _refusal(error: ftplib.error_perm) -> DeliveryError:
+    message = str(error)
+    if message.startswith(LOGIN_REFUSED):
+        return DeliveryError(f"FTP login refused: {message}", needs_reconnect=True)
+    # Other 5xx answers (permission denied on a folder, a full disk, a file name the server refuses) are settings
+    # on the user's server, not ours: not permanent, so a server fixed within the retry schedule still delivers
+    # (as with refused credentials or a missing S3 bucket).
+    return DeliveryError(f"FTP server refused: {message}")
