@@ -2,7 +2,7 @@
 
 Each server runs its own IO loop in a thread of the test process. Each test target gets a user of its own with an
 empty home folder. Some user names make the server misbehave on purpose (see `Misbehaviour`): drop the data
-connection half-way through an upload, stop reading an upload, or answer PASV with another address.
+connection half-way through an upload, read an upload slowly, or answer PASV with another address.
 
 pyftpdlib and pyOpenSSL (for its TLS handler) come from pyproject's [test] extra; the recipe is in the team's
 test-server notes.
@@ -31,11 +31,12 @@ INSTALL_HINT = (
 class Misbehaviour(Enum):
     NONE = "none"
     CUT_UPLOAD = "cut"  # closes the data connection after the first block, answering 426
-    STALL_UPLOAD = "stall"  # stops reading an upload after the first block
+    SLOW_UPLOAD = "slow"  # reads an upload one block per SLOW_UPLOAD_PAUSE_SECONDS
     PASV_ELSEWHERE = "pasv"  # answers PASV with a private address (10.0.0.1) instead of its own
 
 
 PASV_ELSEWHERE_ADDRESS = "10.0.0.1"
+SLOW_UPLOAD_PAUSE_SECONDS = 0.1
 
 
 @dataclass
@@ -54,7 +55,7 @@ class FtpServer:
     received: dict[str, list[str]] = field(default_factory=dict)
     pasv_replies: list[str] = field(default_factory=list)
     misbehaving: dict[str, Misbehaviour] = field(default_factory=dict)
-    stalled: threading.Event = field(default_factory=threading.Event)
+    slowed: threading.Event = field(default_factory=threading.Event)  # a slow upload has started
 
     def add_user(
         self, misbehaviour: Misbehaviour = Misbehaviour.NONE, *, permissions: str = "elradfmwMT"
@@ -111,11 +112,17 @@ def _handler_classes(protocol: str, certificate: Path | None, key: Path | None):
                 self._resp = ("426 Connection closed; transfer aborted.", lambda *args: None)
                 self.close()
                 return
-            if misbehaviour is Misbehaviour.STALL_UPLOAD and self.tot_bytes_received:
-                self.del_channel()  # read no more: the client's sends block once the buffers are full
-                self.cmd_channel.server.apertur.stalled.set()
-                return
             super().handle_read()
+            if misbehaviour is Misbehaviour.SLOW_UPLOAD and not self._closed:
+                # One read (at most 64 KiB) per pause: every send the client makes progresses within any per-call
+                # timeout, only the whole upload takes long.
+                self.cmd_channel.server.apertur.slowed.set()
+                self.del_channel()
+                self.ioloop.call_later(SLOW_UPLOAD_PAUSE_SECONDS, self._resume_reading)
+
+        def _resume_reading(self) -> None:
+            if not self._closed:
+                self.add_channel(events=self.ioloop.READ)
 
         handle_read_event = handle_read  # DTPHandler aliases it to its own handle_read
 
@@ -132,6 +139,12 @@ def _handler_classes(protocol: str, certificate: Path | None, key: Path | None):
             if response.startswith("227"):
                 self.server.apertur.pasv_replies.append(response)
             super().respond(response, *args, **kwargs)
+
+        def close(self) -> None:
+            if self.server.apertur.misbehaving.get(self.username) is Misbehaviour.SLOW_UPLOAD:
+                # The slow reader outlives its control connection, as on a stuck server: only the client can end it.
+                self.data_channel = None
+            super().close()
 
         def on_file_received(self, file: str) -> None:
             home = Path(self.fs.root)
