@@ -12,16 +12,10 @@ from functools import cache
 from typing import Any
 
 import requests
-from botocore.awsrequest import (
-    AWSHTTPConnection,
-    AWSHTTPConnectionPool,
-    AWSHTTPSConnection,
-    AWSHTTPSConnectionPool,
-)
+from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 from botocore.utils import S3RegionRedirectorv2
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from apertur.deadlines import register_socket
@@ -175,46 +169,37 @@ class _DeadlineOnlyMixin(_DeadlineMixin):
         return register_socket(super()._new_conn())
 
 
-class GuardedHTTPConnection(_GuardedMixin, HTTPConnection):
-    pass
+def _pool_classes(kind: str, mixin: type, http_pool: type, https_pool: type) -> dict[str, type]:
+    """urllib3 pool classes (by scheme) whose connections carry `mixin`, e.g. GuardedHTTPSConnectionPool."""
+    return {
+        scheme: type(
+            f"{kind}{pool.__name__}",
+            (pool,),
+            {"ConnectionCls": type(f"{kind}{pool.ConnectionCls.__name__}", (mixin, pool.ConnectionCls), {})},
+        )
+        for scheme, pool in (("http", http_pool), ("https", https_pool))
+    }
 
 
-class GuardedHTTPSConnection(_GuardedMixin, HTTPSConnection):
-    pass
+GUARDED_POOLS = _pool_classes("Guarded", _GuardedMixin, HTTPConnectionPool, HTTPSConnectionPool)
+PROVIDER_POOLS = _pool_classes("Provider", _DeadlineOnlyMixin, HTTPConnectionPool, HTTPSConnectionPool)
+GUARDED_AWS_POOLS = _pool_classes("Guarded", _GuardedMixin, AWSHTTPConnectionPool, AWSHTTPSConnectionPool)
 
 
-class GuardedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = GuardedHTTPConnection
+class _PoolsAdapter(HTTPAdapter):
+    pools: dict[str, type]
 
-
-class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = GuardedHTTPSConnection
-
-
-class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": GuardedHTTPConnectionPool,
-            "https": GuardedHTTPSConnectionPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = dict(self.pools)
 
 
-class ProviderHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = type("ProviderHTTPConnection", (_DeadlineOnlyMixin, HTTPConnection), {})
+class GuardedAdapter(_PoolsAdapter):
+    pools = GUARDED_POOLS
 
 
-class ProviderHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = type("ProviderHTTPSConnection", (_DeadlineOnlyMixin, HTTPSConnection), {})
-
-
-class ProviderAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": ProviderHTTPConnectionPool,
-            "https": ProviderHTTPSConnectionPool,
-        }
+class ProviderAdapter(_PoolsAdapter):
+    pools = PROVIDER_POOLS
 
 
 def _session(adapter: HTTPAdapter) -> requests.Session:
@@ -245,22 +230,6 @@ def provider_session() -> requests.Session:
     return _session(ProviderAdapter())
 
 
-class GuardedAWSHTTPConnection(_GuardedMixin, AWSHTTPConnection):
-    pass
-
-
-class GuardedAWSHTTPSConnection(_GuardedMixin, AWSHTTPSConnection):
-    pass
-
-
-class GuardedAWSHTTPConnectionPool(AWSHTTPConnectionPool):
-    ConnectionCls = GuardedAWSHTTPConnection
-
-
-class GuardedAWSHTTPSConnectionPool(AWSHTTPSConnectionPool):
-    ConnectionCls = GuardedAWSHTTPSConnection
-
-
 def guard_botocore_client(client: Any) -> Any:
     """Make a boto3 client's sockets pass the same check (botocore pools are urllib3 pools), and stop it
     following S3 redirects.
@@ -268,9 +237,7 @@ def guard_botocore_client(client: Any) -> Any:
     botocore keeps the pool-class dict it hands to its PoolManager; updating it in place swaps
     the connection classes for every pool the client opens afterwards.
     """
-    client._endpoint.http_session._pool_classes_by_scheme.update(
-        {"http": GuardedAWSHTTPConnectionPool, "https": GuardedAWSHTTPSConnectionPool}
-    )
+    client._endpoint.http_session._pool_classes_by_scheme.update(GUARDED_AWS_POOLS)
     _stop_following_s3_redirects(client)
     return client
 

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-from upload_and_deliver import Receiver, free_port, jpeg, percentile
+from upload_and_deliver import Receiver, free_port, jpeg, percentile, wait_until_healthy
 
 
 class TarPit:
@@ -92,12 +92,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     tar_pit, receiver = TarPit(options.hold), Receiver()
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_healthy(base)
 
         def session_for(tenant: dict, url: str, count: int) -> str:
             api = httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {tenant['api_key']}"})

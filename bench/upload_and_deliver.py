@@ -87,6 +87,16 @@ def watch_bucket(s3_url: str, receiver: Receiver, expected: int) -> None:
         time.sleep(0.02)
 
 
+def wait_until_healthy(base: str, attempts: int = 300) -> None:
+    """Poll the server's /healthz until it answers 200 (it is starting up)."""
+    for _ in range(attempts):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
@@ -163,12 +173,7 @@ def main() -> None:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_healthy(base)
         receiver = Receiver()
         auth = {"Authorization": f"Bearer {credentials['api_key']}"}
         api = httpx.Client(base_url=f"{base}/api/v1", headers=auth, timeout=60)
