@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -24,8 +24,19 @@ logger = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
 
 
-def lease_expiry():
-    return timezone.now() + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
+def database_now() -> datetime:
+    """The database's clock. Leases are set by one worker and judged by another, maybe on another machine: both
+    read this one clock, so a worker whose own clock runs fast never takes over a live attempt. SQLite serves one
+    machine, whose clock is the only one."""
+    if settings.IS_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            return cursor.fetchone()[0]
+    return timezone.now()
+
+
+def lease_expiry() -> datetime:
+    return database_now() + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
 
 
 class LeaseKeeper:

@@ -16,7 +16,7 @@ from pydantic import ValidationError as ConfigValidationError
 
 from apertur.deadlines import Deadline
 from apertur.errors import AppError
-from delivery.leases import lease_expiry, lease_keeper
+from delivery.leases import database_now, lease_expiry, lease_keeper
 from delivery.models import Delivery, DeliveryAttempt
 from destinations.attempts import backend_for, deadline_message, destination_record_outcome
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
@@ -93,7 +93,7 @@ def _claim(delivery_id: str) -> Claim | None:
             .filter(pk=delivery_id)
             .first()
         )
-        now = timezone.now()
+        now = database_now()  # leases are judged by the database's clock (delivery/leases.py)
         if delivery is None or delivery.status in Delivery.TERMINAL:
             return None
         if delivery.status == Status.PENDING and delivery.next_retry_at and delivery.next_retry_at > now:
@@ -441,7 +441,7 @@ def deliveries_sweep() -> int:
     Returns how many were sent. Sending twice is harmless (the actor is idempotent); `enqueued_at` only
     keeps the sweeper from ringing again for a row it rang recently.
     """
-    now = timezone.now()
+    now = database_now()
     resend_before = now - timedelta(seconds=settings.APERTUR_SWEEP_RESEND_AFTER_SECONDS)
     due = Delivery.objects.filter(
         Q(status=Status.PENDING, next_retry_at__lte=now) | Q(status=Status.DELIVERING, lease_expires_at__lte=now)

@@ -4,10 +4,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
-from delivery.leases import LeaseKeeper
+from delivery import leases, services
+from delivery.leases import LeaseKeeper, database_now, lease_expiry
 from delivery.models import Delivery
+from delivery.services import deliveries_sweep, delivery_execute
 from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.factories import image_bytes, wait_until
 
@@ -57,3 +60,20 @@ def test_renewal_stops_at_the_holdings_bound_so_a_stuck_attempt_loses_its_lease(
     with keeper.holding(str(in_flight.pk), until=time.monotonic() + 0.5):
         # Past the bound no renewal comes: the lease runs out while the (stuck) attempt still holds it.
         wait_until(lambda: lease_of(in_flight) < timezone.now() - timedelta(seconds=LEASE), timeout=5)
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="SQLite serves one machine: its clock is the only one")
+def test_a_worker_whose_clock_runs_an_hour_fast_does_not_take_over_a_live_attempt(in_flight, monkeypatch):
+    live_until = database_now() + timedelta(seconds=20)
+    Delivery.objects.filter(pk=in_flight.pk).update(lease_expires_at=live_until)
+    fast_clock = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(services.timezone, "now", lambda: fast_clock)
+    monkeypatch.setattr(leases.timezone, "now", lambda: fast_clock)
+
+    delivery_execute(delivery_id=str(in_flight.pk))
+    swept = deliveries_sweep()
+
+    in_flight.refresh_from_db()
+    assert (in_flight.status, in_flight.attempts, in_flight.lease_expires_at) == ("delivering", 0, live_until)
+    assert swept == 0
+    assert lease_expiry() < fast_clock - timedelta(minutes=50)  # renewals read the database's clock too
