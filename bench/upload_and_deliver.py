@@ -97,6 +97,21 @@ def wait_until_healthy(base: str, attempts: int = 300) -> None:
             time.sleep(0.1)
 
 
+def start_moto_server(processes: list[subprocess.Popen], logs) -> str:
+    """A local S3 server (moto, from the venv: make install-test) with an empty bucket `bench`; its URL."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    processes.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=logs, stderr=logs))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.put(f"{url}/bench", timeout=1).status_code == 200:
+                return url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"moto_server did not start on {url}")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
@@ -177,9 +192,21 @@ def main() -> None:
         receiver = Receiver()
         auth = {"Authorization": f"Bearer {credentials['api_key']}"}
         api = httpx.Client(base_url=f"{base}/api/v1", headers=auth, timeout=60)
+        if options.destination == "s3":
+            s3_url = start_moto_server(processes, logs)
+            config = {
+                "endpoint": s3_url,
+                "bucket": "bench",
+                "accessKey": "bench",
+                "secretKey": "bench-secret-key",
+                "pathTemplate": "{session_id}/{image_id}.{ext}",  # watch_bucket reads the image id off the key
+            }
+            threading.Thread(target=watch_bucket, args=(s3_url, receiver, options.images), daemon=True).start()
+        else:
+            config = {"url": receiver.url, "secret": "bench-secret"}
         destination = api.post(
             f"/projects/{credentials['project_id']}/destinations",
-            json={"type": "webhook", "name": "bench", "config": {"url": receiver.url, "secret": "bench-secret"}},
+            json={"type": options.destination, "name": "bench", "config": config},
         ).json()
         sessions = [
             api.post("/upload-sessions", json={"destination_ids": [destination["id"]], "max_images": 100}).json()["id"]
