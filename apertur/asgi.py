@@ -14,7 +14,9 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402 (after Django is set up)
 from django.db import close_old_connections  # noqa: E402
 
+from apertur import events  # noqa: E402
 from apertur.api.errors import reason_phrase  # noqa: E402
+from apertur.api.waiting import waiting_handler  # noqa: E402
 from apertur.errors import AppError  # noqa: E402
 from sessions_app.receiving import upload_precheck  # noqa: E402
 
@@ -78,6 +80,30 @@ def _body_with_idle_timeout(receive, send):
     return bounded_receive
 
 
+async def _lifespan(receive, send) -> None:
+    """Only shutdown matters: waiters answer at once. (`apertur.serving.Server` does this earlier, before uvicorn
+    waits for open requests; this covers other ASGI servers.)"""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            events.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def django_or_waiting(scope, receive, send):
+    """Endpoints that wait (long polls, pollFrom, event streams) skip Django's middleware and its per-request
+    thread (docs/deployment.md "Long polls and event streams")."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    elif scope["type"] == "http" and await waiting_handler.serves(scope):
+        await waiting_handler(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)
+
+
 async def application(scope, receive, send):
     """Django's ASGI handler reads the whole body before any view runs, so bounds are set here first.
 
@@ -109,4 +135,4 @@ async def application(scope, receive, send):
                 await _refuse(send, error.status, error.code, reason_phrase(error.status), error.message, error.headers)
                 return
         receive = _body_with_idle_timeout(receive, send)
-    await django_application(scope, receive, send)
+    await django_or_waiting(scope, receive, send)

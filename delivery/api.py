@@ -3,12 +3,17 @@
 Thin: parse, call a selector or service, render a document.
 """
 
+from datetime import datetime
+
+from django.conf import settings
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.views import KeyApiView
+from apertur.api.waiting import Waiting, WaitResponse
 from delivery import documents, selectors, services
+from sessions_app.models import UploadSession
 from sessions_app.selectors import session_for_project
 
 
@@ -18,15 +23,34 @@ class DeliveryStatusView(KeyApiView):
     rate_limit_scope = "session_read"
 
     class Input(serializers.Serializer):
-        # Validated now; the wait it asks for comes with the live-events work (docs/api.md "Delivery status").
         pollFrom = serializers.DateTimeField(required=False)
 
     def get(self, request: Request, session_id: str) -> Response:
         session = session_for_project(project=self.project, session_id=session_id)
         query = {key: value for key, value in request.query_params.items() if value != ""}
-        self.Input(data=query).is_valid(raise_exception=True)
+        params = self.Input(data=query)
+        params.is_valid(raise_exception=True)
+        poll_from = params.validated_data.get("pollFrom")
+        if poll_from is None or selectors.changed_since(session, poll_from):
+            return self.snapshot(session)
+        # Waits until the session changes, at most APERTUR_POLL_FROM_MAX_SECONDS (docs/api.md "Delivery status").
+        return WaitResponse(
+            Waiting(
+                timeout=settings.APERTUR_POLL_FROM_MAX_SECONDS,
+                check=lambda: self.snapshot_if_changed(session.pk, poll_from),
+                on_timeout=lambda: self.snapshot(selectors.session_by_id(session.pk)),
+            )
+        )
+
+    @staticmethod
+    def snapshot(session: UploadSession) -> Response:
         images = selectors.images_with_deliveries(session=session)
         return Response(documents.delivery_status_document(session, images=images))
+
+    @classmethod
+    def snapshot_if_changed(cls, session_id: str, poll_from: datetime) -> Response | None:
+        session = selectors.session_by_id(session_id)
+        return cls.snapshot(session) if selectors.changed_since(session, poll_from) else None
 
 
 class DeliveryRetryView(KeyApiView):

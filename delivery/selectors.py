@@ -1,5 +1,7 @@
 """Reads of deliveries: models only, never writing."""
 
+from datetime import datetime, timedelta
+
 from django.db.models import Prefetch
 
 from apertur.errors import AppError
@@ -16,6 +18,18 @@ def images_with_deliveries(*, session: UploadSession) -> list[Image]:
             Prefetch("deliveries", queryset=Delivery.objects.select_related("destination").order_by("created_at"))
         )
     )
+
+
+def session_by_id(session_id: str) -> UploadSession:
+    """A session already authorised by the caller (a waiting request looking again)."""
+    return UploadSession.objects.get(pk=session_id)
+
+
+def changed_since(session: UploadSession, moment: datetime) -> bool:
+    """Whether the session changed after `moment`, at the precision `lastChanged` is shown with (milliseconds): a
+    client passing back the `lastChanged` it got must wait, not be answered at once forever."""
+    changed = session.last_changed_at
+    return changed - timedelta(microseconds=changed.microsecond % 1000) > moment
 
 
 def delivery_for_session(*, session: UploadSession, delivery_id: str) -> Delivery:

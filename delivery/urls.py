@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from apertur.api.waiting import waiting_view
 from delivery import api
 
 app_name = "delivery"
@@ -9,7 +10,7 @@ app_name = "delivery"
 urlpatterns = [
     path(
         "upload-sessions/<str:session_id>/delivery-status",
-        api.DeliveryStatusView.as_view(),
+        waiting_view(api.DeliveryStatusView.as_view()),
         name="session-delivery-status",
     ),
     path(

@@ -33,6 +33,8 @@ def _test_settings(settings, tmp_path):
     # ~0.1 s, 2048 bits ~40 ms, 1024 bits ~6 ms). 1024 bits still wrap an AES-256 key with OAEP-SHA-256.
     settings.APERTUR_ENCRYPTION_KEY_BITS = 1024
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    # The Django test client's requests run inside the test's transaction, on the test's thread.
+    settings.APERTUR_WAIT_ON_CALLING_THREAD = True
     outbound._allowed_private_networks.cache_clear()
     cache.clear()
     yield

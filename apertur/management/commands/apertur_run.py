@@ -1,8 +1,8 @@
-import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apertur.broker import start_embedded_worker
+from apertur.serving import serve
 from sessions_app.encryption import encryption_key_ensure
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         encryption_key_ensure()  # made here, on a write path, so the GETs showing the public key never write
         worker = None if no_worker else start_embedded_worker()
         try:
-            uvicorn.run("apertur.asgi:application", host=host, port=port, lifespan="off", log_level="info")
+            serve(host=host, port=port, log_level="info")
         finally:
             if worker is not None:
                 worker.stop(timeout=10_000)

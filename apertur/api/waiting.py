@@ -1,0 +1,175 @@
+"""Endpoints that wait for a session to change (docs/api.md "Live events"): long polls and `pollFrom`.
+
+Such an endpoint is an ordinary DRF view for everything that touches the database (authentication, rate limit,
+validation, the first look), run in a pool thread whose connection is closed afterwards. When it has to wait it
+returns a `WaitResponse`; `waiting_view` then waits as a coroutine on the session's events (no thread, no
+database connection held) and, on each wake, runs the view's `check` in a pool thread again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.db import close_old_connections, connections
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import Resolver404, resolve
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from apertur import events
+
+T = TypeVar("T")
+
+
+def _closing_connections(function: Callable[..., T]) -> Callable[..., T]:
+    def run(*args: Any, **kwargs: Any) -> T:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            # The pool thread goes back idle: so does its connection (an idle waiter holds none).
+            connections.close_all()
+
+    return run
+
+
+async def db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run database work off the event loop, in a pool thread that keeps no connection afterwards."""
+    if getattr(settings, "APERTUR_WAIT_ON_CALLING_THREAD", False):
+        # Tests only: the Django test client calls from a thread holding the test's transaction; run there.
+        return await sync_to_async(function, thread_sensitive=True)(*args, **kwargs)
+    return await sync_to_async(_closing_connections(function), thread_sensitive=False)(*args, **kwargs)
+
+
+@dataclass
+class Waiting:
+    """What a view hands over when it has to wait.
+
+    `check` runs after every wake (an event of the session, or `recheck_after` seconds with none) and returns the
+    answer, or None to keep waiting; `on_timeout` answers when `timeout` seconds pass or the server shuts down.
+    Both run in a pool thread and may use the database; neither authenticates again.
+    """
+
+    timeout: float
+    check: Callable[[], HttpResponseBase | None]
+    on_timeout: Callable[[], HttpResponseBase]
+    recheck_after: Callable[[], float | None] = lambda: None
+
+
+class WaitResponse(Response):
+    """A view's "not yet": never sent as such (see `waiting_view`)."""
+
+    def __init__(self, waiting: Waiting) -> None:
+        super().__init__(status=204)
+        self.waiting = waiting
+
+
+def _rendered(response: HttpResponseBase) -> HttpResponseBase:
+    if isinstance(response, Response) and not hasattr(response, "accepted_renderer"):
+        # A later answer did not pass through DRF's view: it is JSON, like every API answer.
+        response.accepted_renderer = JSONRenderer()
+        response.accepted_media_type = "application/json"
+        response.renderer_context = {}
+    render = getattr(response, "render", None)
+    if callable(render) and not getattr(response, "is_rendered", True):
+        render()
+    return response
+
+
+def _with_headers_of(response: HttpResponseBase, first: HttpResponseBase) -> HttpResponseBase:
+    """The final answer carries the headers the first one got (rate-limit headers, Vary)."""
+    for name, value in first.items():
+        if name.lower() not in ("content-type", "content-length") and not response.has_header(name):
+            response[name] = value
+    return response
+
+
+def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
+    """An async Django view around a DRF view that may return `WaitResponse`. The URL must name `session_id`."""
+
+    def first_look(request: HttpRequest, **kwargs: Any) -> tuple[HttpResponseBase, float | None]:
+        response = _rendered(view(request, **kwargs))
+        return response, response.waiting.recheck_after() if isinstance(response, WaitResponse) else None
+
+    def later_look(waiting: Waiting, *, timed_out: bool) -> tuple[HttpResponseBase | None, float | None]:
+        answer = waiting.on_timeout() if timed_out else waiting.check()
+        if answer is not None:
+            return _rendered(answer), None
+        return None, waiting.recheck_after()
+
+    async def wait(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+        # Attached before the first look: a change committed after it is heard, one before it is in what it read.
+        async with events.listen(kwargs["session_id"]) as listener:
+            first, recheck_after = await db(first_look, request, **kwargs)
+            if not isinstance(first, WaitResponse):
+                return first
+            waiting = first.waiting
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + waiting.timeout
+            while not listener.closing:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                timer = min(remaining, recheck_after) if recheck_after is not None else remaining
+                event = await listener.next(timer)
+                if listener.closing or (event is None and loop.time() >= deadline):
+                    break
+                listener.pending()  # one look covers every event queued so far
+                answer, recheck_after = await db(later_look, waiting, timed_out=False)
+                if answer is not None:
+                    return _with_headers_of(answer, first)
+            answer, _ = await db(later_look, waiting, timed_out=True)
+            return _with_headers_of(answer, first)
+
+    wait.csrf_exempt = True  # API keys, not cookies (as DRF's views)
+    wait.view_class = getattr(view, "view_class", None)
+    return waits(wait)
+
+
+def waits(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an async view as one that waits: `waiting_handler` serves it."""
+    view.waits = True
+    return view
+
+
+class WaitingHandler(ASGIHandler):
+    """Django's ASGI handler for the views that wait, with no middleware and no per-request thread.
+
+    Django runs every request in its own thread-sensitive context, and middleware written for sync code start a
+    thread in it that lives as long as the request: one idle thread per waiter. These endpoints need none of the
+    middleware (API keys, no cookies, no CSRF), so they skip them, and whatever little Django runs thread-sensitive
+    for them (signals, closing the response) goes to its one shared thread.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+
+    async def serves(self, scope: dict) -> bool:
+        try:
+            match = resolve(scope["path"])
+        except Resolver404:
+            return False
+        return getattr(match.func, "waits", False)
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.handle(scope, receive, send)
+
+    async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
+        response = await super().run_get_response(request)
+        # What SecurityMiddleware would have added.
+        response.setdefault("X-Content-Type-Options", "nosniff")
+        response.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+
+waiting_handler = WaitingHandler()

@@ -1,0 +1,35 @@
+"""Serving the site with uvicorn: one process (`apertur_run`) or several (`apertur_web --workers N`).
+
+uvicorn, when told to stop, waits for open requests to finish before it tells the application; a long poll would
+hold a restart for minutes. This server wakes every waiter first, so each answers at once (a held poll with 204, a
+`pollFrom` with the current snapshot, an event stream ends) and the shutdown takes moments.
+"""
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from apertur import events
+
+
+class Server(uvicorn.Server):
+    async def shutdown(self, sockets=None) -> None:
+        events.shutdown()
+        await super().shutdown(sockets=sockets)
+
+
+def serve(*, host: str, port: int, workers: int = 1, **options) -> None:
+    """Serve `apertur.asgi:application` until told to stop (SIGINT/SIGTERM)."""
+    config = uvicorn.Config(
+        "apertur.asgi:application",
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        **options,
+    )
+    server = Server(config)
+    if workers > 1:
+        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
