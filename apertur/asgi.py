@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 import re
 
@@ -18,7 +19,11 @@ from apertur import events  # noqa: E402
 from apertur.api.errors import reason_phrase  # noqa: E402
 from apertur.api.waiting import waiting_handler  # noqa: E402
 from apertur.errors import AppError  # noqa: E402
+from apertur.request_logging import RedactTokens  # noqa: E402
 from sessions_app.receiving import upload_precheck  # noqa: E402
+
+# uvicorn configures its loggers before it imports this module, in every worker process.
+logging.getLogger("uvicorn.access").addFilter(RedactTokens())
 
 UPLOAD_PATH = re.compile(r"^/api/v1/upload/(?P<session_id>[^/]+)/images/?$")
 

@@ -212,6 +212,11 @@ class InProcessBus:
             self.hub.dispatch(event)
         return event
 
+    def latest_id(self, session_id: str) -> str:
+        with self._lock:
+            recent = self._recent.get(session_id)
+            return recent[-1].id if recent else "0-0"
+
     async def attach(self, listener: Listener, *, after: str | None) -> None:
         with self._lock:
             self.hub.attach(listener)
@@ -252,6 +257,10 @@ class RedisBus:
             pipe.publish(DOORBELL_CHANNEL, event.session_id)
             entry_id, *_ = pipe.execute()
         return replace(event, id=entry_id.decode())
+
+    def latest_id(self, session_id: str) -> str:
+        newest = self.client.xrevrange(self.stream_key(session_id), count=1)
+        return newest[0][0].decode() if newest else "0-0"
 
     async def attach(self, listener: Listener, *, after: str | None) -> None:
         reader = self._reader_for(listener.loop)
@@ -367,6 +376,12 @@ def publish(event: Event) -> Event | None:
         except Exception:
             logger.exception("event subscriber %r failed on %s", callback, event.name)
     return event
+
+
+def latest_id(session_id: str) -> str:
+    """The id of the session's newest event still kept ("0-0" when none): listening `after` it from a coroutine
+    started later misses nothing published since this call."""
+    return bus().latest_id(session_id)
 
 
 @asynccontextmanager

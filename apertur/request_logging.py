@@ -7,6 +7,7 @@ on ERROR would page on every scanner. Server errors (5xx) keep their level and t
 """
 
 import logging
+import re
 
 
 class ClientErrorsOnOneLine(logging.Handler):
@@ -35,3 +36,20 @@ class ClientErrorsOnOneLine(logging.Handler):
         record.msg, record.args = " ".join(message.splitlines()), None
         record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
         record.exc_info = record.exc_text = record.stack_info = None
+
+
+class RedactTokens(logging.Filter):
+    """Access-log lines name the request's path with its query; an API key passed as `?token=` (event streams) must
+    not land in logs."""
+
+    TOKEN = re.compile(r"([?&]token=)[^&\s\"]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(self._redacted(arg) for arg in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self._redacted(record.msg)
+        return True
+
+    def _redacted(self, value: object) -> object:
+        return self.TOKEN.sub(r"\1[redacted]", value) if isinstance(value, str) else value

@@ -13,12 +13,12 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apertur.api.authentication import client_ip
+from apertur.api.authentication import ApiKeyOrQueryTokenAuthentication, client_ip
 from apertur.api.parsers import JsonParser
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
 from projects.models import ALL_MIME_TYPES
-from sessions_app import documents, passwords, qr, receiving, selectors, services
+from sessions_app import documents, live, passwords, qr, receiving, selectors, services
 from sessions_app.uploads import read_upload_body
 
 # The largest value an integer column holds on every supported database; beyond it the insert fails (500).
@@ -282,3 +282,31 @@ class EncryptionKeyView(KeyApiView):
                 "or when the first upload session is created.",
             )
         return Response(documents.server_key_document(public_key))
+
+
+# --- live events (docs/api.md "Server-Sent Events") -----------------------------------------------------------
+
+
+class PublicEventStreamView(PublicSessionApiView):
+    """`GET /api/v1/upload/{id}/events`: the phone page's stream; the session password where one is set."""
+
+    def get(self, request: Request, session_id: str) -> HttpResponse:
+        session = selectors.session_public(session_id=session_id)
+        passwords.ensure_password(
+            session=session,
+            password=request.headers.get("x-session-password"),
+            cookie=passwords.password_cookie_read(request, session.pk),
+            ip=client_ip(request),
+        )
+        return live.event_stream_response(request._request, session)
+
+
+class SessionEventStreamView(KeyApiView):
+    """`GET /api/v1/sessions/{id}/events`: a key's stream, the key in the header or `?token=`."""
+
+    authentication_classes = [ApiKeyOrQueryTokenAuthentication]
+    rate_limit_scope = "session_read"
+
+    def get(self, request: Request, session_id: str) -> HttpResponse:
+        session = selectors.session_for_project(project=self.project, session_id=session_id)
+        return live.event_stream_response(request._request, session)

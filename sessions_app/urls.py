@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from apertur.api.waiting import streaming_view
 from sessions_app import api
 
 app_name = "sessions_app"
@@ -13,6 +14,11 @@ urlpatterns = [
     path("upload-sessions/<str:session_id>/qr", api.SessionQrView.as_view(), name="session-qr"),
     path("sessions", api.SessionListView.as_view(), name="session-list"),
     path("sessions/recent", api.RecentSessionsView.as_view(), name="session-recent"),
+    path(
+        "sessions/<str:session_id>/events",
+        streaming_view(api.SessionEventStreamView.as_view()),
+        name="session-events",
+    ),
     # One view on both documented paths (the official Python client calls server-key); a name for each.
     path("encryption/server-key", api.EncryptionKeyView.as_view(), name="encryption-server-key"),
     path("encryption/key", api.EncryptionKeyView.as_view(), name="encryption-key"),
@@ -21,4 +27,5 @@ urlpatterns = [
     path("upload/<str:session_id>/verify-password", api.VerifyPasswordView.as_view(), name="upload-verify-password"),
     path("upload/<str:session_id>/images", api.ImageUploadView.as_view(), name="upload-images"),
     path("upload/<str:session_id>/complete", api.CompleteView.as_view(), name="upload-complete"),
+    path("upload/<str:session_id>/events", streaming_view(api.PublicEventStreamView.as_view()), name="upload-events"),
 ]

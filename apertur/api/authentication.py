@@ -124,6 +124,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         scheme, _, token = header.partition(" ")
         if not header or scheme.lower() != "bearer" or not token.strip():
             return None
+        return self.authenticate_key(request, token)
+
+    def authenticate_key(self, request: Request, token: str) -> tuple[KeyPrincipal, ApiKey]:
         api_key = (
             ApiKey.objects.select_related("project").filter(digest=key_digest(token.strip()), is_active=True).first()
         )
@@ -142,3 +145,15 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+class ApiKeyOrQueryTokenAuthentication(ApiKeyAuthentication):
+    """The header, or `?token=<key>` for clients that cannot set headers (a browser's EventSource). The query is
+    redacted from access logs (apertur.request_logging.RedactTokens)."""
+
+    def authenticate(self, request: Request) -> tuple[KeyPrincipal, ApiKey] | None:
+        found = super().authenticate(request)
+        token = request.query_params.get("token", "")
+        if found is None and token.strip():
+            return self.authenticate_key(request, token)
+        return found

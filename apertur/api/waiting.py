@@ -9,7 +9,7 @@ database connection held) and, on each wake, runs the view's `check` in a pool t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, connections
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.urls import Resolver404, resolve
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -131,6 +131,33 @@ def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
     wait.csrf_exempt = True  # API keys, not cookies (as DRF's views)
     wait.view_class = getattr(view, "view_class", None)
     return waits(wait)
+
+
+class StreamResponse(Response):
+    """A view's "stream this": `stream()` makes the body, an async iterator of bytes (see `streaming_view`)."""
+
+    def __init__(self, stream: Callable[[], AsyncIterator[bytes]], *, content_type: str) -> None:
+        super().__init__(status=200)
+        self.stream = stream
+        self.stream_content_type = content_type
+
+
+def streaming_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
+    """An async Django view around a DRF view that may return `StreamResponse`: the checks run in a pool thread,
+    the stream as a coroutine (no thread, no database connection while it lasts)."""
+
+    async def respond(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+        first = await db(lambda: _rendered(view(request, **kwargs)))
+        if not isinstance(first, StreamResponse):
+            return first
+        response = StreamingHttpResponse(first.stream(), content_type=first.stream_content_type)
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+        return _with_headers_of(response, first)
+
+    respond.csrf_exempt = True
+    respond.view_class = getattr(view, "view_class", None)
+    return waits(respond)
 
 
 def waits(view: Callable[..., Any]) -> Callable[..., Any]:

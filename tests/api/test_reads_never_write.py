@@ -47,6 +47,8 @@ def reads(world: dict) -> dict[str, str]:
         "sessions_app:encryption-server-key": reverse("sessions_app:encryption-server-key"),
         "sessions_app:encryption-key": reverse("sessions_app:encryption-key"),
         "delivery:session-delivery-status": reverse("delivery:session-delivery-status", kwargs=session),
+        "sessions_app:session-events": reverse("sessions_app:session-events", kwargs=session),
+        "sessions_app:upload-events": reverse("sessions_app:upload-events", kwargs=session),
         "destinations:destination-list": reverse(
             "destinations:destination-list", kwargs={"project_id": world["project_id"]}
         ),
@@ -69,7 +71,7 @@ def test_no_get_endpoint_writes_and_an_overdue_session_reads_as_expired(api_clie
     answers = {}
     for name, url in reads(world).items():
         with CaptureQueriesContext(connection) as captured:
-            response = api_client.get(url, **owner.auth)
+            response = api_client.get(url, **owner.auth, HTTP_X_SESSION_PASSWORD="open-sesame")
         assert response.status_code == 200, (name, response.content)
         assert_only_selects(captured, url)
         answers[name] = response
@@ -88,7 +90,7 @@ def test_before_the_key_pair_exists_reads_say_so_and_do_not_make_it(api_client, 
     for name in ("sessions_app:encryption-server-key", "sessions_app:encryption-key"):
         url = reverse(name)
         with CaptureQueriesContext(connection) as captured:
-            response = api_client.get(url, **owner.auth)
+            response = api_client.get(url, **owner.auth, HTTP_X_SESSION_PASSWORD="open-sesame")
         assert_only_selects(captured, url)
         assert response.status_code == 503
         assert response.json()["code"] == "ENCRYPTION_KEY_UNAVAILABLE"

@@ -29,6 +29,18 @@ ROUTES = [
     ),
     ("sessions_app:session-list", {}, "/api/v1/sessions", sessions_api.SessionListView),
     ("sessions_app:session-recent", {}, "/api/v1/sessions/recent", sessions_api.RecentSessionsView),
+    (
+        "sessions_app:session-events",
+        {"session_id": SESSION},
+        f"/api/v1/sessions/{SESSION}/events",
+        sessions_api.SessionEventStreamView,
+    ),
+    (
+        "sessions_app:upload-events",
+        {"session_id": SESSION},
+        f"/api/v1/upload/{SESSION}/events",
+        sessions_api.PublicEventStreamView,
+    ),
     ("sessions_app:encryption-server-key", {}, "/api/v1/encryption/server-key", sessions_api.EncryptionKeyView),
     ("sessions_app:encryption-key", {}, "/api/v1/encryption/key", sessions_api.EncryptionKeyView),
     (
