@@ -71,6 +71,11 @@ def event_id_key(event_id: str) -> tuple[int, int]:
         return (-1, -1)
 
 
+def in_replay_window(event_id: str) -> bool:
+    """Kept for replay: trimming is approximate (Redis trims whole blocks), the promise is exact."""
+    return event_id_key(event_id)[0] >= time.time() * 1000 - settings.APERTUR_EVENT_REPLAY_SECONDS * 1000
+
+
 def is_valid_event_id(event_id: str) -> bool:
     return event_id_key(event_id) != (-1, -1) and len(event_id) <= 40
 
@@ -222,7 +227,7 @@ class InProcessBus:
             self.hub.attach(listener)
             if after is not None:
                 for event in self._recent.get(listener.session_id, ()):
-                    if event_id_key(event.id) > event_id_key(after):
+                    if event_id_key(event.id) > event_id_key(after) and in_replay_window(event.id):
                         listener._offer(event)
             elif self._recent.get(listener.session_id):
                 listener.last_id = self._recent[listener.session_id][-1].id
@@ -302,7 +307,8 @@ class _StreamReader:
         cursor = self.cursors[listener.session_id]
         if after is not None:
             for entry_id, fields in await self.client.xrange(key, min=f"({after}", max=cursor):
-                listener._offer(Event.from_json(fields[b"event"], id=entry_id.decode()))
+                if in_replay_window(entry_id.decode()):
+                    listener._offer(Event.from_json(fields[b"event"], id=entry_id.decode()))
         elif cursor != "0-0":
             listener.last_id = cursor
 
