@@ -293,7 +293,10 @@ class _StreamReader:
 
         self.bus = bus
         self.loop = loop
-        self.client = redis.asyncio.Redis.from_url(bus.url)
+        # Many waiters attach at once (a page of clients reconnecting): they queue for a few connections instead of
+        # opening one each.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(bus.url, max_connections=16, timeout=10)
+        self.client = redis.asyncio.Redis(connection_pool=pool)
         self.cursors: dict[str, str] = {}
         self.started = asyncio.Event()
         self.task = loop.create_task(self._run())

@@ -34,11 +34,13 @@ class DeliveryStatusView(KeyApiView):
         if poll_from is None or selectors.changed_since(session, poll_from):
             return self.snapshot(session)
         # Waits until the session changes, at most APERTUR_POLL_FROM_MAX_SECONDS (docs/api.md "Delivery status").
+        # Every waiter of the session woken by one change shares one read of the document.
         return WaitResponse(
             Waiting(
                 timeout=settings.APERTUR_POLL_FROM_MAX_SECONDS,
-                check=lambda: self.snapshot_if_changed(session.pk, poll_from),
-                on_timeout=lambda: self.snapshot(selectors.session_by_id(session.pk)),
+                shared_look=(f"delivery-status:{session.pk}", lambda: self.snapshot_data(session.pk)),
+                decide=lambda snapshot: Response(snapshot[1]) if snapshot[0] > poll_from else None,
+                on_timeout=lambda: Response(self.snapshot_data(session.pk)[1]),
             )
         )
 
@@ -47,10 +49,12 @@ class DeliveryStatusView(KeyApiView):
         images = selectors.images_with_deliveries(session=session)
         return Response(documents.delivery_status_document(session, images=images))
 
-    @classmethod
-    def snapshot_if_changed(cls, session_id: str, poll_from: datetime) -> Response | None:
+    @staticmethod
+    def snapshot_data(session_id: str) -> tuple[datetime, dict]:
+        """The document and the moment it compares with `pollFrom` (lastChanged, to the millisecond)."""
         session = selectors.session_by_id(session_id)
-        return cls.snapshot(session) if selectors.changed_since(session, poll_from) else None
+        images = selectors.images_with_deliveries(session=session)
+        return selectors.last_changed_shown(session), documents.delivery_status_document(session, images=images)
 
 
 class DeliveryRetryView(KeyApiView):

@@ -25,11 +25,16 @@ def session_by_id(session_id: str) -> UploadSession:
     return UploadSession.objects.get(pk=session_id)
 
 
-def changed_since(session: UploadSession, moment: datetime) -> bool:
-    """Whether the session changed after `moment`, at the precision `lastChanged` is shown with (milliseconds): a
-    client passing back the `lastChanged` it got must wait, not be answered at once forever."""
+def last_changed_shown(session: UploadSession) -> datetime:
+    """`last_changed_at` at the precision `lastChanged` is shown with (milliseconds)."""
     changed = session.last_changed_at
-    return changed - timedelta(microseconds=changed.microsecond % 1000) > moment
+    return changed - timedelta(microseconds=changed.microsecond % 1000)
+
+
+def changed_since(session: UploadSession, moment: datetime) -> bool:
+    """Whether the session changed after `moment`, compared as shown: a client passing back the `lastChanged` it
+    got must wait, not be answered at once forever."""
+    return last_changed_shown(session) > moment
 
 
 def delivery_for_session(*, session: UploadSession, delivery_id: str) -> Delivery:

@@ -55,12 +55,39 @@ class Waiting:
     `check` runs after every wake (an event of the session, or `recheck_after` seconds with none) and returns the
     answer, or None to keep waiting; `on_timeout` answers when `timeout` seconds pass or the server shuts down.
     Both run in a pool thread and may use the database; neither authenticates again.
+
+    When what a waiter looks at is the same for every waiter of the session (a document) and only the decision is
+    its own, give `shared_look` (key, loader) and `decide` instead of `check`: one event wakes every such waiter of
+    the session, and the loader then runs once for all of them (in a pool thread), `decide(loaded)` per waiter on
+    the event loop without touching the database.
     """
 
     timeout: float
-    check: Callable[[], HttpResponseBase | None]
     on_timeout: Callable[[], HttpResponseBase]
+    check: Callable[[], HttpResponseBase | None] | None = None
     recheck_after: Callable[[], float | None] = lambda: None
+    shared_look: tuple[str, Callable[[], Any]] | None = None
+    decide: Callable[[Any], HttpResponseBase | None] | None = None
+
+
+# Loads in progress or just done, by (shared_look key, the newest event id the waiters heard).
+_shared_loads: dict[tuple[str, str], asyncio.Future] = {}
+SHARED_LOAD_KEPT_SECONDS = 2.0
+
+
+async def _shared_load(key: str, event_id: str, loader: Callable[[], Any]) -> Any:
+    """One load per (key, event) for every waiter woken by that event: it started after the event's change
+    committed, so it shows it to all of them."""
+    found = _shared_loads.get((key, event_id))
+    if found is None:
+        loop = asyncio.get_running_loop()
+        found = _shared_loads[(key, event_id)] = loop.create_future()
+        loop.call_later(SHARED_LOAD_KEPT_SECONDS, _shared_loads.pop, (key, event_id), None)
+        try:
+            found.set_result(await db(loader))
+        except Exception as error:
+            found.set_exception(error)
+    return await asyncio.shield(found)
 
 
 class WaitResponse(Response):
@@ -99,7 +126,12 @@ def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
         return response, response.waiting.recheck_after() if isinstance(response, WaitResponse) else None
 
     def later_look(waiting: Waiting, *, timed_out: bool) -> tuple[HttpResponseBase | None, float | None]:
-        answer = waiting.on_timeout() if timed_out else waiting.check()
+        if timed_out:
+            answer = waiting.on_timeout()
+        elif waiting.check is not None:
+            answer = waiting.check()
+        else:
+            answer = waiting.decide(waiting.shared_look[1]())
         if answer is not None:
             return _rendered(answer), None
         return None, waiting.recheck_after()
@@ -122,7 +154,12 @@ def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
                 if listener.closing or (event is None and loop.time() >= deadline):
                     break
                 listener.pending()  # one look covers every event queued so far
-                answer, recheck_after = await db(later_look, waiting, timed_out=False)
+                if waiting.shared_look is not None and listener.last_id is not None:
+                    key, loader = waiting.shared_look
+                    answer = waiting.decide(await _shared_load(key, listener.last_id, loader))
+                    answer = _rendered(answer) if answer is not None else None
+                else:
+                    answer, recheck_after = await db(later_look, waiting, timed_out=False)
                 if answer is not None:
                     return _with_headers_of(answer, first)
             answer, _ = await db(later_look, waiting, timed_out=True)
