@@ -500,7 +500,9 @@ def test_the_api_creates_an_sftp_destination_with_its_secrets_masked_and_its_tes
     assert listed["config"]["privateKey"] == masked_key
 
 
-def test_a_pinned_host_key_is_kept_by_a_patch_and_can_be_set_again_by_one(api_client, owner, own_sftp_server):
+def test_a_pinned_host_key_is_kept_by_a_patch_and_can_be_replaced_or_unpinned_by_one(
+    api_client, owner, own_sftp_server
+):
     server = own_sftp_server
     username, _ = server.add_user()
     destination = api_client.post(
@@ -509,34 +511,45 @@ def test_a_pinned_host_key_is_kept_by_a_patch_and_can_be_set_again_by_one(api_cl
         format="json",
         **owner.auth,
     ).json()
+    destination_url = destinations_url(owner, destination["id"])
     test_url = destinations_url(owner, destination["id"], "test")
-    first_fingerprint = server.host_key_fingerprint
 
-    pinned = api_client.post(test_url, format="json", **owner.auth).json()
-    renamed = api_client.patch(
-        destinations_url(owner, destination["id"]), {"config": {"remotePath": "new"}}, format="json", **owner.auth
-    )
+    def patch(config: dict) -> dict:
+        return api_client.patch(destination_url, {"config": config}, format="json", **owner.auth).json()
+
+    def listed() -> dict:
+        [document] = api_client.get(destinations_url(owner), **owner.auth).json()
+        return document
+
+    def test() -> dict:
+        return api_client.post(test_url, format="json", **owner.auth).json()
+
+    first_key = server.host_key_fingerprint
+    pinned = test()
+    renamed = patch({"remotePath": "new"})
     server.change_host_key()
-    refused = api_client.post(test_url, format="json", **owner.auth).json()
-    [flagged] = api_client.get(destinations_url(owner), **owner.auth).json()
-    accepted = api_client.patch(
-        destinations_url(owner, destination["id"]),
-        {"config": {"hostKeyFingerprint": server.host_key_fingerprint}},
-        format="json",
-        **owner.auth,
-    )
-    retested = api_client.post(test_url, format="json", **owner.auth).json()
+    second_key = server.host_key_fingerprint
+    refused = test()
+    flagged = listed()
+    accepted = patch({"hostKeyFingerprint": second_key})
+    retested = test()
+    unpinned = patch({"hostKeyFingerprint": None})
+    server.change_host_key()
+    repinned = test()
 
     assert pinned["success"] is True, pinned
-    assert renamed.json()["config"]["hostKeyFingerprint"] == first_fingerprint
+    assert renamed["config"]["hostKeyFingerprint"] == first_key
     assert refused["success"] is False
     assert refused["error"].startswith(
-        f"the SFTP server's host key does not match: expected {first_fingerprint}, "
-        f"the server presented {server.host_key_fingerprint} (ssh-ed25519)."
+        f"the SFTP server's host key does not match: expected {first_key}, "
+        f"the server presented {second_key} (ssh-ed25519)."
     )
     assert (flagged["lastError"], flagged["needsReconnect"]) == (refused["error"], False)
-    assert accepted.json()["config"]["hostKeyFingerprint"] == server.host_key_fingerprint
+    assert accepted["config"]["hostKeyFingerprint"] == second_key
     assert retested["success"] is True, retested
+    assert "hostKeyFingerprint" not in unpinned["config"]
+    assert repinned["success"] is True, repinned
+    assert listed()["config"]["hostKeyFingerprint"] == server.host_key_fingerprint
 
 
 def test_the_api_refuses_a_bad_sftp_config_without_echoing_the_key(api_client, owner, sftp_server, client_keys):
