@@ -155,5 +155,10 @@ def destination_test(*, destination: Destination) -> CheckResult:
 
 
 def public_config(destination: Destination) -> dict[str, Any]:
-    """The config as the API shows it: secrets masked, never returned."""
-    return merge_secrets(destination.config, _masked(destination.secrets or {}))
+    """The config as the API shows it: secrets masked, never returned.
+
+    A plain field an attempt learnt and wrote back with the secrets (`save_secrets`: an SFTP host key's
+    fingerprint, pinned on first connection) is shown as it is; the next API write of the config moves it into the
+    plain config."""
+    learnt, secrets = backend_class(destination.type).Config.split_secrets(destination.secrets or {})
+    return merge_secrets(merge_secrets(destination.config, learnt), _masked(secrets))

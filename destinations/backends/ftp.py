@@ -1,21 +1,25 @@
-"""FTP and FTPS (explicit TLS, AUTH TLS) destination, on ftplib (docs/destinations.md "Types").
+"""The ftp destination type: FTP and FTPS (explicit TLS, AUTH TLS) on ftplib, here, and SFTP on paramiko, in
+sftp.py (docs/destinations.md "Types"). One type, as users know these servers: one config, `protocol` picks.
 
-Every socket passes the outbound gate (apertur/http.py) and is put under the attempt's deadline: the control
-connection is made to the address `ensure_host_allowed` checked, and each data connection is checked and registered
-too. A file is written under a temporary name in its final folder and renamed once complete, so a transfer cut
-half-way never leaves a partial file under the final name.
+For FTP and FTPS, every socket passes the outbound gate (apertur/http.py) and is put under the attempt's deadline:
+the control connection is made to the address `ensure_host_allowed` checked, and each data connection is checked and
+registered too. A file is written under a temporary name in its final folder and renamed once complete, so a
+transfer cut half-way never leaves a partial file under the final name.
 """
 
+import base64
 import contextlib
 import ftplib
 import ipaddress
 import re
 import socket
 import ssl
+from functools import cached_property
 from typing import Any, Literal
 
 from django.conf import settings
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from apertur.deadlines import register_socket
 from apertur.http import HostNotAllowed, check_connected_socket, ensure_host_allowed
@@ -26,6 +30,7 @@ from destinations.backends.base import (
     DestinationBackend,
     StagedImage,
 )
+from destinations.backends.sftp import PrivateKeyError, SftpTransfer, load_private_key
 from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path, normalise_path
 
 BLOCK_SIZE = 64 * 1024
@@ -33,15 +38,24 @@ CONNECT_TIMEOUT_SECONDS = 30
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 LOGIN_REFUSED = "530"
+FTP_PORT, SFTP_PORT = 21, 22
+SFTP_ONLY = ("privateKey", "passphrase", "hostKeyFingerprint")
+FINGERPRINT = re.compile(r"SHA256:(?P<digest>[A-Za-z0-9+/]{43})=?")
 
 
 class FtpConfig(BackendConfig):
+    # First: the default port and the fields allowed depend on it (a validator sees the fields declared before its own).
+    protocol: Literal["ftp", "ftps", "sftp"] = "ftp"
     host: str
-    port: int = Field(default=21, ge=1, le=65535)
+    port: int = Field(default=None, ge=1, le=65535, validate_default=True)  # None: the protocol's own
     username: str
-    password: SecretStr
-    protocol: Literal["ftp", "ftps"] = "ftp"
+    password: SecretStr | None = None
     remotePath: str = ""
+    # sftp only (docs/api.md "Destination types").
+    privateKey: SecretStr | None = None
+    passphrase: SecretStr | None = None
+    hostKeyFingerprint: str | None = None
+    _signing_key: Any = PrivateAttr(default=None)
 
     @field_validator("host")
     @classmethod
@@ -51,6 +65,13 @@ class FtpConfig(BackendConfig):
         except ValueError:
             if not HOST_NAME.fullmatch(value):
                 raise ValueError("must be a host name or an IP address, without a scheme, port or path") from None
+        return value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def default_port_of_the_protocol(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return SFTP_PORT if info.data.get("protocol") == "sftp" else FTP_PORT
         return value
 
     @field_validator("username")
@@ -67,6 +88,54 @@ class FtpConfig(BackendConfig):
         if re.search(r"[\x00-\x1f\x7f]", value):
             raise ValueError("must not contain line breaks or control characters")
         return value
+
+    @field_validator("hostKeyFingerprint")
+    @classmethod
+    def sha256_fingerprint(cls, value: str | None) -> str | None:
+        """As `ssh-keygen -lf` prints it; written back in paramiko's (the same) form, so the two compare as text."""
+        if value is None:
+            return None
+        match = FINGERPRINT.fullmatch(value)
+        if match is None:
+            raise ValueError("must be a SHA256 fingerprint as ssh-keygen -lf prints it: SHA256:<43 base64 characters>")
+        digest = base64.b64decode(match["digest"] + "=")
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+    @model_validator(mode="after")
+    def credentials(self) -> "FtpConfig":
+        """A password, or (sftp) a private key that opens with its passphrase; both may be given for sftp. Checked
+        here rather than in field validators, whose errors would quote the key."""
+        problems: list[tuple[str, str]] = []
+        if self.protocol != "sftp":
+            problems += [(name, "only with protocol sftp") for name in SFTP_ONLY if getattr(self, name) is not None]
+        elif self.privateKey is not None:
+            try:
+                self._signing_key = load_private_key(self.secret_value("privateKey"), self.secret_value("passphrase"))
+            except PrivateKeyError as error:
+                problems.append(("privateKey", str(error)))
+        elif self.passphrase is not None:
+            problems.append(("passphrase", "only with a privateKey"))
+        if self.password is None and (self.privateKey is None or self.protocol != "sftp"):
+            required = "required unless a privateKey is given" if self.protocol == "sftp" else "Field required"
+            problems.append(("password", required))
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", "Value error, {error}", {"error": message}),
+                        loc=(name,),
+                        input=None,  # never the key
+                    )
+                    for name, message in problems
+                ],
+            )
+        return self
+
+    @property
+    def signing_key(self) -> Any:
+        """The decrypted `privateKey` as paramiko uses it; None without one."""
+        return self._signing_key
 
 
 class _GuardedTransfers:
@@ -103,6 +172,8 @@ class FtpBackend(DestinationBackend):
         return normalise_path(f"{self.config.remotePath}/{image_path(DEFAULT_PATH_TEMPLATE, image)}")
 
     def deliver(self, image: StagedImage, path: str) -> DeliveryReceipt:
+        if self.config.protocol == "sftp":
+            return self._sftp.deliver(image, path)
         folder, _, name = path.rpartition("/")
         temporary = f"{folder}/.{name}.{image.delivery_id}.part".lstrip("/")
         try:
@@ -133,6 +204,11 @@ class FtpBackend(DestinationBackend):
             reason = str(error) or type(error).__name__
             raise DeliveryError(f"FTP server unreachable or connection lost: {reason}") from error
         return DeliveryReceipt(remote_reference=f"{self.config.protocol}://{self.config.host}/{path}")
+
+    @cached_property
+    def _sftp(self) -> SftpTransfer:
+        # One per backend: a host key it pins is verified by its later deliveries.
+        return SftpTransfer(self.config, self.context)
 
     def _connect(self) -> ftplib.FTP:
         host, port = self.config.host, self.config.port

@@ -58,12 +58,16 @@ class FtpTarget(ContractTarget):
 
 
 class TestFtpBackend(BackendContract, UserHostContract):
+    rewritable_secret = ("password",)
+
     @pytest.fixture
     def target(self, ftp_server) -> FtpTarget:
         return FtpTarget(ftp_server)
 
 
 class TestFtpsBackend(BackendContract, UserHostContract):
+    rewritable_secret = ("password",)
+
     @pytest.fixture
     def target(self, trusted_ftps) -> FtpTarget:
         return FtpTarget(trusted_ftps)
@@ -268,7 +272,7 @@ def test_a_server_that_reads_an_upload_slowly_is_cut_at_the_attempt_deadline(ftp
 @pytest.mark.parametrize(
     ("config", "field", "message"),
     [
-        ({"protocol": "sftp"}, "protocol", "Input should be 'ftp' or 'ftps'"),
+        ({"protocol": "scp"}, "protocol", "Input should be 'ftp', 'ftps' or 'sftp'"),
         ({"host": "ftp://files.example.com"}, "host", "must be a host name or an IP address"),
         ({"host": "files.example.com/photos"}, "host", "must be a host name or an IP address"),
         ({"port": 0}, "port", "greater than or equal to 1"),
@@ -305,7 +309,7 @@ def test_the_api_refuses_a_bad_ftp_config_on_create_and_patch(api_client, owner,
     username, _ = ftp_server.add_user()
     created = api_client.post(
         destinations_url(owner),
-        {"type": "ftp", "name": "SFTP", "config": ftp_server.config(username, protocol="sftp")},
+        {"type": "ftp", "name": "SCP", "config": ftp_server.config(username, protocol="scp")},
         format="json",
         **owner.auth,
     )
@@ -325,7 +329,7 @@ def test_the_api_refuses_a_bad_ftp_config_on_create_and_patch(api_client, owner,
         destinations_url(owner, destination["id"]), {"config": {"remotePath": "new"}}, format="json", **owner.auth
     )
 
-    assert_validation_error(created, {"config.protocol": ["Input should be 'ftp' or 'ftps'"]})
+    assert_validation_error(created, {"config.protocol": ["Input should be 'ftp', 'ftps' or 'sftp'"]})
     assert_validation_error(
         patched,
         {"config.host": ["must be a host name or an IP address, without a scheme, port or path"]},
