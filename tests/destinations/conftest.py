@@ -1,7 +1,7 @@
 """Destination tests use the real local S3, FTP and Azure Blob servers (started once per test session)."""
 
-from tests.servers.azurite import azurite_server
+from tests.servers.azurite import azurite_server, azurite_tls_server
 from tests.servers.ftp import ftp_server, ftps_server
 from tests.servers.s3 import moto_server, seaweedfs_server
 
-__all__ = ["azurite_server", "ftp_server", "ftps_server", "moto_server", "seaweedfs_server"]
+__all__ = ["azurite_server", "azurite_tls_server", "ftp_server", "ftps_server", "moto_server", "seaweedfs_server"]

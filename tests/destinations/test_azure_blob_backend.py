@@ -419,6 +419,35 @@ def test_a_missing_container_is_a_permanent_error_that_names_it(azurite_server, 
     assert (raised.value.http_status, raised.value.permanent, raised.value.needs_reconnect) == (404, True, False)
 
 
+# --- HTTPS ---------------------------------------------------------------------------------------------
+
+
+def test_an_https_endpoint_behind_a_private_ca_is_verified_against_the_outbound_ca_bundle(azurite_tls_server, settings):
+    settings.APERTUR_OUTBOUND_CA_BUNDLE = str(azurite_tls_server.certificate)
+    container = azurite_tls_server.create_container()
+    data = noisy_jpeg((160, 120))
+
+    receipt = azure_backend(azurite_tls_server.connection_string(), container).deliver(
+        make_staged_image(data), "photo.jpg"
+    )
+
+    assert azurite_tls_server.blobs(container) == {"photo.jpg": data}
+    assert receipt.remote_reference == f"https://localhost:{azurite_tls_server.port}/{ACCOUNT}/{container}/photo.jpg"
+
+
+def test_an_https_endpoint_whose_certificate_is_not_trusted_gets_nothing(azurite_tls_server, settings):
+    settings.APERTUR_OUTBOUND_CA_BUNDLE = ""
+    container = azurite_tls_server.create_container()
+
+    with pytest.raises(DeliveryError) as raised:
+        azure_backend(azurite_tls_server.connection_string(), container).deliver(
+            make_staged_image(noisy_jpeg((160, 120))), "photo.jpg"
+        )
+
+    assert "CERTIFICATE_VERIFY_FAILED" in raised.value.message
+    assert azurite_tls_server.blobs(container) == {}
+
+
 # --- one try, no redirects, the deadline --------------------------------------------------------------
 
 

@@ -5,7 +5,8 @@ Azurite is an npm package; `make install-test` installs the pinned version into 
 (the recipe, with its gotchas, is in the team's test-server notes). It runs with in-memory storage capped at
 512 MB, in a temporary working folder (`--location` cannot go with `--inMemoryPersistence`), without telemetry,
 and with `--skipApiVersionCheck`: azure-storage-blob sends a newer API version than Azurite 3.35.0 knows.
-Readiness: an anonymous listing of the account is answered 403 (up, and refusing it).
+Readiness: an anonymous listing of the account is answered 403 (up, and refusing it). A second one serves HTTPS with a
+self-signed certificate for `localhost` (the name it is reached by), for the outbound CA bundle.
 """
 
 import base64
@@ -24,6 +25,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
 from tests.factories import wait_until
+from tests.servers.https_receiver import HOST_NAME, write_localhost_certificate
 from tests.servers.s3 import free_port
 
 AZURITE_BIN = Path(sys.prefix) / "node" / "node_modules" / ".bin" / "azurite-blob"
@@ -43,11 +45,14 @@ class AzuriteServer:
     port: int
     process: subprocess.Popen
     log_path: Path
+    certificate: Path | None = None  # HTTPS with this self-signed certificate; plain HTTP without
     _client: BlobServiceClient | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
         """Path-style, as Azurite serves its account."""
+        if self.certificate:
+            return f"https://{HOST_NAME}:{self.port}/{ACCOUNT}"
         return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
 
     def connection_string(self, *, key: str = ACCOUNT_KEY, endpoint: str | None = None) -> str:
@@ -62,7 +67,10 @@ class AzuriteServer:
     def client(self) -> BlobServiceClient:
         if self._client is None:
             self._client = BlobServiceClient(
-                self.endpoint, credential=AzureNamedKeyCredential(ACCOUNT, ACCOUNT_KEY), retry_total=0
+                self.endpoint,
+                credential=AzureNamedKeyCredential(ACCOUNT, ACCOUNT_KEY),
+                retry_total=0,
+                connection_verify=str(self.certificate) if self.certificate else True,
             )
         return self._client
 
@@ -90,9 +98,10 @@ class AzuriteServer:
                 self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
-def start_azurite(directory: Path) -> AzuriteServer:
+def start_azurite(directory: Path, *, tls: bool = False) -> AzuriteServer:
     if not AZURITE_BIN.exists():
         pytest.fail(f"{INSTALL_HINT} ({AZURITE_BIN} is missing)")
+    certificate, key = write_localhost_certificate(directory) if tls else (None, None)
     port = free_port()
     log_path = directory / "azurite.log"
     arguments = [
@@ -107,12 +116,14 @@ def start_azurite(directory: Path) -> AzuriteServer:
         "--skipApiVersionCheck",
         "--disableTelemetry",
         "--silent",
+        *(["--cert", str(certificate), "--key", str(key)] if tls else []),
     ]
     with log_path.open("ab") as log:
         process = subprocess.Popen(arguments, cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    server = AzuriteServer(port=port, process=process, log_path=log_path)
+    server = AzuriteServer(port=port, process=process, log_path=log_path, certificate=certificate)
     session = requests.Session()
     session.trust_env = False
+    session.verify = str(certificate) if tls else True
 
     def refuses_an_anonymous_listing() -> bool:
         if process.poll() is not None:
@@ -133,6 +144,13 @@ def start_azurite(directory: Path) -> AzuriteServer:
 @pytest.fixture(scope="session")
 def azurite_server(tmp_path_factory) -> Iterator[AzuriteServer]:
     server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_tls_server(tmp_path_factory) -> Iterator[AzuriteServer]:
+    server = start_azurite(tmp_path_factory.mktemp("azurite-tls"), tls=True)
     yield server
     server.stop()
 
