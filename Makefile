@@ -32,9 +32,19 @@ $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --no-deps --upgrade --target $(VENV)/official-client $(OFFICIAL_CLIENT)
 	touch $@
 
+# Azurite, the Azure Blob test server (tests/servers/azurite.py), from npm into the venv's node/ folder. Pinned:
+# later versions need Node 21 or 22.
+AZURITE := azurite@3.35.0
+AZURITE_DIR := $(VENV)/node
+
+$(AZURITE_DIR)/.installed-$(AZURITE): | $(VENV)/bin/python
+	@command -v npm >/dev/null || { echo "Node.js and npm are needed for the Azure Blob test server (Azurite)"; exit 1; }
+	npm install --no-audit --no-fund --save-exact $(AZURITE) --prefix $(AZURITE_DIR)
+	touch $@
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(AZURITE_DIR)/.installed-$(AZURITE)
 
 # A development / try-out server (production: docs/deployment.md). The demo superuser is made here only.
 run: install

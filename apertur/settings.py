@@ -278,6 +278,9 @@ APERTUR_OUTBOUND_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_OUTBOUND_TIMEOU
 APERTUR_BODY_IDLE_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_BODY_IDLE_TIMEOUT_SECONDS", 30))
 # A PEM bundle of the certificate authorities HTTPS destinations are verified against (default: the public CAs).
 APERTUR_OUTBOUND_CA_BUNDLE = os.environ.get("APERTUR_OUTBOUND_CA_BUNDLE", "")
+# azure_blob: an image up to the threshold is one Put Blob (sent from memory), a larger one is streamed in blocks.
+APERTUR_AZURE_BLOCK_THRESHOLD_BYTES = env_int("APERTUR_AZURE_BLOCK_THRESHOLD_BYTES", 4 * 1024 * 1024)
+APERTUR_AZURE_BLOCK_SIZE_BYTES = env_int("APERTUR_AZURE_BLOCK_SIZE_BYTES", 4 * 1024 * 1024)
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)
@@ -321,6 +324,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("APERTUR_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The Azure SDK logs every request and response at INFO (secrets redacted).
+        "azure": {"level": "WARNING"},
+        # urllib3's DEBUG lines show whole request URLs, an Azure SAS signature in the query included.
+        "urllib3": {"level": "INFO"},
         "django.request": {"handlers": ["client_errors"]},
         "django.security": {"handlers": ["client_errors"]},
     },

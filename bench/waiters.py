@@ -181,6 +181,7 @@ def main() -> None:
         "APERTUR_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "APERTUR_RATE_LIMIT_SESSION_READ": "1000000",
         "APERTUR_RATE_LIMIT_UPLOAD_PAGE": "1000000",
+        "APERTUR_RATE_LIMIT_SESSION_CREATE": "1000000",
     }
     if "postgres" in environment.get("DATABASE_URL", ""):
         separator = "&" if "?" in environment["DATABASE_URL"] else "?"

@@ -9,6 +9,7 @@ from django.utils.module_loading import import_string
 from destinations.backends.base import DestinationBackend
 
 BACKENDS: dict[str, str] = {
+    "azure_blob": "destinations.backends.azure_blob.AzureBlobBackend",
     "ftp": "destinations.backends.ftp.FtpBackend",
     "s3": "destinations.backends.s3.S3Backend",
     "webhook": "destinations.backends.webhook.WebhookBackend",
