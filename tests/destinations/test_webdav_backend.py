@@ -1,6 +1,7 @@
 """The webdav destination against real local wsgidav servers: the share at `/`, and below a Nextcloud-style prefix."""
 
 import hashlib
+import io
 import time
 import tracemalloc
 import uuid
@@ -391,6 +392,41 @@ def test_a_20_mb_image_is_streamed_without_being_held_in_memory(webdav_server, t
     # Read back through the server too, as a user's client would.
     answer = requests.get(f"{url}{path}", auth=(USERNAME, PASSWORD), timeout=30)
     assert hashlib.sha256(answer.content).hexdigest() == digest
+
+
+class UnmeasurableStream:
+    """A staged stream requests cannot measure (no fileno, no seek), like a file read from a staging bucket."""
+
+    def __init__(self, data: bytes) -> None:
+        self.source = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.source.read(size)
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> "UnmeasurableStream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def test_the_upload_carries_its_length_and_type_even_from_a_stream_of_unknown_length(webdav_server):
+    url, folder = webdav_server.new_folder()
+    data = noisy_jpeg((320, 240))
+    image = make_staged_image(data, opener=lambda: UnmeasurableStream(data))
+    path = rendered_path(image)
+
+    webdav_backend(webdav_server, url).deliver(image, path)
+
+    [upload] = [r for r in webdav_server.requests_below(url) if r.method == "PUT"]
+    assert upload.headers["Content-Length"] == str(len(data))
+    assert upload.headers["Content-Type"] == "image/jpeg"
+    assert "Transfer-Encoding" not in upload.headers
+    assert upload.headers["User-Agent"].startswith("Apertur/")
+    assert files_under(folder) == {path: data}
 
 
 def test_a_server_that_reads_an_upload_slowly_is_cut_at_the_attempt_deadline(webdav_server):

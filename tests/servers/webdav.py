@@ -42,15 +42,15 @@ SLOW_UPLOAD_PAUSE_SECONDS = 0.1
 class Misbehaviour(Enum):
     CUT_UPLOAD = "cut"  # a PUT's body breaks off half-way: wsgidav keeps what it wrote and answers 500
     SLOW_UPLOAD = "slow"  # a PUT's body is read one block per SLOW_UPLOAD_PAUSE_SECONDS, until `behave()`
-    ANSWER = "answer"  # every request answered with a fixed status and headers, before wsgidav sees it
+    ANSWER = "answer"  # requests answered with a fixed status, headers and body, before wsgidav sees them
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
     path: str  # decoded, as wsgidav resolves it
-    headers: dict[str, str]
-    status: int | None = None
+    headers: dict[str, str]  # as sent, names in Title-Case
+    status: int
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,9 @@ class WebdavServer:
             path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")
             method = environ["REQUEST_METHOD"]
             headers = {
-                key[5:].replace("_", "-").title(): value for key, value in environ.items() if key.startswith("HTTP_")
+                key.removeprefix("HTTP_").replace("_", "-").title(): value
+                for key, value in environ.items()
+                if key.startswith("HTTP_") or key in {"CONTENT_LENGTH", "CONTENT_TYPE"}
             }
 
             def recording_start_response(status: str, response_headers: list, *args: Any) -> Any:
