@@ -206,14 +206,10 @@ class WebdavBackend(DestinationBackend):
                 body = b""  # the status is what counts
             finally:
                 response.close()
-        except HostNotAllowed:
-            raise
         except requests.Timeout as error:
             raise DeliveryError(f"the WebDAV server did not answer {method} within {timeout:g} s") from error
         except requests.RequestException as error:
-            refused = _refused_host(error)
-            if refused is not None:
-                raise refused from error
+            # (A refused host is HostNotAllowed, raised through urllib3 and requests unwrapped: deliver() takes it.)
             raise DeliveryError(
                 f"WebDAV server unreachable or connection lost during {method}: {_reason(error)}"
             ) from error
@@ -243,15 +239,6 @@ def _server_message(body: bytes) -> str:
     if match is None:
         return ""
     return " ".join(match.group(1).decode("utf-8", "replace").split())[:300]
-
-
-def _refused_host(error: BaseException) -> DeliveryError | None:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, HostNotAllowed):
-            return DeliveryError(f"refused host: {seen}", permanent=True)
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _reason(error: BaseException) -> str:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from apertur.deadlines import Deadline
+from delivery.models import Delivery
 from destinations.backends.base import AttemptContext, DeliveryError
 from destinations.backends.webdav import WebdavBackend, WebdavConfig
 from tests.destinations.contract import (
@@ -20,8 +21,9 @@ from tests.destinations.contract import (
     make_staged_image,
     rendered_path,
 )
+from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.destinations.test_destinations_api import assert_no_secret, assert_validation_error, destinations_url
-from tests.factories import noisy_jpeg, wait_until
+from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.https_receiver import write_localhost_certificate
 from tests.servers.s3 import free_port
 from tests.servers.tarpit import TarpitServer
@@ -535,22 +537,43 @@ def test_the_api_creates_a_webdav_destination_with_its_password_masked_and_tests
     assert test_file.startswith("apertur-test/") and test_file.endswith(".png")
 
 
-def test_the_api_test_reports_a_refused_password_and_flags_reconnect(api_client, owner, webdav_server):
-    url, _ = webdav_server.new_folder()
-    destination = api_client.post(
-        destinations_url(owner),
-        {"type": "webdav", "name": "DAV", "config": webdav_server.config(url, password="wrong")},
-        format="json",
-        **owner.auth,
-    ).json()
+def test_a_refused_password_flags_needs_reconnect_until_the_password_is_fixed(api_client, owner, webdav_server):
+    url, folder = webdav_server.new_folder()
+    destination = create_destination(api_client, owner, "webdav", webdav_server.config(url, password="wrong"))
+    destination_url = destinations_url(owner, destination["id"])
 
-    tested = api_client.post(destinations_url(owner, destination["id"], "test"), format="json", **owner.auth)
-    shown = api_client.get(destinations_url(owner), **owner.auth).json()
+    refused = api_client.post(f"{destination_url}/test", **owner.auth).json()
+    flagged = api_client.get(destinations_url(owner), **owner.auth).json()[0]
+    api_client.patch(destination_url, {"config": {"password": PASSWORD}}, format="json", **owner.auth)
+    accepted = api_client.post(f"{destination_url}/test", **owner.auth).json()
+    cleared = api_client.get(destinations_url(owner), **owner.auth).json()[0]
 
-    assert tested.json()["success"] is False
-    assert tested.json()["status"] == 401
-    assert tested.json()["error"].startswith("HTTP 401 from the WebDAV server for MKCOL")
-    assert shown[0]["needsReconnect"] is True
+    assert (refused["success"], refused["status"]) == (False, 401)
+    assert refused["error"].startswith(f"HTTP 401 from the WebDAV server for MKCOL {url}apertur-test/")
+    assert (flagged["needsReconnect"], flagged["lastError"]) == (True, refused["error"])
+    assert accepted["success"] is True, accepted
+    assert (cleared["needsReconnect"], cleared["lastError"]) == (False, None)
+    [test_file] = files_under(folder)
+    assert test_file.startswith("apertur-test/")
+
+
+@pytest.mark.timeout(60)
+def test_an_upload_is_delivered_to_a_nextcloud_style_folder(worker, api_client, nextcloud_style_webdav_server):
+    server = nextcloud_style_webdav_server
+    persona = make_persona("owner")
+    url, folder = server.new_folder()
+    destination = create_destination(api_client, persona, "webdav", server.config(url, remotePath="Apertur/Uploads"))
+    session = create_session(api_client, persona, [destination["id"]])
+    data = noisy_jpeg()
+
+    image = upload_image(api_client, session["id"], data, name="beach.jpg")
+
+    wait_until(lambda: Delivery.objects.filter(image_id=image["id"], status="delivered").exists())
+    path = f"Apertur/Uploads/{session['id']}/0_{image['id']}.jpg"
+    assert files_under(folder) == {path: data}
+    delivery = Delivery.objects.get(image_id=image["id"])
+    assert delivery.remote_reference == f"{url}{path}"
+    assert delivery.attempts == 1
 
 
 def test_the_api_refuses_a_bad_webdav_config_on_create_and_patch(api_client, owner, webdav_server):
