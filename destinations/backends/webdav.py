@@ -191,11 +191,12 @@ class WebdavBackend(DestinationBackend):
         deadline (which shuts the socket when it passes). Only the status and the start of the body are read;
         a short body read to its end leaves the connection to the next request."""
         timeout = settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS
+        wait = self.context.deadline.timeout(timeout)
         try:
             response = session.request(
                 method,
                 url,
-                timeout=self.context.deadline.timeout(timeout),
+                timeout=wait,
                 allow_redirects=False,
                 stream=True,
                 **kwargs,
@@ -207,6 +208,8 @@ class WebdavBackend(DestinationBackend):
             finally:
                 response.close()
         except requests.Timeout as error:
+            if wait < timeout:  # the wait was what remained of the attempt
+                raise DeliveryError(f"the attempt's deadline passed during {method}") from error
             raise DeliveryError(f"the WebDAV server did not answer {method} within {timeout:g} s") from error
         except requests.RequestException as error:
             # (A refused host is HostNotAllowed, raised through urllib3 and requests unwrapped: deliver() takes it.)
