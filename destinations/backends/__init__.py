@@ -12,6 +12,7 @@ BACKENDS: dict[str, str] = {
     "azure_blob": "destinations.backends.azure_blob.AzureBlobBackend",
     "ftp": "destinations.backends.ftp.FtpBackend",
     "s3": "destinations.backends.s3.S3Backend",
+    "webdav": "destinations.backends.webdav.WebdavBackend",
     "webhook": "destinations.backends.webhook.WebhookBackend",
 }
 

@@ -1,6 +1,6 @@
-"""Fan-out (docs/api.md "Delivery"): one session with a destination of every storage type and a webhook, five
-images; every image lands exactly once at every destination, byte for byte, and the delivery status says
-`delivered` for all of them."""
+"""Fan-out (docs/api.md "Delivery"): one session with a destination of every storage type (s3, azure_blob, ftp,
+ftps, sftp, webdav) and a webhook, five images; every image lands exactly once at every destination, byte for byte,
+and the delivery status says `delivered` for all of them."""
 
 import hashlib
 
@@ -29,6 +29,7 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
     ftp_server,
     ftps_server,
     sftp_server,
+    webdav_server,
     webhook_receiver,
     settings,
 ):
@@ -39,6 +40,7 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
     ftp_user, ftp_home = ftp_server.add_user()
     ftps_user, ftps_home = ftps_server.add_user()
     sftp_user, sftp_home = sftp_server.add_user()
+    webdav_url, webdav_folder = webdav_server.new_folder()
     configs = {
         "s3": ("s3", moto_server.destination_config(bucket)),
         "azure_blob": (
@@ -48,6 +50,7 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
         "ftp": ("ftp", ftp_server.config(ftp_user, remotePath="in/ftp")),
         "ftps": ("ftp", ftps_server.config(ftps_user, remotePath="in/ftps")),
         "sftp": ("ftp", sftp_server.config(sftp_user, remotePath="in/sftp")),
+        "webdav": ("webdav", webdav_server.config(webdav_url, remotePath="in/webdav")),
         "webhook": ("webhook", {"url": f"{webhook_receiver.url}/in", "secret": "fan-out-secret", "format": "binary"}),
     }
     destinations = {
@@ -88,11 +91,12 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
         "ftp": folder(ftp_home),
         "ftps": folder(ftps_home),
         "sftp": folder(sftp_home),
+        "webdav": folder(webdav_folder),
         "webhook": {
             request.header("X-Aptr-Image-Id"): request.body for request in webhook_receiver.wait_for_requests(IMAGES)
         },
     }
     for name, files in stored.items():
         assert digests_by_image(files) == sent, name
-    for name in ("ftp", "ftps", "sftp"):
+    for name in ("ftp", "ftps", "sftp", "webdav"):
         assert all(path.startswith(f"in/{name}/") for path in stored[name]), stored[name]
