@@ -6,13 +6,12 @@ WhiteNoise's file lookup and headers and adds the async path Django uses under u
 """
 
 from collections.abc import AsyncIterator
-from typing import BinaryIO
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-CHUNK_BYTES = 64 * 1024
+from apertur.streaming import read_in_chunks
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
@@ -41,14 +40,8 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         # Django would read a sync file iterator whole in a thread (with a warning per process); stream it in
         # chunks instead. The file stays registered with the response, which closes it.
         file = getattr(response, "file_to_stream", None)
-        response.streaming_content = _read_in_chunks(file) if file is not None else _nothing()
+        response.streaming_content = read_in_chunks(file) if file is not None else _nothing()
         return response
-
-
-async def _read_in_chunks(file: BinaryIO) -> AsyncIterator[bytes]:
-    read = sync_to_async(file.read, thread_sensitive=False)
-    while chunk := await read(CHUNK_BYTES):
-        yield chunk
 
 
 async def _nothing() -> AsyncIterator[bytes]:

@@ -1,5 +1,9 @@
 """The JSON documents of the delivery endpoints, shaped from what the selectors fetched; no queries here."""
 
+from datetime import datetime
+
+from django.utils import timezone
+
 from apertur.api.formats import iso
 from delivery.models import Delivery
 from sessions_app.models import Image, UploadSession
@@ -10,17 +14,19 @@ def delivery_status_document(session: UploadSession, *, images: list[Image]) -> 
     """GET …/delivery-status (docs/api.md "Delivery status"): the documented shape (`images`) and the official
     clients' shape (`files`) at once. `images` come from `selectors.images_with_deliveries`."""
     image_rows, file_rows = [], []
+    now = timezone.now()
     for image in images:
         deliveries = list(image.deliveries.all())
-        image_rows.append(
-            {
-                "image_id": image.pk,
-                "image_index": image.index,
-                "filename": image.filename,
-                "size_bytes": image.size_bytes,
-                "deliveries": [_delivery_row(delivery) for delivery in deliveries],
-            }
-        )
+        image_row = {
+            "image_id": image.pk,
+            "image_index": image.index,
+            "filename": image.filename,
+            "size_bytes": image.size_bytes,
+            "deliveries": [_delivery_row(delivery) for delivery in deliveries],
+        }
+        if session.long_polling:
+            image_row["pull"] = _pull_state(image, now=now)
+        image_rows.append(image_row)
         file_rows.append(
             {
                 "record_id": image.pk,
@@ -45,6 +51,25 @@ def delivery_status_document(session: UploadSession, *, images: list[Image]) -> 
         "images": image_rows,
         "files": file_rows,
         "lastChanged": iso(session.last_changed_at),
+    }
+
+
+def _pull_state(image: Image, *, now: datetime) -> dict:
+    """Where the image stands in the pull queue (docs/api.md "Pull delivery")."""
+    if image.acknowledged_at is not None:
+        status = "acknowledged"
+    elif image.staged_deleted_at is not None:
+        status = "purged"
+    # Shown by this machine's clock; leases are judged by the database's (sessions_app/polling.py). A difference
+    # of a few seconds only shows a lease ending a little early or late.
+    elif image.poll_leased_until is not None and image.poll_leased_until > now:
+        status = "leased"
+    else:
+        status = "waiting"
+    return {
+        "status": status,
+        "acknowledged_at": iso(image.acknowledged_at),
+        "leased_until": iso(image.poll_leased_until) if status == "leased" else None,
     }
 
 

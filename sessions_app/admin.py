@@ -6,7 +6,7 @@ from sessions_app.models import Image, UploadSession
 class ImageInline(admin.TabularInline):
     model = Image
     extra = 0
-    fields = ["id", "index", "filename", "mime_type", "size_bytes", "sha256", "created_at"]
+    fields = ["id", "index", "filename", "mime_type", "size_bytes", "sha256", "created_at", "acknowledged_at"]
     readonly_fields = fields
     can_delete = False
 

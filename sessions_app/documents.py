@@ -4,6 +4,7 @@ Field names mix casings on purpose: they are the official clients' (docs/api.md 
 """
 
 from django.conf import settings
+from django.urls import reverse
 
 from apertur.api.formats import iso
 from destinations.models import Destination
@@ -129,3 +130,45 @@ def accepted_image_document(image: Image, *, destinations_count: int) -> dict:
         "destinations": destinations_count,
         "long_polling": image.session.long_polling,
     }
+
+
+# --- pull delivery (docs/api.md "Pull delivery") ------------------------------------------------------
+
+
+def pull_queue_document(images: list[Image]) -> dict:
+    """GET /api/v1/upload-sessions/{id}/poll: the images still to take, oldest first."""
+    return {
+        "images": [
+            {
+                "id": image.pk,
+                "filename": image.filename,
+                "size_bytes": image.size_bytes,
+                "mime_type": image.mime_type,
+                "source": image.source,
+                "created_at": iso(image.created_at),
+                "image_index": image.index,
+            }
+            for image in images
+        ]
+    }
+
+
+def leased_image_document(image: Image) -> dict:
+    """The 200 body of GET /api/v1/sessions/{id}/poll: the image a held poll leased, and where to fetch it (on the
+    configured public URL, like `upload_url`)."""
+    download_path = reverse("sessions_app:image-download", kwargs={"image_id": image.pk})
+    return {
+        "image_id": image.pk,
+        "image_index": image.index,
+        "filename": image.filename,
+        "mime_type": image.mime_type,
+        "size_bytes": image.size_bytes,
+        "created_at": iso(image.created_at),
+        "download_url": f"{settings.APERTUR_PUBLIC_URL}{download_path}",
+        "leased_until": iso(image.poll_leased_until),
+    }
+
+
+def acknowledged_document() -> dict:
+    """The answer of both acknowledgement endpoints."""
+    return {"status": "acknowledged"}

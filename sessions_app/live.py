@@ -71,8 +71,13 @@ def client_events(event: Event) -> list[tuple[str, dict[str, Any]]]:
     return told
 
 
+# The changes that can end a session: only they say `session:completed` (an acknowledgement or a settings change on
+# an ended session leaves it ended, and must not say so again).
+ENDING = frozenset({SessionEvent.SESSION_CLOSED, SessionEvent.DELIVERY_DELIVERED, SessionEvent.DELIVERY_FAILED})
+
+
 def session_ended(event: Event) -> bool:
-    return event.data.get("status") in ENDED
+    return event.name in ENDING and event.data.get("status") in ENDED
 
 
 # --- Server-Sent Events ---------------------------------------------------------------------------------------

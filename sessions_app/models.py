@@ -81,6 +81,11 @@ class Image(models.Model):
     staged_name = models.CharField(max_length=300)
     staged_deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Pull delivery (docs/api.md "Pull delivery"), for images of long-polling sessions: acknowledged by the
+    # client, and handed to a held poll until this moment (the database's clock; past it the image is offered
+    # again).
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    poll_leased_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "index"], name="one_image_per_index")]

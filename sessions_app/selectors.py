@@ -6,9 +6,11 @@ An open session past its expiry is returned as it is stored; `documents.py` show
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
 
 from apertur.errors import AppError
+from delivery.leases import database_now
 from delivery.models import Delivery
 from destinations.models import Destination
 from projects.models import Project
@@ -32,6 +34,11 @@ def session_for_project(*, project: Project, session_id: str) -> UploadSession:
 def session_public(*, session_id: str) -> UploadSession:
     """A session by its id alone: on the phone's endpoints, knowing the id is the authorisation."""
     return _session_or_404(session_id)
+
+
+def session_by_id(session_id: str) -> UploadSession | None:
+    """A session already authorised by the caller (a waiting request looking again); None once deleted."""
+    return UploadSession.objects.filter(pk=session_id).first()
 
 
 def session_destinations(*, session: UploadSession) -> list[Destination]:
@@ -100,3 +107,52 @@ def _image_outcomes(session_ids: list[str]) -> dict[str, tuple[int, int]]:
         delivered, failed_images = outcomes.get(session_id, (0, 0))
         outcomes[session_id] = (delivered + (total > 0 and done == total), failed_images + (failed > 0))
     return outcomes
+
+
+# --- pull delivery (docs/api.md "Pull delivery") ------------------------------------------------------
+
+
+def _image_or_404(image_id: str, **scope) -> Image:
+    image = None if "\x00" in image_id else Image.objects.select_related("session").filter(pk=image_id, **scope).first()
+    if image is None:
+        raise AppError(404, "NOT_FOUND", "Image not found.")
+    return image
+
+
+def image_for_session(*, session: UploadSession, image_id: str) -> Image:
+    """An image of this session; any other id is 404."""
+    return _image_or_404(image_id, session=session)
+
+
+def image_for_project(*, project: Project, image_id: str) -> Image:
+    """An image of the caller's project, with its session; another project's image is 404 like an unknown one."""
+    return _image_or_404(image_id, session__project=project)
+
+
+def pull_queue_images(*, session: UploadSession) -> QuerySet[Image]:
+    """The images a pull client still has to take: unacknowledged and still staged (an image whose bytes were
+    purged after the retention period cannot be taken any more)."""
+    return Image.objects.filter(session=session, acknowledged_at__isnull=True, staged_deleted_at__isnull=True)
+
+
+def pull_queue(*, session: UploadSession) -> list[Image]:
+    """The pull queue, oldest first, leased images included (the client variant knows no leases)."""
+    return list(pull_queue_images(session=session).order_by("index"))
+
+
+def pull_finished(*, session: UploadSession) -> bool:
+    """Nothing more will ever be pulled: the session is closed (or past its expiry) and its queue is empty."""
+    closed = session.closed_at is not None or session.expires_at <= timezone.now()
+    return closed and not pull_queue_images(session=session).exists()
+
+
+def seconds_until_a_lease_ends(*, session: UploadSession) -> float | None:
+    """When the session's earliest running lease runs out (by the database's clock), so a waiting held poll looks
+    again then: a lease's end publishes no event. None when no lease runs."""
+    now = database_now()
+    earliest = (
+        pull_queue_images(session=session)
+        .filter(poll_leased_until__gt=now)
+        .aggregate(earliest=Min("poll_leased_until"))["earliest"]
+    )
+    return None if earliest is None else (earliest - now).total_seconds()

@@ -7,6 +7,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apertur.errors import AppError
@@ -260,14 +261,17 @@ def image_accept(
 
 
 def images_purge_staged() -> int:
-    """Periodic: delete staged bytes nobody needs any more (docs/api.md "Delivery", retention setting).
+    """Periodic: delete staged bytes nobody needs any more (docs/api.md "Delivery", "Pull delivery").
 
     An image's bytes are needed while any delivery is still to run, and for the retention period after its
-    deliveries last changed (a manual retry). Images of long-polling sessions are kept for the pull flow.
+    deliveries last changed (a manual retry). Beyond that they are kept for the retention period after the upload;
+    an image of a long-polling session is kept until it is acknowledged, but not past that period either (a
+    client that never comes back does not keep it forever).
     """
     cutoff = timezone.now() - timedelta(days=settings.APERTUR_STAGING_RETENTION_DAYS)
     expired = (
-        Image.objects.filter(staged_deleted_at__isnull=True, created_at__lte=cutoff, session__long_polling=False)
+        Image.objects.filter(staged_deleted_at__isnull=True)
+        .filter(Q(created_at__lte=cutoff) | Q(session__long_polling=True, acknowledged_at__isnull=False))
         .exclude(deliveries__status__in=[Delivery.Status.PENDING, Delivery.Status.DELIVERING])
         .exclude(deliveries__updated_at__gt=cutoff)
         .only("pk", "staged_name")[:200]

@@ -28,6 +28,7 @@ class SessionEvent(StrEnum):
     DELIVERY_DELIVERED = "delivery.delivered"  # delivery_id, image_id, destination_id, destination_type
     DELIVERY_FAILED = "delivery.failed"  # delivery_id, image_id, destination_id, error, final
     DELIVERY_RETRIED = "delivery.retried"  # delivery_id, image_id, destination_id (a manual retry)
+    IMAGE_ACKNOWLEDGED = "image.acknowledged"  # image_id (a pull client has the image)
     SESSION_CLOSED = "session.closed"  # reason: completed | full | expired
     SESSION_UPDATED = "session.updated"  # fields: the settings a PATCH changed (password included)
 

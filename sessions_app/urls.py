@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from apertur.api.waiting import streaming_view
-from sessions_app import api
+from apertur.api.waiting import streaming_view, waiting_view
+from sessions_app import api, polling_api
 
 app_name = "sessions_app"
 
@@ -19,6 +19,22 @@ urlpatterns = [
         streaming_view(api.SessionEventStreamView.as_view()),
         name="session-events",
     ),
+    # Pull delivery, client variant
+    path("upload-sessions/<str:session_id>/poll", polling_api.SessionPollView.as_view(), name="session-poll"),
+    path(
+        "upload-sessions/<str:session_id>/images/<str:image_id>",
+        polling_api.SessionImageView.as_view(),
+        name="session-image",
+    ),
+    path(
+        "upload-sessions/<str:session_id>/images/<str:image_id>/ack",
+        polling_api.SessionImageAckView.as_view(),
+        name="session-image-ack",
+    ),
+    # Pull delivery, held variant
+    path("sessions/<str:session_id>/poll", waiting_view(polling_api.HeldPollView.as_view()), name="session-held-poll"),
+    path("images/<str:image_id>/download", polling_api.ImageDownloadView.as_view(), name="image-download"),
+    path("images/<str:image_id>/ack", polling_api.ImageAckView.as_view(), name="image-ack"),
     # One view on both documented paths (the official Python client calls server-key); a name for each.
     path("encryption/server-key", api.EncryptionKeyView.as_view(), name="encryption-server-key"),
     path("encryption/key", api.EncryptionKeyView.as_view(), name="encryption-key"),

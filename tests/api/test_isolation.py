@@ -7,7 +7,7 @@ import pytest
 
 from delivery.models import Delivery
 from destinations.models import Destination
-from sessions_app.models import UploadSession
+from sessions_app.models import Image, UploadSession
 from tests.factories import Persona, image_bytes
 from tests.sessions_app.helpers import create_session, upload, webhook_destination
 
@@ -16,7 +16,7 @@ SECRET_NAME = "Owner's confidential hook"
 
 @dataclass
 class OwnerWorld:
-    """What the owner has: a destination, a session using it, an image and its failed delivery."""
+    """What the owner has: a destination, a long-polling session using it, an image and its failed delivery."""
 
     persona: Persona
     destination: Destination
@@ -30,13 +30,14 @@ class OwnerWorld:
             destination=self.destination.pk,
             session=self.session_id,
             delivery=self.delivery.pk,
+            image=self.image_id,
         )
 
 
 @pytest.fixture
 def world(api_client, owner) -> OwnerWorld:
     destination = webhook_destination(owner, name=SECRET_NAME)
-    session = create_session(api_client, owner, destination_ids=[str(destination.pk)], long_polling=False)
+    session = create_session(api_client, owner, destination_ids=[str(destination.pk)], long_polling=True)
     image_id = upload(api_client, session["id"], image_bytes()).json()["id"]
     delivery = Delivery.objects.get(image_id=image_id)
     Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.FAILED, last_error="HTTP 503")
@@ -47,6 +48,12 @@ REQUESTS = [
     ("patch", "/api/v1/upload-sessions/{session}", {"max_images": 50, "password": "hijacked"}),
     ("get", "/api/v1/upload-sessions/{session}/delivery-status", None),
     ("post", "/api/v1/upload-sessions/{session}/deliveries/{delivery}/retry", None),
+    ("get", "/api/v1/upload-sessions/{session}/poll", None),
+    ("get", "/api/v1/upload-sessions/{session}/images/{image}", None),
+    ("post", "/api/v1/upload-sessions/{session}/images/{image}/ack", None),
+    ("get", "/api/v1/sessions/{session}/poll?timeout=1", None),
+    ("get", "/api/v1/images/{image}/download", None),
+    ("post", "/api/v1/images/{image}/ack", None),
     ("get", "/api/v1/projects/{project}/destinations", None),
     ("post", "/api/v1/projects/{project}/destinations", {"type": "webhook", "name": "x", "config": {}}),
     ("patch", "/api/v1/projects/{project}/destinations/{destination}", {"name": "renamed", "isActive": False}),
@@ -77,6 +84,8 @@ def test_outsider_gets_404_for_another_projects_resources_and_changes_nothing(
     assert (destination.name, destination.is_active, destination.deleted_at) == (SECRET_NAME, True, None)
     assert Destination.objects.filter(project=world.persona.project).count() == 1
     assert Delivery.objects.get(pk=world.delivery.pk).status == Delivery.Status.FAILED
+    image = Image.objects.get(pk=world.image_id)
+    assert (image.acknowledged_at, image.poll_leased_until) == (None, None)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """A GET never writes: every read endpoint runs SELECTs only, even for a session past its expiry that the sweeper
-has not closed yet (it reads as expired) and before the encryption key pair exists (it is not made by a read)."""
+has not closed yet (it reads as expired) and before the encryption key pair exists (it is not made by a read).
+
+The one exception is the held poll, which leases the image it hands out (docs/api.md "Pull delivery")."""
 
 from datetime import timedelta
 
@@ -15,31 +17,39 @@ from tests.api.test_routes import ROUTES
 from tests.factories import image_bytes
 from tests.sessions_app.helpers import create_session, upload, webhook_destination
 
+# GETs that write on purpose, and what they write.
+WRITING_GETS = {"sessions_app:session-held-poll": "the lease of the image it answers with"}
+
 
 def get_route_names() -> set[str]:
     """The names of every route whose view answers GET (test_routes proves ROUTES lists every API route)."""
-    return {name for name, _, _, view in ROUTES if hasattr(view, "get")} | {"healthz"}
+    return {name for name, _, _, view in ROUTES if hasattr(view, "get")} - set(WRITING_GETS) | {"healthz"}
 
 
 @pytest.fixture
 def world(api_client, owner) -> dict:
-    """A password-protected session with one image and its delivery, past its expiry but not yet swept."""
+    """A password-protected long-polling session with one image and its delivery, past its expiry but not yet
+    swept."""
     destination = webhook_destination(owner)
     session = create_session(
-        api_client, owner, long_polling=False, destination_ids=[str(destination.pk)], password="open-sesame"
+        api_client, owner, long_polling=True, destination_ids=[str(destination.pk)], password="open-sesame"
     )
     response = upload(api_client, session["id"], image_bytes(), HTTP_X_SESSION_PASSWORD="open-sesame")
     assert response.status_code == 201, response.content
     UploadSession.objects.filter(pk=session["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
     # Authentication records lastUsedAt at most once a minute; a key used just now makes that write not due.
     ApiKey.objects.filter(pk=owner.api_key.pk).update(last_used_at=timezone.now())
-    return {"session_id": session["id"], "project_id": str(owner.project.pk)}
+    return {"session_id": session["id"], "project_id": str(owner.project.pk), "image_id": response.json()["id"]}
 
 
 def reads(world: dict) -> dict[str, str]:
     """Route name → a URL that GETs it, for every GET route."""
     session = {"session_id": world["session_id"]}
+    image = {"image_id": world["image_id"]}
     return {
+        "sessions_app:session-poll": reverse("sessions_app:session-poll", kwargs=session),
+        "sessions_app:session-image": reverse("sessions_app:session-image", kwargs={**session, **image}),
+        "sessions_app:image-download": reverse("sessions_app:image-download", kwargs=image),
         "sessions_app:upload-session": reverse("sessions_app:upload-session", kwargs=session),
         "sessions_app:session-qr": reverse("sessions_app:session-qr", kwargs=session) + "?format=svg",
         "sessions_app:session-list": reverse("sessions_app:session-list"),
@@ -113,3 +123,15 @@ def test_creating_a_session_makes_the_key_pair_the_reads_then_show(api_client, o
     assert api_client.get(reverse("sessions_app:encryption-server-key"), **owner.auth).json() == {"publicKey": key}
     public = api_client.get(reverse("sessions_app:upload-session", kwargs={"session_id": session["id"]})).json()
     assert public["serverPublicKey"] == key
+
+
+def test_the_held_poll_writes_only_the_lease_of_the_image_it_answers_with(api_client, owner, world):
+    url = reverse("sessions_app:session-held-poll", kwargs={"session_id": world["session_id"]})
+
+    with CaptureQueriesContext(connection) as captured:
+        response = api_client.get(url, **owner.auth)
+
+    assert response.status_code == 200 and response.json()["image_id"] == world["image_id"]
+    statements = [query["sql"].lstrip().upper() for query in captured.captured_queries]
+    writes = [sql for sql in statements if not sql.startswith(("SELECT", "SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "SESSIONS_APP_IMAGE" SET "POLL_LEASED_UNTIL"'), writes

@@ -6,11 +6,13 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from delivery import api as delivery_api
 from destinations import api as destinations_api
 from sessions_app import api as sessions_api
+from sessions_app import polling_api
 
 SESSION = "sess_01JABCDEFGHJKMNPQRSTVWXYZ0"
 PROJECT = "6f1c2a0e-8d4b-4c6e-9a57-3b2f1d0e9c8a"
 DESTINATION = "0b9e7c3a-2f4d-4e1b-8c6a-5d7f9e1a2b3c"
 DELIVERY = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a090"
+IMAGE = "img_01JABCDEFGHJKMNPQRSTVWXYZ0"
 
 # name, kwargs, the path clients call, the view that answers it
 ROUTES = [
@@ -27,6 +29,37 @@ ROUTES = [
         f"/api/v1/upload-sessions/{SESSION}/qr",
         sessions_api.SessionQrView,
     ),
+    (
+        "sessions_app:session-poll",
+        {"session_id": SESSION},
+        f"/api/v1/upload-sessions/{SESSION}/poll",
+        polling_api.SessionPollView,
+    ),
+    (
+        "sessions_app:session-image",
+        {"session_id": SESSION, "image_id": IMAGE},
+        f"/api/v1/upload-sessions/{SESSION}/images/{IMAGE}",
+        polling_api.SessionImageView,
+    ),
+    (
+        "sessions_app:session-image-ack",
+        {"session_id": SESSION, "image_id": IMAGE},
+        f"/api/v1/upload-sessions/{SESSION}/images/{IMAGE}/ack",
+        polling_api.SessionImageAckView,
+    ),
+    (
+        "sessions_app:session-held-poll",
+        {"session_id": SESSION},
+        f"/api/v1/sessions/{SESSION}/poll",
+        polling_api.HeldPollView,
+    ),
+    (
+        "sessions_app:image-download",
+        {"image_id": IMAGE},
+        f"/api/v1/images/{IMAGE}/download",
+        polling_api.ImageDownloadView,
+    ),
+    ("sessions_app:image-ack", {"image_id": IMAGE}, f"/api/v1/images/{IMAGE}/ack", polling_api.ImageAckView),
     ("sessions_app:session-list", {}, "/api/v1/sessions", sessions_api.SessionListView),
     ("sessions_app:session-recent", {}, "/api/v1/sessions/recent", sessions_api.RecentSessionsView),
     (
