@@ -2,7 +2,8 @@
 
 uvicorn, when told to stop, waits for open requests to finish before it tells the application; a long poll would
 hold a restart for minutes. This server wakes every waiter first, so each answers at once (a held poll with 204, a
-`pollFrom` with the current snapshot, an event stream ends) and the shutdown takes moments.
+`pollFrom` with the current snapshot, an event stream ends) and drops every Socket.IO connection (its clients
+reconnect elsewhere), so the shutdown takes moments.
 """
 
 import uvicorn
@@ -13,7 +14,12 @@ from apertur import events
 
 class Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
+        # Imported here: a worker process of `--workers N` unpickles this class before Django is set up (loading
+        # `apertur.asgi:application` does that).
+        from apertur import live_socket
+
         events.shutdown()
+        await live_socket.shutdown()
         await super().shutdown(sockets=sockets)
 
 
