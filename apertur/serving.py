@@ -7,7 +7,7 @@ reconnect elsewhere), so the shutdown takes moments.
 """
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from apertur import events
 
@@ -23,6 +23,17 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+class _WorkerProcess(multiprocess.Process):
+    """A process of `--workers N`, serving with the `Server` above: uvicorn's supervisor makes each worker's
+    server itself, a plain `uvicorn.Server`."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(config=self.config)
+        return self._server
+
+
 def serve(*, host: str, port: int, workers: int = 1, **options) -> None:
     """Serve `apertur.asgi:application` until told to stop (SIGINT/SIGTERM)."""
     config = uvicorn.Config(
@@ -34,8 +45,8 @@ def serve(*, host: str, port: int, workers: int = 1, **options) -> None:
         timeout_graceful_shutdown=30,
         **options,
     )
-    server = Server(config)
     if workers > 1:
-        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+        multiprocess.Process = _WorkerProcess  # the name by which the supervisor makes its workers
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        server.run()
+        Server(config).run()
