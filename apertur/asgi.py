@@ -1,4 +1,5 @@
-"""ASGI entry point (uvicorn). Refuses request bodies Django cannot bound before Django spools them."""
+"""ASGI entry point (uvicorn): Django, the endpoints that wait, and Socket.IO at /socket.io. Refuses request bodies
+Django cannot bound before Django spools them."""
 
 import asyncio
 import json
@@ -15,7 +16,7 @@ from asgiref.sync import sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402 (after Django is set up)
 from django.db import close_old_connections  # noqa: E402
 
-from apertur import events  # noqa: E402
+from apertur import events, live_socket  # noqa: E402
 from apertur.api.errors import reason_phrase  # noqa: E402
 from apertur.api.waiting import waiting_handler  # noqa: E402
 from apertur.errors import AppError  # noqa: E402
@@ -94,6 +95,7 @@ async def _lifespan(receive, send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             events.shutdown()
+            await live_socket.shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -105,8 +107,14 @@ async def django_or_waiting(scope, receive, send):
         await _lifespan(receive, send)
     elif scope["type"] == "http" and await waiting_handler.serves(scope):
         await waiting_handler(scope, receive, send)
+    elif scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close"})  # only Socket.IO speaks WebSocket here: refused (403)
     else:
         await django_application(scope, receive, send)
+
+
+socketio_or_django = live_socket.asgi_application(django_or_waiting)
 
 
 async def application(scope, receive, send):
@@ -117,6 +125,7 @@ async def application(scope, receive, send):
     nobody can make the server spool megabytes for a session that would refuse them. A chunked body has no
     declared length: uvicorn enforces a declared Content-Length, so with it required every body is bounded;
     Django's multipart parser needs it anyway. A body that stops arriving is dropped after an idle timeout.
+    The same bounds hold for Socket.IO's polling requests, which python-socketio reads whole too.
     """
     if scope["type"] == "http":
         headers = dict(scope.get("headers", []))
@@ -140,4 +149,4 @@ async def application(scope, receive, send):
                 await _refuse(send, error.status, error.code, reason_phrase(error.status), error.message, error.headers)
                 return
         receive = _body_with_idle_timeout(receive, send)
-    await django_or_waiting(scope, receive, send)
+    await socketio_or_django(scope, receive, send)

@@ -56,17 +56,22 @@ def _enqueue(delivery_id, *, delay_seconds: float = 0) -> None:
 
 
 def deliveries_create_for_image(*, image: Image, destinations: list[Destination]) -> list[Delivery]:
-    """Outbox rows, inside the upload's transaction; the doorbell rings only after it commits."""
+    """Outbox rows, inside the upload's transaction; `deliveries_send_after_commit` rings their doorbell."""
     now = timezone.now()
-    deliveries = Delivery.objects.bulk_create(
+    return Delivery.objects.bulk_create(
         [
             Delivery(image=image, destination=destination, next_retry_at=now, enqueued_at=now)
             for destination in destinations
         ]
     )
+
+
+def deliveries_send_after_commit(deliveries: list[Delivery]) -> None:
+    """Start new deliveries once the surrounding transaction commits. Commit callbacks run in the order they were
+    registered: register this after the `session_changed` that announces their image, or a live client could
+    hear an attempt before the image (docs/api.md "Live events")."""
     for delivery in deliveries:
         transaction.on_commit(lambda delivery_id=delivery.id: _enqueue(delivery_id))
-    return deliveries
 
 
 # --- one attempt ----------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def image_accept(
             if locked.images_count >= locked.max_images:
                 locked.closed_at, locked.close_reason = now, CloseReason.FULL
             locked.save(update_fields=["images_count", "closed_at", "close_reason"])
-            delivery_services.deliveries_create_for_image(
+            deliveries = delivery_services.deliveries_create_for_image(
                 image=image, destinations=list(locked.destinations.alive().filter(is_active=True))
             )
             session_changed(
@@ -254,6 +254,7 @@ def image_accept(
                 size_bytes=image.size_bytes,
                 mime_type=image.mime_type,
             )
+            delivery_services.deliveries_send_after_commit(deliveries)
     except BaseException:
         default_storage.delete(staged_name)
         raise

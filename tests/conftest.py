@@ -121,13 +121,18 @@ def process_environment(**overrides: str) -> dict[str, str]:
 
 
 class ServerProcess:
-    """`manage.py apertur_run` in a child process, answering on a free port."""
+    """`manage.py apertur_run` in a child process, answering on a free port; with `web_workers`, `manage.py
+    apertur_web --workers N` (web processes only)."""
 
-    def __init__(self, *, with_worker: bool, log_path: Path, **environment: str) -> None:
+    def __init__(
+        self, *, with_worker: bool, log_path: Path, web_workers: int | None = None, **environment: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         arguments = [sys.executable, "manage.py", "apertur_run", "--port", str(self.port)]
-        if not with_worker:
+        if web_workers is not None:
+            arguments = [*arguments[:2], "apertur_web", "--port", str(self.port), "--workers", str(web_workers)]
+        elif not with_worker:
             arguments.append("--no-worker")
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(

@@ -61,6 +61,20 @@ def test_an_accepted_image_is_one_event_with_its_facts_and_bumps_last_changed(ap
     assert UploadSession.objects.get(pk=session["id"]).last_changed_at == event.changed_at
 
 
+def test_an_accepted_image_is_published_before_its_deliveries_start(
+    api_client, owner, receiver, published, monkeypatch
+):
+    # A worker that picked up the delivery at once would otherwise publish its attempt before the image.
+    monkeypatch.setattr(
+        "delivery.services._enqueue", lambda delivery_id, **options: published.append(f"sent {delivery_id}")
+    )
+    _, image = a_session_with_one_image(api_client, owner, receiver)
+
+    [accepted, sent] = published
+    assert accepted.name == SessionEvent.IMAGE_ACCEPTED
+    assert sent == f"sent {Delivery.objects.get(image_id=image['id']).pk}"
+
+
 def test_an_attempt_is_one_started_and_one_failed_event(api_client, owner, receiver, published):
     _, image = a_session_with_one_image(api_client, owner, receiver)
     published.clear()
