@@ -1,6 +1,7 @@
 """Live events across processes (docs/deployment.md "Long polls and event streams"): two web processes and one
-`rundramatiq` worker on the test database with Redis as broker and event bus. A waiter on web process 1 is woken
-by an upload through web process 2 and by the delivery the worker makes; a reconnect to the other process with
+`rundramatiq` worker on the test database with Redis as broker and event bus. Waiters on web process 1 (an event
+stream, a pollFrom, a held poll) are woken by an upload through web process 2, and the stream and a new poll by the
+delivery the worker makes; a reconnect to the other process with
 Last-Event-ID gets exactly what it missed."""
 
 import os
@@ -51,23 +52,34 @@ def test_waiters_on_one_web_process_hear_uploads_through_another_and_deliveries_
         headers=auth,
     ).json()
     session_id = httpx.post(
-        f"{second.url}/api/v1/upload-sessions", json={"destination_ids": [destination["id"]]}, headers=auth
+        f"{second.url}/api/v1/upload-sessions",
+        json={"destination_ids": [destination["id"]], "long_polling": True},
+        headers=auth,
     ).json()["id"]
     status_url = f"/api/v1/upload-sessions/{session_id}/delivery-status"
     baseline = httpx.get(first.url + status_url, headers=auth).json()
 
     stream = SseReader(f"{first.url}/api/v1/sessions/{session_id}/events", auth)
     answers: list[tuple[float, dict]] = []
+    held: list[tuple[float, httpx.Response]] = []
 
     def poll_from(since: str) -> None:
         response = httpx.get(first.url + status_url, params={"pollFrom": since}, headers=auth, timeout=30)
         answers.append((time.monotonic(), response.json()))
 
+    def held_poll() -> None:
+        response = httpx.get(
+            f"{first.url}/api/v1/sessions/{session_id}/poll", params={"timeout": 20}, headers=auth, timeout=30
+        )
+        held.append((time.monotonic(), response))
+
     try:
         assert stream.next().event == "connected"
         waiter = threading.Thread(target=poll_from, args=(baseline["lastChanged"],))
         waiter.start()
-        time.sleep(0.3)  # parked inside web process 1
+        puller = threading.Thread(target=held_poll)
+        puller.start()
+        time.sleep(0.3)  # both parked inside web process 1
         uploaded_at = time.monotonic()
         upload = httpx.post(
             f"{second.url}/api/v1/upload/{session_id}/images", files={"file": ("a.jpg", image_bytes(), "image/jpeg")}
@@ -78,6 +90,10 @@ def test_waiters_on_one_web_process_hear_uploads_through_another_and_deliveries_
         waiter.join(timeout=10)
         [(answered_at, changed)] = answers
         assert answered_at - uploaded_at < 1 and changed["images"][0]["filename"] == "a.jpg"
+        puller.join(timeout=10)
+        [(pulled_at, pulled)] = held
+        assert pulled.status_code == 200 and pulled.json()["image_id"] == upload.json()["id"]
+        assert pulled_at - uploaded_at < 1
 
         # The worker (a third process) delivers: web process 1's stream and a new poll hear it.
         delivered = stream.events_until("image:delivered")
