@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 DOORBELL_CHANNEL = "apertur:events"
 
 
+class EventBusUnavailable(Exception):
+    """The bus cannot take listeners now (Redis unreachable): waiting requests answer 503."""
+
+
 @dataclass(frozen=True)
 class Event:
     session_id: str

@@ -25,7 +25,7 @@ from django.conf import settings
 from apertur import events
 from apertur.api.waiting import db
 from apertur.errors import AppError
-from sessions_app.live import ENDED, client_events
+from sessions_app.live import client_events
 from sessions_app.selectors import session_public
 from sessions_app.status import displayed_status
 
@@ -109,11 +109,13 @@ def _session_id_of(payload: Any) -> str | None:
     return None
 
 
-def _session_status(session_id: str) -> str | None:
+def _session_status(session_id: str) -> tuple[str, bool] | None:
+    """(status, whether the session has ended), or None for an unknown session."""
     try:
-        return displayed_status(session_public(session_id=session_id))
+        session = session_public(session_id=session_id)
     except AppError:
         return None
+    return displayed_status(session), session.ended_at is not None
 
 
 async def _listening() -> bool:
@@ -151,11 +153,12 @@ async def _session_join(sid: str, payload: Any = None) -> dict[str, Any]:
     if len(joined) >= MAX_SESSIONS_PER_CONNECTION:
         return {"ok": False, "error": TOO_MANY}
     await server.enter_room(sid, session_id, namespace=NAMESPACE)
-    status = await db(_session_status, session_id)
-    if status is None:
+    found = await db(_session_status, session_id)
+    if found is None:
         await server.leave_room(sid, session_id, namespace=NAMESPACE)
         return {"ok": False, "error": NOT_FOUND}
-    if status in ENDED:
+    status, ended = found
+    if ended:
         # Runs once this handler has returned and its acknowledgement is queued: the ack comes first.
         telling = asyncio.get_running_loop().create_task(_tell_ended(sid, session_id, status))
         _telling.add(telling)  # a task nobody references may be collected before it runs

@@ -8,6 +8,7 @@ on ERROR would page on every scanner. Server errors (5xx) keep their level and t
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
 
 class ClientErrorsOnOneLine(logging.Handler):
@@ -40,9 +41,9 @@ class ClientErrorsOnOneLine(logging.Handler):
 
 class RedactTokens(logging.Filter):
     """Access-log lines name the request's path with its query; an API key passed as `?token=` (event streams) must
-    not land in logs."""
+    not land in logs, however its name is spelt (`%74oken` is `token` to Django)."""
 
-    TOKEN = re.compile(r"([?&]token=)[^&\s\"]*", re.IGNORECASE)
+    QUERY = re.compile(r"\?([^\s\"]*)")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
@@ -52,4 +53,16 @@ class RedactTokens(logging.Filter):
         return True
 
     def _redacted(self, value: object) -> object:
-        return self.TOKEN.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+        if not isinstance(value, str) or "?" not in value:
+            return value
+        return self.QUERY.sub(lambda match: "?" + self._redacted_query(match.group(1)), value)
+
+    @staticmethod
+    def _redacted_query(query: str) -> str:
+        parts = []
+        for part in query.split("&"):
+            name, equals, _ = part.partition("=")
+            if equals and unquote_plus(name).strip().lower() == "token":
+                part = f"{name}=[redacted]"
+            parts.append(part)
+        return "&".join(parts)

@@ -100,10 +100,15 @@ def iso_seconds(value: bytes) -> float:
     return datetime.fromisoformat(value.decode().replace("Z", "+00:00")).timestamp()
 
 
-async def wait_woken(kind: str, reader, buffer: bytes) -> float:
-    """Seconds from the change to this waiter hearing of it."""
+async def wait_woken(kind: str, reader, writer, buffer: bytes, request: bytes) -> float:
+    """Seconds from the change to this waiter hearing of it. A held poll that times out (204, at most 30 s) asks
+    again on the same connection, as a pulling client does."""
     marker, pattern, to_seconds = EVENT_TIME[kind]
     while marker not in buffer or pattern.search(buffer) is None:
+        if kind == "held_poll" and buffer.startswith(b"HTTP/1.1 204") and buffer.endswith(b"\r\n\r\n"):
+            buffer = b""
+            writer.write(request)
+            await writer.drain()
         chunk = await reader.read(65536)
         if not chunk:
             raise RuntimeError(f"closed before waking: {buffer[-300:]!r}")
@@ -125,13 +130,23 @@ async def crowd(options, port: int, key: str, sessions: list[tuple[str, str]], s
             path = f"/api/v1/sessions/{session_id}/poll?timeout=30"
         return f"GET {path} HTTP/1.1\r\n{host}{auth}\r\n".encode(), None
 
+    # Every waiter of a session hears of its upload, but an image goes to one held poll only: one per session (a
+    # session's puller), the others mixed from the remaining kinds.
     kinds = options.kinds.split(",")
-    plan = [(kinds[index % len(kinds)], sessions[index % len(sessions)]) for index in range(options.waiters)]
+    spread = [kind for kind in kinds if kind != "held_poll"] or ["held_poll"]
+    plan = []
+    for index in range(options.waiters):
+        session_number, place = divmod(index, options.per_session)
+        kind = "held_poll" if place == 0 and "held_poll" in kinds else spread[place % len(spread)]
+        plan.append((kind, sessions[session_number % len(sessions)]))
     waiters = []
     for start in range(0, len(plan), 100):  # in batches, as clients would arrive, not a SYN flood
         batch = plan[start : start + 100]
         opened = await asyncio.gather(*(open_waiter(port, *request(kind, *session)) for kind, session in batch))
-        waiters += [(kind, session[0], *connection) for (kind, session), connection in zip(batch, opened, strict=True)]
+        for (kind, session), (reader, writer, buffer) in zip(batch, opened, strict=True):
+            # Listening from the start: a held poll that times out asks again at once.
+            heard = asyncio.create_task(wait_woken(kind, reader, writer, buffer, request(kind, *session)[0]))
+            waiters.append((session[0], writer, heard))
     # Polls have no "parked" marker: their first looks (authentication, the first read) may still be running.
     # Parked is when the server's database connections have stayed the same for a second.
     looks: list[int] = []
@@ -144,11 +159,7 @@ async def crowd(options, port: int, key: str, sessions: list[tuple[str, str]], s
     latencies: list[float] = []
     async with httpx.AsyncClient(timeout=60) as client:
         for session_id, _ in sessions[: options.uploads]:
-            wakes = [
-                asyncio.create_task(wait_woken(kind, reader, buffer))
-                for kind, waited_on, reader, _, buffer in waiters
-                if waited_on == session_id
-            ]
+            wakes = [heard for waited_on, _, heard in waiters if waited_on == session_id]
             response = await client.post(
                 f"http://127.0.0.1:{port}/api/v1/upload/{session_id}/images",
                 files={"file": ("a.jpg", jpeg(1, size=(64, 48)), "image/jpeg")},
@@ -158,7 +169,8 @@ async def crowd(options, port: int, key: str, sessions: list[tuple[str, str]], s
             if options.verbose:
                 print(f"upload into {session_id}: {len(heard)} woken, slowest {max(heard) * 1000:.1f} ms")
             latencies += heard
-    for _, _, _, writer, _ in waiters:
+    for _, writer, heard in waiters:
+        heard.cancel()
         writer.close()
     return parked, latencies
 

@@ -21,8 +21,11 @@ def images_with_deliveries(*, session: UploadSession) -> list[Image]:
 
 
 def session_by_id(session_id: str) -> UploadSession:
-    """A session already authorised by the caller (a waiting request looking again)."""
-    return UploadSession.objects.get(pk=session_id)
+    """A session already authorised by the caller (a waiting request looking again); 404 if it was deleted since."""
+    session = UploadSession.objects.filter(pk=session_id).first()
+    if session is None:
+        raise AppError(404, "NOT_FOUND", "Session not found.")
+    return session
 
 
 def last_changed_shown(session: UploadSession) -> datetime:

@@ -298,7 +298,7 @@ class PublicEventStreamView(PublicSessionApiView):
             cookie=passwords.password_cookie_read(request, session.pk),
             ip=client_ip(request),
         )
-        return live.event_stream_response(request._request, session)
+        return live.event_stream_response(request._request, session, anonymous=True)
 
 
 class SessionEventStreamView(KeyApiView):
@@ -309,4 +309,4 @@ class SessionEventStreamView(KeyApiView):
 
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
-        return live.event_stream_response(request._request, session)
+        return live.event_stream_response(request._request, session, anonymous=False)

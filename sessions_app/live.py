@@ -14,13 +14,15 @@ from apertur.events import Event
 from sessions_app.models import UploadSession
 from sessions_app.status import SessionEvent, displayed_status
 
-Status = UploadSession.Status
-# A session in one of these has ended: nothing more will happen to it unless a delivery is retried by hand.
-ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.EXPIRED})
+# What anonymous watchers (the phone page, anyone holding the session id) are told of a failed attempt: a
+# destination's own error names hosts, paths and servers of the business, which only key holders may read (in the
+# delivery status and the keyed event stream).
+ANONYMOUS_FAILURE = {False: "The delivery failed; it will be tried again.", True: "The delivery failed."}
 
 
-def client_events(event: Event) -> list[tuple[str, dict[str, Any]]]:
-    """The (name, data) pairs an event becomes, in order; an empty list for changes clients are not told of."""
+def client_events(event: Event, *, anonymous: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """The (name, data) pairs an event becomes, in order; an empty list for changes clients are not told of.
+    `anonymous`: for watchers without a key (failure details withheld)."""
     data = event.data
     told: list[tuple[str, dict[str, Any]]] = []
     if event.name == SessionEvent.IMAGE_ACCEPTED:
@@ -61,7 +63,7 @@ def client_events(event: Event) -> list[tuple[str, dict[str, Any]]]:
                 {
                     "imageId": data["image_id"],
                     "destinationId": data["destination_id"],
-                    "error": data["error"],
+                    "error": ANONYMOUS_FAILURE[bool(data["final"])] if anonymous else data["error"],
                     "final": data["final"],
                 },
             )
@@ -71,13 +73,9 @@ def client_events(event: Event) -> list[tuple[str, dict[str, Any]]]:
     return told
 
 
-# The changes that can end a session: only they say `session:completed` (an acknowledgement or a settings change on
-# an ended session leaves it ended, and must not say so again).
-ENDING = frozenset({SessionEvent.SESSION_CLOSED, SessionEvent.DELIVERY_DELIVERED, SessionEvent.DELIVERY_FAILED})
-
-
 def session_ended(event: Event) -> bool:
-    return event.name in ENDING and event.data.get("status") in ENDED
+    """Whether this change ended the session (`session_changed` says so once, when it happens)."""
+    return bool(event.data.get("ended"))
 
 
 # --- Server-Sent Events ---------------------------------------------------------------------------------------
@@ -92,7 +90,7 @@ def sse_frame(name: str, data: dict[str, Any], *, event_id: str | None = None) -
 HEARTBEAT = b": heartbeat\n\n"
 
 
-def event_stream_response(request: HttpRequest, session: UploadSession) -> HttpResponseBase:
+def event_stream_response(request: HttpRequest, session: UploadSession, *, anonymous: bool) -> HttpResponseBase:
     """The event stream of a session the caller may see (docs/api.md "Server-Sent Events").
 
     A reconnect names the last event it got (`Last-Event-ID`, or `lastEventId` in the query for clients that cannot
@@ -102,26 +100,46 @@ def event_stream_response(request: HttpRequest, session: UploadSession) -> HttpR
     resumed_from = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId")
     if resumed_from is not None and not events.is_valid_event_id(resumed_from):
         resumed_from = None
-    latest = events.latest_id(session.pk)
-    after = resumed_from or latest
-    ended = displayed_status(session) in ENDED
-    if ended and resumed_from is not None and events.event_id_key(resumed_from) >= events.event_id_key(latest):
-        # A reconnect to an ended session that missed nothing: 204 tells EventSource to stop reconnecting.
+    ended_ms = int(session.ended_at.timestamp() * 1000) if session.ended_at is not None else None
+    if ended_ms is not None and resumed_from is not None and events.event_id_key(resumed_from)[0] >= ended_ms:
+        # A reconnect that saw the end already: 204 tells EventSource to stop reconnecting.
         return HttpResponse(status=204)
+    if request.method == "HEAD":
+        return HttpResponse(content_type="text/event-stream")
+    latest = events.latest_id(session.pk)
+    ending = None
+    if ended_ms is not None:
+        # The end, told with an id at or after it: a reconnect with that id is answered 204.
+        final_id = max(latest, f"{ended_ms}-0", key=events.event_id_key)
+        ending = (final_id, displayed_status(session))
     return StreamResponse(
-        lambda: _event_stream(session.pk, after=after, ended_status=displayed_status(session) if ended else None),
+        lambda: _event_stream(session.pk, after=resumed_from or latest, ending=ending, anonymous=anonymous),
         content_type="text/event-stream",
     )
 
 
-async def _event_stream(session_id: str, *, after: str, ended_status: str | None) -> AsyncIterator[bytes]:
+def _frames(event: Event, *, anonymous: bool) -> list[bytes]:
+    return [sse_frame(name, data, event_id=event.id) for name, data in client_events(event, anonymous=anonymous)]
+
+
+def _password_changed(event: Event) -> bool:
+    return event.name == SessionEvent.SESSION_UPDATED and "password" in event.data.get("fields", ())
+
+
+async def _event_stream(
+    session_id: str, *, after: str, ending: tuple[str, str] | None, anonymous: bool
+) -> AsyncIterator[bytes]:
     async with events.listen(session_id, after=after) as listener:
         yield b"retry: 3000\n" + sse_frame("connected", {"sessionId": session_id})
-        if ended_status is not None:
+        if ending is not None:
+            told_end = False
             for event in listener.pending():
-                for name, data in client_events(event):
-                    yield sse_frame(name, data, event_id=event.id)
-            yield sse_frame("session:completed", {"sessionId": session_id, "status": ended_status})
+                for frame in _frames(event, anonymous=anonymous):
+                    yield frame
+                told_end = told_end or session_ended(event)
+            if not told_end:
+                final_id, status = ending
+                yield sse_frame("session:completed", {"sessionId": session_id, "status": status}, event_id=final_id)
             return
         while True:
             event = await listener.next(settings.APERTUR_SSE_HEARTBEAT_SECONDS)
@@ -130,7 +148,8 @@ async def _event_stream(session_id: str, *, after: str, ended_status: str | None
             if event is None:
                 yield HEARTBEAT
                 continue
-            for name, data in client_events(event):
-                yield sse_frame(name, data, event_id=event.id)
-            if session_ended(event):
+            for frame in _frames(event, anonymous=anonymous):
+                yield frame
+            # A new or changed password shuts out those who watched without it: they must give it again.
+            if session_ended(event) or (anonymous and _password_changed(event)):
                 return

@@ -42,6 +42,8 @@ class UploadSession(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=10, choices=CloseReason.choices, blank=True, default="")
+    # When the session ended: closed with nothing left to deliver (None while not; a manual retry reopens it).
+    ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_changed_at = models.DateTimeField(default=timezone.now)
 

@@ -21,7 +21,8 @@ CloseReason = UploadSession.CloseReason
 
 
 class SessionEvent(StrEnum):
-    """What happened to a session. Every event's data also carries the session's `status` after the change."""
+    """What happened to a session. Every event's data also carries the session's `status` after the change and
+    `ended`: whether this change ended the session (closed, nothing left to deliver)."""
 
     IMAGE_ACCEPTED = "image.accepted"  # image_id, index, filename, size_bytes, mime_type
     DELIVERY_STARTED = "delivery.started"  # delivery_id, image_id, destination_id, attempt
@@ -65,8 +66,18 @@ def session_status_refresh(*, session: UploadSession) -> str:
         failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
     )
     status = derive_status(locked, open_deliveries=counts["open"], failed_deliveries=counts["failed"])
+    # Ended: closed and nothing left to deliver (an expired session's accepted images are still delivered). The
+    # moment is kept, so live clients are told of the end once, when it happens (docs/api.md "Live events").
+    ended = locked.closed_at is not None and not counts["open"]
+    changes = {}
     if status != locked.status:
-        UploadSession.objects.filter(pk=session.pk).update(status=status)
+        changes["status"] = status
+    if ended and locked.ended_at is None:
+        changes["ended_at"] = session.ended_at = timezone.now()
+    elif not ended and locked.ended_at is not None:
+        changes["ended_at"] = session.ended_at = None
+    if changes:
+        UploadSession.objects.filter(pk=session.pk).update(**changes)
     session.status = status
     return status
 
@@ -75,11 +86,14 @@ def session_changed(*, session: UploadSession, event: SessionEvent, **data: Any)
     """Record that a session's facts changed: refresh its status, bump `last_changed_at`, and publish the event
     once the surrounding transaction commits. Call it once per change, inside the transaction that made it."""
     with transaction.atomic():
+        was_ended = UploadSession.objects.filter(pk=session.pk, ended_at__isnull=False).exists()
         status = session_status_refresh(session=session)
         now = timezone.now()
         UploadSession.objects.filter(pk=session.pk).update(last_changed_at=now)
         session.last_changed_at = now
+        # `ended`: this change ended the session (it was not ended before, it is now).
+        ended = session.ended_at is not None and not was_ended
         published = events.Event(
-            session_id=session.pk, name=str(event), changed_at=now, data={**data, "status": status}
+            session_id=session.pk, name=str(event), changed_at=now, data={**data, "status": status, "ended": ended}
         )
         transaction.on_commit(lambda: events.publish(published))

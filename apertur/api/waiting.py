@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, connections
@@ -24,6 +25,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from apertur import events
+from apertur.api.errors import error_response
+from apertur.errors import AppError
 
 T = TypeVar("T")
 
@@ -71,22 +74,19 @@ class Waiting:
 
 
 # Loads in progress or just done, by (shared_look key, the newest event id the waiters heard).
-_shared_loads: dict[tuple[str, str], asyncio.Future] = {}
+_shared_loads: dict[tuple[str, str], asyncio.Task] = {}
 SHARED_LOAD_KEPT_SECONDS = 2.0
 
 
 async def _shared_load(key: str, event_id: str, loader: Callable[[], Any]) -> Any:
     """One load per (key, event) for every waiter woken by that event: it started after the event's change
-    committed, so it shows it to all of them."""
+    committed, so it shows it to all of them. The load is a task of its own: a waiter whose client goes away
+    (its task cancelled) does not take it down for the others."""
     found = _shared_loads.get((key, event_id))
     if found is None:
         loop = asyncio.get_running_loop()
-        found = _shared_loads[(key, event_id)] = loop.create_future()
+        found = _shared_loads[(key, event_id)] = loop.create_task(db(loader))
         loop.call_later(SHARED_LOAD_KEPT_SECONDS, _shared_loads.pop, (key, event_id), None)
-        try:
-            found.set_result(await db(loader))
-        except Exception as error:
-            found.set_exception(error)
     return await asyncio.shield(found)
 
 
@@ -137,6 +137,14 @@ def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
         return None, waiting.recheck_after()
 
     async def wait(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return await waiting(request, **kwargs)
+        except AppError as error:  # a later look, outside DRF's handling (the session was deleted meanwhile)
+            return error_response(error.status, error.code, error.message)
+        except events.EventBusUnavailable:
+            return error_response(503, "EVENTS_UNAVAILABLE", "Live updates are unavailable right now; try again.")
+
+    async def waiting(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
         # Attached before the first look: a change committed after it is heard, one before it is in what it read.
         async with events.listen(kwargs["session_id"]) as listener:
             first, recheck_after = await db(first_look, request, **kwargs)
@@ -156,7 +164,13 @@ def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
                 listener.pending()  # one look covers every event queued so far
                 if waiting.shared_look is not None and listener.last_id is not None:
                     key, loader = waiting.shared_look
-                    answer = waiting.decide(await _shared_load(key, listener.last_id, loader))
+                    try:
+                        loaded = await asyncio.wait_for(
+                            _shared_load(key, listener.last_id, loader), max(deadline - loop.time(), 0.1)
+                        )
+                    except TimeoutError:
+                        break
+                    answer = waiting.decide(loaded)
                     answer = _rendered(answer) if answer is not None else None
                 else:
                     answer, recheck_after = await db(later_look, waiting, timed_out=False)
@@ -229,10 +243,18 @@ class WaitingHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
-        response = await super().run_get_response(request)
-        # What SecurityMiddleware would have added.
+        try:
+            # What CommonMiddleware would have checked: the Host header against ALLOWED_HOSTS (DNS rebinding).
+            request.get_host()
+        except DisallowedHost:
+            response = error_response(400, "VALIDATION_ERROR", "The Host header names no host this server serves.")
+        else:
+            response = await super().run_get_response(request)
+        # What SecurityMiddleware and XFrameOptionsMiddleware would have added.
         response.setdefault("X-Content-Type-Options", "nosniff")
-        response.setdefault("Referrer-Policy", "same-origin")
+        response.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY or "same-origin")
+        response.setdefault("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY or "same-origin")
+        response.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
         return response
 
 

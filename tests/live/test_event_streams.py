@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.destinations.helpers import FixedAnswerServer
 from tests.factories import image_bytes, make_persona
 from tests.live.sse import SseReader
 
@@ -172,7 +173,7 @@ def test_streams_refuse_strangers_unknown_sessions_and_missing_passwords(api):
         stream.close()
 
 
-def test_an_ended_session_says_so_at_once_and_a_reconnect_that_missed_nothing_is_told_to_stop(api):
+def test_an_ended_session_says_so_at_once_with_an_id_a_reconnect_with_it_is_told_to_stop(api):
     session_id = api.session(long_polling=True)
     api.upload(session_id)
     api.complete(session_id)
@@ -181,17 +182,103 @@ def test_an_ended_session_says_so_at_once_and_a_reconnect_that_missed_nothing_is
         assert stream.next().event == "connected"
         completed = stream.next()
         assert (completed.event, completed.data["status"]) == ("session:completed", "completed")
+        assert completed.id, "without an id a browser reconnects every 3 s forever"
         assert stream.ended.wait(5)
     finally:
         stream.close()
-    latest = SseReader(f"{api.server.url}/api/v1/upload/{session_id}/events", {"Last-Event-ID": "0-0"})
-    try:
-        replayed = latest.events_until("session:completed")
-        last_id = [frame.id for frame in replayed if frame.id][-1]
-    finally:
-        latest.close()
-    stop = httpx.get(f"{api.server.url}/api/v1/upload/{session_id}/events", headers={"Last-Event-ID": last_id})
+    stop = httpx.get(f"{api.server.url}/api/v1/upload/{session_id}/events", headers={"Last-Event-ID": completed.id})
     assert stop.status_code == 204
+
+    replay = SseReader(f"{api.server.url}/api/v1/upload/{session_id}/events", {"Last-Event-ID": "0-0"})
+    try:
+        frames = replay.events_until("session:completed")
+        assert [frame.event for frame in frames] == ["connected", "image:ready", "session:completed"]
+        assert replay.ended.wait(5)
+        assert replay.frames.get(timeout=5) is None, "the end was told twice"
+    finally:
+        replay.close()
+
+
+def test_a_reconnect_that_missed_the_end_is_told_it_not_to_stop(api):
+    session_id = api.session(long_polling=True)
+    url = f"{api.server.url}/api/v1/upload/{session_id}/events"
+    first = SseReader(url)
+    try:
+        assert first.next().event == "connected"
+        api.upload(session_id)
+        seen = first.next()
+    finally:
+        first.close()
+    api.complete(session_id)  # while away
+    again = SseReader(url, {"Last-Event-ID": seen.id})
+    try:
+        assert again.status == 200
+        assert [frame.event for frame in again.events_until("session:completed")] == ["connected", "session:completed"]
+    finally:
+        again.close()
+
+
+def test_the_upload_that_fills_a_pull_only_session_ends_its_stream(api):
+    session_id = api.session(long_polling=True, max_images=1)
+    stream = SseReader(f"{api.server.url}/api/v1/upload/{session_id}/events")
+    try:
+        assert stream.next().event == "connected"
+        api.upload(session_id)
+        assert [frame.event for frame in stream.events_until("session:completed")] == [
+            "image:ready",
+            "session:completed",
+        ]
+        assert stream.ended.wait(5)
+    finally:
+        stream.close()
+
+
+def test_head_answers_the_headers_without_holding_the_connection(api):
+    session_id = api.session(long_polling=True)
+    with httpx.Client(base_url=api.server.url, timeout=5) as client:
+        head = client.head(f"/api/v1/upload/{session_id}/events")
+        assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+        assert client.get(f"/api/v1/upload/{session_id}/session").status_code == 200  # same connection, answered
+
+
+def test_a_new_password_ends_the_anonymous_streams_opened_without_it(api):
+    session_id = api.session(long_polling=True)
+    stream = SseReader(f"{api.server.url}/api/v1/upload/{session_id}/events")
+    try:
+        assert stream.next().event == "connected"
+        patched = api.http.patch(f"/api/v1/upload-sessions/{session_id}", json={"password": "now-secret"})
+        assert patched.status_code == 200, patched.text
+        assert stream.ended.wait(5), "a stream opened without the password kept listening"
+    finally:
+        stream.close()
+    again = httpx.get(f"{api.server.url}/api/v1/upload/{session_id}/events")
+    assert again.status_code == 401
+
+
+def test_anonymous_watchers_are_not_told_a_destinations_own_error(api):
+    failing = FixedAnswerServer(500)
+    try:
+        destination_id = api.webhook(failing.url)
+        session_id = api.session(destination_ids=[destination_id])
+        anonymous = SseReader(f"{api.server.url}/api/v1/upload/{session_id}/events")
+        keyed = SseReader(
+            f"{api.server.url}/api/v1/sessions/{session_id}/events",
+            {"Authorization": f"Bearer {api.persona.plain_key}"},
+        )
+        try:
+            api.upload(session_id)
+            [told_anonymous] = [
+                frame for frame in anonymous.events_until("image:failed") if frame.event == "image:failed"
+            ]
+            [told_keyed] = [frame for frame in keyed.events_until("image:failed") if frame.event == "image:failed"]
+        finally:
+            anonymous.close()
+            keyed.close()
+    finally:
+        failing.stop()
+    assert told_anonymous.data["error"] == "The delivery failed; it will be tried again."
+    assert "500" in told_keyed.data["error"]
+    assert told_anonymous.data["final"] is told_keyed.data["final"] is False
 
 
 def test_stopping_the_server_ends_streams_and_answers_waiting_polls_at_once(api):

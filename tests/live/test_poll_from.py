@@ -4,6 +4,7 @@ it, else waits for the change, at most APERTUR_POLL_FROM_MAX_SECONDS."""
 import threading
 import time
 
+import httpx
 import pytest
 from apertur_sdk import Apertur
 
@@ -99,3 +100,15 @@ def test_official_client_poll_from_returns_within_a_second_of_an_upload_and_of_i
             status = sdk.sessions.delivery_status(session["id"], poll_from=status["lastChanged"])
             assert time.monotonic() - asked < 5
         assert status["images"][0]["deliveries"][0]["status"] == "delivered"
+
+
+def test_a_waiting_endpoint_refuses_a_host_the_server_does_not_serve(live_server_process):
+    persona = make_persona("host-check")
+    auth = {"Authorization": f"Bearer {persona.plain_key}"}
+    session = httpx.post(f"{live_server_process.url}/api/v1/upload-sessions", json={"long_polling": True}, headers=auth)
+    path = f"/api/v1/upload-sessions/{session.json()['id']}/delivery-status"
+    refused = httpx.get(live_server_process.url + path, headers={**auth, "Host": "evil.example"})
+    assert refused.status_code == 400 and refused.json()["code"] == "VALIDATION_ERROR"
+    served = httpx.get(live_server_process.url + path, headers=auth)
+    assert served.status_code == 200
+    assert served.headers["x-frame-options"] == "DENY" and served.headers["x-content-type-options"] == "nosniff"

@@ -57,6 +57,7 @@ def test_an_accepted_image_is_one_event_with_its_facts_and_bumps_last_changed(ap
         "size_bytes": image["size_bytes"],
         "mime_type": "image/jpeg",
         "status": "uploading",
+        "ended": False,
     }
     assert UploadSession.objects.get(pk=session["id"]).last_changed_at == event.changed_at
 
@@ -100,6 +101,7 @@ def test_a_delivered_image_is_one_delivered_event_and_a_completed_session_says_s
     assert names(published) == [SessionEvent.DELIVERY_STARTED, SessionEvent.DELIVERY_DELIVERED]
     assert published[1].data["destination_type"] == "webhook"
     assert published[1].data["status"] == "completed"  # full, and every delivery done
+    assert [event.data["ended"] for event in published] == [False, True]  # the end is told once, when it happens
 
 
 def test_completing_is_one_closed_event_and_completing_again_is_none(api_client, owner, receiver, published):
@@ -177,3 +179,56 @@ def test_nothing_is_published_for_a_change_that_rolls_back(api_client, owner, re
     assert published == []
     delivery.refresh_from_db()
     assert delivery.status == "pending"
+
+
+def ended_flags(published) -> list[tuple[str, bool]]:
+    return [(event.name, event.data["ended"]) for event in published]
+
+
+def test_the_upload_that_fills_a_pull_only_session_ends_it(api_client, owner, published):
+    """Nothing to deliver: the image that fills the session is its end (docs/api.md "Live events")."""
+    response = api_client.post(
+        "/api/v1/upload-sessions", {"long_polling": True, "max_images": 1}, format="json", **owner.auth
+    )
+    session_id = response.json()["id"]
+    upload_image(api_client, session_id, image_bytes())
+    assert ended_flags(published) == [(SessionEvent.IMAGE_ACCEPTED, True)]
+    assert UploadSession.objects.get(pk=session_id).ended_at is not None
+
+
+def test_an_expired_session_ends_only_when_its_last_delivery_finishes(api_client, owner, receiver, published):
+    session, image = a_session_with_one_image(api_client, owner, receiver)
+    UploadSession.objects.filter(pk=session["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    sessions_expire_due()
+    delivery = Delivery.objects.get(image_id=image["id"])
+    delivery_execute(delivery_id=str(delivery.pk))  # the receiver answers 503: retried later, still open
+    assert UploadSession.objects.get(pk=session["id"]).ended_at is None
+    assert not any(ended for _, ended in ended_flags(published))
+
+    ok = FixedAnswerServer(200)
+    try:
+        patched = api_client.patch(
+            f"/api/v1/projects/{owner.project.pk}/destinations/{delivery.destination_id}",
+            {"config": {"url": ok.url}},
+            format="json",
+            **owner.auth,
+        )
+        assert patched.status_code == 200, patched.content
+        Delivery.objects.filter(pk=delivery.pk).update(next_retry_at=timezone.now())
+        delivery_execute(delivery_id=str(delivery.pk))
+    finally:
+        ok.stop()
+    assert ended_flags(published)[-1] == (SessionEvent.DELIVERY_DELIVERED, True)
+    assert UploadSession.objects.get(pk=session["id"]).status == "expired"
+
+
+def test_a_settings_change_or_an_ack_on_an_ended_session_does_not_end_it_again(api_client, owner, published):
+    response = api_client.post("/api/v1/upload-sessions", {"long_polling": True}, format="json", **owner.auth)
+    session_id = response.json()["id"]
+    image = upload_image(api_client, session_id, image_bytes())
+    assert api_client.post(f"/api/v1/upload/{session_id}/complete").status_code == 200
+    patched = api_client.patch(f"/api/v1/upload-sessions/{session_id}", {"max_images": 5}, format="json", **owner.auth)
+    assert patched.status_code in (200, 409), patched.content
+    acked = api_client.post(f"/api/v1/upload-sessions/{session_id}/images/{image['id']}/ack", **owner.auth)
+    assert acked.status_code == 200
+    assert [ended for _, ended in ended_flags(published)].count(True) == 1
