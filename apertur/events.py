@@ -13,7 +13,7 @@ Two transports behind one interface, chosen by `REDIS_URL`:
 
 Each event has an id increasing per session (`<milliseconds>-<sequence>`, a Redis stream id), kept for replay for
 `APERTUR_EVENT_REPLAY_SECONDS` (5 minutes), so a client that reconnects with the last id it saw gets exactly what
-it missed.
+it missed, once.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -66,13 +67,19 @@ class Event:
         )
 
 
+# A Redis stream id, the only form Redis accepts from us: two unsigned 64-bit integers in ASCII digits. A client's
+# Last-Event-ID is untrusted, and `int()` alone would take "1_0", "+1", " 1" or non-ASCII digits that Redis refuses.
+_EVENT_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_LARGEST_ID_PART = 2**64 - 1
+
+
 def event_id_key(event_id: str) -> tuple[int, int]:
-    """Order of two event ids; a malformed id sorts first (a client's Last-Event-ID is untrusted)."""
-    milliseconds, _, sequence = event_id.partition("-")
-    try:
-        return int(milliseconds), int(sequence or 0)
-    except ValueError:
+    """Order of two event ids; anything but a valid id sorts first."""
+    match = _EVENT_ID.fullmatch(event_id)
+    if match is None:
         return (-1, -1)
+    key = int(match[1]), int(match[2])
+    return key if max(key) <= _LARGEST_ID_PART else (-1, -1)
 
 
 def in_replay_window(event_id: str) -> bool:
@@ -81,7 +88,12 @@ def in_replay_window(event_id: str) -> bool:
 
 
 def is_valid_event_id(event_id: str) -> bool:
-    return event_id_key(event_id) != (-1, -1) and len(event_id) <= 40
+    return event_id_key(event_id) != (-1, -1)
+
+
+def _replay_from(after: str | None) -> str | None:
+    """What `attach` replays after: an invalid id is no id (the listener starts from now), on both transports."""
+    return after if after is not None and is_valid_event_id(after) else None
 
 
 # --- waiting ------------------------------------------------------------------------------------------------
@@ -96,9 +108,13 @@ class Listener:
         self.last_id: str | None = None
         self.closing = False
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._held: list[Event] | None = None  # live events offered during the replay
 
     def _offer(self, event: Event | None) -> None:
         """Called on the listener's loop. Drops what it already has (a replayed event arriving again live)."""
+        if event is not None and self._held is not None:
+            self._held.append(event)
+            return
         if event is None:
             self.closing = True
         elif self.last_id is not None and event_id_key(event.id) <= event_id_key(self.last_id):
@@ -106,6 +122,18 @@ class Listener:
         elif event.id:
             self.last_id = event.id
         self._queue.put_nowait(event)
+
+    def _start_replay(self, after: str | None) -> None:
+        """Until `_end_replay`, live events wait behind the replay (handed out first, they would make every replayed
+        event look already seen); nothing at or before `after` is ever handed out."""
+        self.last_id = after
+        self._held = []
+
+    def _end_replay(self, replayed: Iterable[Event]) -> None:
+        held, self._held = self._held or [], None
+        by_id = {event.id: event for event in (*replayed, *held)}
+        for event_id in sorted(by_id, key=event_id_key):
+            self._offer(by_id[event_id])
 
     async def next(self, timeout: float | None) -> Event | None:
         """The next event, or None when `timeout` seconds pass first or the server is shutting down (`closing`)."""
@@ -154,6 +182,10 @@ class Hub:
         with self._lock:
             return list(self._listeners)
 
+    def follows(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._listeners
+
     def count(self) -> int:
         with self._lock:
             return sum(len(listeners) for listeners in self._listeners.values())
@@ -192,7 +224,8 @@ class InProcessBus:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._lock = threading.Lock()
-        self._recent: dict[str, deque[Event]] = {}
+        # Ordered by each session's latest publish, oldest first: the sessions idle past the window are at the front.
+        self._recent: OrderedDict[str, deque[Event]] = OrderedDict()
         self._last_id: tuple[int, int] = (0, 0)
 
     def _next_id(self) -> str:
@@ -203,21 +236,30 @@ class InProcessBus:
         )
         return f"{self._last_id[0]}-{self._last_id[1]}"
 
-    def _forget_old(self, now_milliseconds: int) -> None:
-        horizon = (now_milliseconds - settings.APERTUR_EVENT_REPLAY_SECONDS * 1000, 0)
-        for session_id in list(self._recent):
-            kept = self._recent[session_id]
-            while kept and event_id_key(kept[0].id) < horizon:
-                kept.popleft()
-            if not kept:
-                del self._recent[session_id]
+    def _keep(self, event: Event) -> None:
+        """Keep the event for replay, and forget what left the window: the published session's old events, and the
+        sessions idle since then. The cost is what is forgotten, not how many sessions are kept (a publish is under
+        the lock); another session's old events wait for its next publish (replay skips them meanwhile)."""
+        horizon = (event_id_key(event.id)[0] - settings.APERTUR_EVENT_REPLAY_SECONDS * 1000, 0)
+        kept = self._recent.get(event.session_id)
+        if kept is None:
+            kept = self._recent[event.session_id] = deque(maxlen=settings.APERTUR_EVENT_REPLAY_MAX)
+        else:
+            self._recent.move_to_end(event.session_id)
+        kept.append(event)
+        while event_id_key(kept[0].id) < horizon:
+            kept.popleft()
+        while True:
+            oldest_session, oldest = next(iter(self._recent.items()))
+            if event_id_key(oldest[-1].id) >= horizon:
+                break
+            del self._recent[oldest_session]
 
     def publish(self, event: Event) -> Event:
         # One lock around numbering and hand-off, so every listener sees a session's events in id order.
         with self._lock:
             event = replace(event, id=self._next_id())
-            self._forget_old(event_id_key(event.id)[0])
-            self._recent.setdefault(event.session_id, deque(maxlen=settings.APERTUR_EVENT_REPLAY_MAX)).append(event)
+            self._keep(event)
             self.hub.dispatch(event)
         return event
 
@@ -227,14 +269,13 @@ class InProcessBus:
             return recent[-1].id if recent else "0-0"
 
     async def attach(self, listener: Listener, *, after: str | None) -> None:
+        # Under the lock no event is published meanwhile: the replay is complete and live events follow it.
         with self._lock:
+            recent = self._recent.get(listener.session_id, ())
+            after = _replay_from(after) or (recent[-1].id if recent else None)
+            listener._start_replay(after)
             self.hub.attach(listener)
-            if after is not None:
-                for event in self._recent.get(listener.session_id, ()):
-                    if event_id_key(event.id) > event_id_key(after) and in_replay_window(event.id):
-                        listener._offer(event)
-            elif self._recent.get(listener.session_id):
-                listener.last_id = self._recent[listener.session_id][-1].id
+            listener._end_replay(event for event in recent if in_replay_window(event.id))
 
     async def stop(self) -> None:
         pass
@@ -272,9 +313,17 @@ class RedisBus:
         return newest[0][0].decode() if newest else "0-0"
 
     async def attach(self, listener: Listener, *, after: str | None) -> None:
+        """Raises EventBusUnavailable when Redis does not answer within APERTUR_EVENT_BUS_CONNECT_TIMEOUT_SECONDS:
+        a waiter answers at once instead of hanging while nothing could wake it."""
+        import redis
+
         reader = self._reader_for(listener.loop)
-        await reader.started.wait()
-        await reader.attach(listener, after=after)
+        try:
+            if not reader.started.is_set():
+                await asyncio.wait_for(reader.started.wait(), _connect_timeout())
+            await reader.attach(listener, after=_replay_from(after))
+        except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as error:
+            raise EventBusUnavailable("the event bus's Redis does not answer") from error
 
     def _reader_for(self, loop: asyncio.AbstractEventLoop) -> _StreamReader:
         with self._reader_lock:
@@ -288,9 +337,17 @@ class RedisBus:
             reader.task.cancel()
 
 
+def _connect_timeout() -> float:
+    return getattr(settings, "APERTUR_EVENT_BUS_CONNECT_TIMEOUT_SECONDS", 5)
+
+
 class _StreamReader:
     """One per web process: listens for doorbells, and reads each rung session's stream from this process's own
-    cursor, handing the events to the hub in stream order."""
+    cursor, handing the events to the hub in stream order. A cursor only moves forward, and an event is handed out
+    when it moves it, so two reads of the same stream never hand an event out twice."""
+
+    # How often cursors of sessions no listener here follows any more are dropped (a doorbell for one drops it too).
+    CURSOR_CLEANUP_SECONDS = 30
 
     def __init__(self, bus: RedisBus, loop: asyncio.AbstractEventLoop) -> None:
         import redis.asyncio
@@ -299,35 +356,65 @@ class _StreamReader:
         self.loop = loop
         # Many waiters attach at once (a page of clients reconnecting): they queue for a few connections instead of
         # opening one each.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(bus.url, max_connections=16, timeout=10)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            bus.url, max_connections=16, timeout=10, socket_connect_timeout=_connect_timeout()
+        )
         self.client = redis.asyncio.Redis(connection_pool=pool)
         self.cursors: dict[str, str] = {}
-        self.started = asyncio.Event()
+        self.started = asyncio.Event()  # subscribed to the doorbell: listeners may attach
         self.task = loop.create_task(self._run())
 
     async def attach(self, listener: Listener, *, after: str | None) -> None:
-        key = self.bus.stream_key(listener.session_id)
+        session_id = listener.session_id
+        listener._start_replay(after)
         self.bus.hub.attach(listener)
-        if listener.session_id not in self.cursors:
-            newest = await self.client.xrevrange(key, count=1)
-            self.cursors.setdefault(listener.session_id, newest[0][0].decode() if newest else "0-0")
-        cursor = self.cursors[listener.session_id]
-        if after is not None:
-            for entry_id, fields in await self.client.xrange(key, min=f"({after}", max=cursor):
-                if in_replay_window(entry_id.decode()):
-                    listener._offer(Event.from_json(fields[b"event"], id=entry_id.decode()))
-        elif cursor != "0-0":
-            listener.last_id = cursor
+        replayed: list[Event] = []
+        try:
+            following = session_id in self.cursors
+            if not following:
+                newest = await self.client.xrevrange(self.bus.stream_key(session_id), count=1)
+                self.cursors.setdefault(session_id, newest[0][0].decode() if newest else "0-0")
+            cursor = self.cursors[session_id]
+            if after is None:
+                listener.last_id = cursor
+            elif event_id_key(after) < event_id_key(cursor):
+                replayed = await self._replay(session_id, after=after, until=cursor)
+            if not following:
+                # A doorbell that rang while the newest id was on its way was not read (there was no cursor yet).
+                await self._read(session_id)
+        finally:
+            listener._end_replay(replayed)
+
+    async def _replay(self, session_id: str, *, after: str, until: str) -> list[Event]:
+        from redis.exceptions import ResponseError
+
+        try:
+            entries = await self.client.xrange(self.bus.stream_key(session_id), min=f"({after}", max=until)
+        except ResponseError as error:
+            # Valid ids should never get here; if Redis still refuses one, the client gets no replay, not an error.
+            logger.warning("event bus: no replay after %r for %s: %s", after, session_id, error)
+            return []
+        events = [Event.from_json(fields[b"event"], id=entry_id.decode()) for entry_id, fields in entries]
+        return [event for event in events if in_replay_window(event.id)]
 
     async def _read(self, session_id: str) -> None:
+        if session_id in self.cursors and not self.bus.hub.follows(session_id):
+            del self.cursors[session_id]
         cursor = self.cursors.get(session_id)
         if cursor is None:
             return
         entries = await self.client.xrange(self.bus.stream_key(session_id), min=f"({cursor}")
         for entry_id, fields in entries:
-            event = Event.from_json(fields[b"event"], id=entry_id.decode())
-            self.cursors[session_id] = event.id
-            self.bus.hub.dispatch(event)
+            cursor = self.cursors.get(session_id)
+            if cursor is None or event_id_key(entry_id.decode()) <= event_id_key(cursor):
+                continue  # no longer followed, or handed out by an overlapping read
+            self.cursors[session_id] = entry_id.decode()
+            self.bus.hub.dispatch(Event.from_json(fields[b"event"], id=entry_id.decode()))
+
+    def _forget_unfollowed(self) -> None:
+        followed = set(self.bus.hub.sessions())
+        for session_id in [name for name in self.cursors if name not in followed]:
+            del self.cursors[session_id]
 
     async def _run(self) -> None:
         delay = 0.1
@@ -340,17 +427,20 @@ class _StreamReader:
                         await self._read(session_id)
                     self.started.set()
                     delay = 0.1
+                    next_cleanup = self.loop.time() + self.CURSOR_CLEANUP_SECONDS
                     while True:
-                        message = await pubsub.get_message(timeout=30)
-                        followed = set(self.bus.hub.sessions())
-                        for session_id in [name for name in self.cursors if name not in followed]:
-                            del self.cursors[session_id]
+                        message = await pubsub.get_message(timeout=self.CURSOR_CLEANUP_SECONDS)
+                        if self.loop.time() >= next_cleanup:
+                            self._forget_unfollowed()
+                            next_cleanup = self.loop.time() + self.CURSOR_CLEANUP_SECONDS
                         if message is not None and message["type"] == "message":
                             await self._read(message["data"].decode())
             except asyncio.CancelledError:
                 await self.client.aclose()
                 raise
             except Exception:
+                # Listeners attaching meanwhile wait for the reconnection (up to the connect timeout).
+                self.started.clear()
                 logger.warning("event bus: lost Redis, reconnecting in %.1f s", delay, exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5)
