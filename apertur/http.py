@@ -7,6 +7,7 @@ APERTUR_ALLOWED_PRIVATE_NETWORKS.
 """
 
 import ipaddress
+import re
 import socket
 from functools import cache
 from typing import Any
@@ -37,6 +38,22 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Only global unicast IPv6 is the internet; outside it lie IPv4-compatible (::a.b.c.d), site-local (fec0::/10),
 # local-use NAT64 (64:ff9b:1::/48) and other forms that `is_global` does not all catch.
 _GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}\.?$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def is_host_name_or_address(host: str) -> bool:
+    """Whether `host` (as `urlsplit(...).hostname` gives it) is an IP address or a host name a lookup can take:
+    labels of 1 to 63 characters, non-ASCII ones as IDNA encodes them."""
+    if _is_address(host):
+        return True
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST_NAME.fullmatch(encoded) is not None
 
 
 class HostNotAllowed(Exception):
@@ -114,6 +131,9 @@ def ensure_host_allowed(host: str, port: int) -> str:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as error:
         raise HostNotAllowed(f"cannot resolve {host}: {error.strerror}") from error
+    except (UnicodeError, ValueError) as error:
+        # The IDNA codec refuses a label that is empty or longer than 63 characters ("a..b"); no lookup can succeed.
+        raise HostNotAllowed(f"{host} is not a valid host name") from error
     for info in infos:
         ensure_address_allowed(info[4][0], host=host)
     return infos[0][4][0]

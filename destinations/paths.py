@@ -66,13 +66,19 @@ def tag_value(tags: list[str], key: str) -> str:
 
 
 def render_path(template: str, *, variables: dict[str, str], tags: list[str]) -> str:
-    """Render and normalise: no `..`/`.` segments, no empty segments, no leading `/`, no control characters."""
+    """Render and normalise: no `..`/`.` segments, no empty segments, no leading `/`, no control characters.
+
+    A file name that renders empty (`{tag:album}` without such a tag, a template ending in `/`) becomes
+    `{image_id}.{ext}` in the folder rendered (docs/api.md "Paths"): every image still has a name of its own."""
     parts = []
     for literal, field, spec in _fields(template):
         parts.append(literal)
         if field is not None:
             parts.append(tag_value(tags, spec) if field == "tag" else variables[field])
-    return normalise_path("".join(parts))
+    folder, _, name = "".join(parts).replace("\\", "/").rpartition("/")
+    if not normalise_path(name):
+        name = f"{variables['image_id']}.{variables['ext']}"
+    return normalise_path(f"{folder}/{name}")
 
 
 def normalise_path(path: str) -> str:

@@ -28,7 +28,7 @@ from azure.storage.blob import BlobClient, ContentSettings
 from django.conf import settings
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from apertur.http import USER_AGENT, HostNotAllowed, outbound_session
+from apertur.http import USER_AGENT, HostNotAllowed, is_host_name_or_address, outbound_session
 from destinations.backends.base import (
     BackendConfig,
     DeliveryError,
@@ -136,6 +136,8 @@ def _blob_endpoint(parts: dict[str, str], account: str | None) -> str:
             raise ConnectionStringError("BlobEndpoint must be an http:// or https:// URL, without a query")
         if url.username is not None:
             raise ConnectionStringError("BlobEndpoint must not hold a user name or password")
+        if not is_host_name_or_address(url.hostname):
+            raise ConnectionStringError(f"BlobEndpoint's host {url.hostname} is not a valid host name")
         return parts["blobendpoint"].rstrip("/")
     if account is None:
         raise ConnectionStringError("needs AccountName (or a BlobEndpoint)")

@@ -7,6 +7,7 @@ in an `AttemptContext`.
 """
 
 import copy
+import functools
 import hashlib
 import io
 import threading
@@ -261,6 +262,11 @@ class DestinationBackend(ABC):
     type: ClassVar[str]
     Config: ClassVar[type[BackendConfig]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "deliver" in cls.__dict__:
+            cls.deliver = _refused_values_are_permanent(cls.__dict__["deliver"])  # type: ignore[method-assign]
+
     def __init__(self, config: BackendConfig, context: AttemptContext | None = None) -> None:
         """`context` is given by the delivery engine; without one (a script, a test) secrets live in memory."""
         self.config = config
@@ -297,6 +303,41 @@ class DestinationBackend(ABC):
         return CheckResult(
             True, f"Test image delivered to {receipt.remote_reference}.", http_status=receipt.http_status
         )
+
+
+def _refused_values_are_permanent(
+    deliver: Callable[["DestinationBackend", StagedImage, str], DeliveryReceipt],
+) -> Callable[["DestinationBackend", StagedImage, str], DeliveryReceipt]:
+    """A ValueError (UnicodeError among them) that escapes a backend is a library refusing a value from the config
+    or the rendered path: the same value fails every retry, so the attempt fails for good with what was refused,
+    rather than as an internal error retried until the schedule runs out (docs/destinations.md "The contract")."""
+
+    @functools.wraps(deliver)
+    def guarded(self: "DestinationBackend", image: StagedImage, path: str) -> DeliveryReceipt:
+        try:
+            return deliver(self, image, path)
+        except ValueError as error:
+            reason = str(error) or type(error).__name__
+            for secret in _strings(self.config.stored_form()[1]):
+                if len(secret) >= 4:  # a library may quote what it refused: never a secret
+                    reason = reason.replace(secret, MASK)
+            reason = reason[:300]
+            raise DeliveryError(
+                f"the {self.type} destination's settings or path cannot be used: {reason}", permanent=True
+            ) from error
+
+    return guarded
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def _png_bytes() -> bytes:

@@ -89,6 +89,16 @@ class FtpConfig(BackendConfig):
             raise ValueError("must not contain line breaks or control characters")
         return value
 
+    @field_validator("password")
+    @classmethod
+    def password_single_line(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Sent as an FTP command line (PASS) for ftp and ftps: a line break would end it and start another command.
+        # SFTP sends it as a length-prefixed string, where any character is the password's own.
+        sent_as_a_line = info.data.get("protocol") != "sftp"
+        if value is not None and sent_as_a_line and re.search(r"[\x00-\x1f\x7f]", value.get_secret_value()):
+            raise ValueError("must not contain line breaks or control characters (for ftp and ftps)")
+        return value
+
     @field_validator("hostKeyFingerprint")
     @classmethod
     def sha256_fingerprint(cls, value: str | None) -> str | None:
@@ -155,6 +165,30 @@ class _GuardedTransfers:
         return connection, size
 
 
+class _DeadlineTLSContext(ssl.SSLContext):
+    """Puts each TLS socket ftplib makes (the control connection after AUTH TLS, every protected data connection)
+    under the attempt's deadline before its handshake: wrapping detaches the plain socket, so registering that one
+    would leave a server that stalls the handshake bounded only by the per-read timeout."""
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        kwargs["do_handshake_on_connect"] = False
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        register_socket(wrapped)
+        wrapped.do_handshake()
+        return wrapped
+
+
+def _tls_context() -> ssl.SSLContext:
+    # As ssl.create_default_context does for a client. Verification is never switched off;
+    # APERTUR_OUTBOUND_CA_BUNDLE trusts a private CA.
+    context = _DeadlineTLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    if settings.APERTUR_OUTBOUND_CA_BUNDLE:
+        context.load_verify_locations(cafile=settings.APERTUR_OUTBOUND_CA_BUNDLE)
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    return context
+
+
 class GuardedFTP(_GuardedTransfers, ftplib.FTP):
     pass
 
@@ -181,9 +215,15 @@ class FtpBackend(DestinationBackend):
             try:
                 self._start_session(ftp)
                 self._make_folders(ftp, folder)
+                sent = 0
+
+                def count(block: bytes) -> None:
+                    nonlocal sent
+                    sent += len(block)
+
                 with image.open() as stream:
-                    ftp.storbinary(f"STOR {temporary}", stream, blocksize=BLOCK_SIZE)
-                self._rename(ftp, temporary, path)
+                    ftp.storbinary(f"STOR {temporary}", stream, blocksize=BLOCK_SIZE, callback=count)
+                self._rename(ftp, temporary, path, sent)
                 # The file is in place: a server that drops the connection instead of answering QUIT changes nothing.
                 with contextlib.suppress(*ftplib.all_errors):
                     ftp.quit()
@@ -215,16 +255,24 @@ class FtpBackend(DestinationBackend):
         address = ensure_host_allowed(host, port)
         timeout = self.context.deadline.timeout(CONNECT_TIMEOUT_SECONDS)
         if self.config.protocol == "ftps":
-            # Verification is never switched off; APERTUR_OUTBOUND_CA_BUNDLE trusts a private CA.
-            context = ssl.create_default_context(cafile=settings.APERTUR_OUTBOUND_CA_BUNDLE or None)
-            ftp: ftplib.FTP = GuardedFTPTLS(context=context, timeout=timeout)
+            ftp: ftplib.FTP = GuardedFTPTLS(context=_tls_context(), timeout=timeout)
         else:
             ftp = GuardedFTP(timeout=timeout)
         ftp.user_host = host  # type: ignore[attr-defined]
-        ftp.connect(address, port, timeout=timeout)
-        register_socket(check_connected_socket(ftp.sock, host=host))
-        # ftplib names the TLS server after `host`: the name the user gave, not the address dialled.
-        ftp.host = host
+        # Dialled here rather than by `ftp.connect`, which reads the welcome message before the socket could be
+        # registered: a server dripping "220-" continuation lines would hold the attempt past its deadline.
+        sock = socket.create_connection((address, port), timeout=timeout)
+        register_socket(check_connected_socket(sock, host=host))
+        # What `ftplib.FTP.connect` sets up, on our socket. ftplib names the TLS server after `host`: the name the
+        # user gave, not the address dialled.
+        ftp.host, ftp.port, ftp.timeout = host, port, timeout
+        ftp.sock, ftp.af = sock, sock.family
+        ftp.file = sock.makefile("r", encoding=ftp.encoding)
+        try:
+            ftp.welcome = ftp.getresp()
+        except BaseException:
+            ftp.close()
+            raise
         return ftp
 
     def _start_session(self, ftp: ftplib.FTP) -> None:
@@ -237,7 +285,6 @@ class FtpBackend(DestinationBackend):
                     f"the FTP server does not offer TLS (AUTH TLS refused: {error}); use protocol ftp or enable FTPS",
                     permanent=True,
                 ) from error
-            register_socket(ftp.sock)  # wrapping detached the plain socket registered above
         ftp.login(self.config.username, self.config.secret_value("password"))
         if isinstance(ftp, ftplib.FTP_TLS):
             ftp.prot_p()  # the data channel is encrypted too
@@ -257,14 +304,43 @@ class FtpBackend(DestinationBackend):
                     raise
 
     @staticmethod
-    def _rename(ftp: ftplib.FTP, temporary: str, path: str) -> None:
+    def _rename(ftp: ftplib.FTP, temporary: str, path: str, sent: int) -> None:
+        """Give the complete upload its final name (ftplib's `rename`, in its two steps to tell which is refused).
+
+        Some servers (IIS, Windows-backed ones) refuse to rename over an existing file: only then — the target
+        exists and the upload is whole on the server — is the existing file deleted first. A refused RNFR (no
+        rename permission, the upload gone) never costs the copy already delivered under the final name."""
         try:
-            ftp.rename(temporary, path)
+            answer = ftp.sendcmd(f"RNFR {temporary}")
+            if not answer.startswith("3"):
+                raise ftplib.error_reply(answer)  # noqa: S321 (an FTP reply class, not a connection)
         except ftplib.error_perm:
-            # Some servers (IIS, Windows-backed ones) refuse to rename over an existing file: delete it, then rename.
-            with contextlib.suppress(ftplib.error_perm):
-                ftp.delete(path)
-            ftp.rename(temporary, path)
+            _discard(ftp, temporary)
+            raise
+        try:
+            ftp.voidcmd(f"RNTO {path}")
+            return
+        except ftplib.error_perm as error:
+            refused = error
+        if not _whole_upload_over_existing_file(ftp, temporary, path, sent):
+            _discard(ftp, temporary)
+            raise refused
+        ftp.delete(path)
+        # From here a failure keeps the temporary file: it is the only copy left on the server.
+        ftp.rename(temporary, path)
+
+
+def _whole_upload_over_existing_file(ftp: ftplib.FTP, temporary: str, path: str, sent: int) -> bool:
+    try:
+        return ftp.size(temporary) == sent and ftp.size(path) is not None
+    except (ftplib.error_perm, ftplib.error_reply):  # no such file, or no SIZE command: nothing is deleted
+        return False
+
+
+def _discard(ftp: ftplib.FTP, temporary: str) -> None:
+    # Best effort: a retry uploads again under the same temporary name, overwriting what is left.
+    with contextlib.suppress(ftplib.error_perm, ftplib.error_temp, ftplib.error_reply):
+        ftp.delete(temporary)
 
 
 def _refusal(error: ftplib.error_perm) -> DeliveryError:

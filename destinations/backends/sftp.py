@@ -8,10 +8,13 @@ written back with the destination's secrets). A file is written under a temporar
 renamed once complete, so a transfer cut half-way never leaves a partial file under the final name.
 """
 
+import base64
+import binascii
 import contextlib
 import errno
 import io
 import socket
+import struct
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
@@ -52,6 +55,8 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
     data = text.strip().encode()
     password = passphrase.encode() if passphrase else None
     openssh_form = data.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    if openssh_form:
+        _refuse_costly_kdf(data)
     try:
         if openssh_form:
             loaded = serialization.load_ssh_private_key(data, password)
@@ -82,6 +87,44 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
     return key_class.from_private_key(io.StringIO(openssh.decode()))
+
+
+MAX_BCRYPT_ROUNDS = 128  # ssh-keygen's default is 16; each round costs a web worker tens of milliseconds
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _refuse_costly_kdf(data: bytes) -> None:
+    """Refuse an OpenSSH key whose passphrase derivation asks for more bcrypt rounds than MAX_BCRYPT_ROUNDS, before
+    anything derives it: the count is the key's to choose, and a key asking for millions would hold a worker for
+    hours when the destination is saved. Malformed keys are left to cryptography, which says what is wrong."""
+    body = b"".join(data.splitlines()[1:-1])
+    try:
+        blob = base64.b64decode(body, validate=False)
+    except (binascii.Error, ValueError):
+        return
+    if not blob.startswith(_OPENSSH_MAGIC):
+        return
+    view = memoryview(blob)[len(_OPENSSH_MAGIC) :]
+    fields: list[bytes] = []
+    for _ in range(3):  # cipher name, KDF name, KDF options
+        if len(view) < 4:
+            return
+        length = struct.unpack(">I", view[:4])[0]
+        fields.append(bytes(view[4 : 4 + length]))
+        view = view[4 + length :]
+    kdf_name, options = fields[1], fields[2]
+    if kdf_name != b"bcrypt" or len(options) < 4:
+        return
+    salt_length = struct.unpack(">I", options[:4])[0]
+    rounds_at = 4 + salt_length
+    if len(options) < rounds_at + 4:
+        return
+    rounds = struct.unpack(">I", options[rounds_at : rounds_at + 4])[0]
+    if rounds > MAX_BCRYPT_ROUNDS:
+        raise PrivateKeyError(
+            f"the key's KDF rounds are too many ({rounds}, at most {MAX_BCRYPT_ROUNDS}): "
+            "re-encrypt it with `ssh-keygen -p -a 100 -f <key file>`"
+        )
 
 
 class SftpTransfer:

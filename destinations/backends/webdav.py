@@ -21,7 +21,7 @@ from django.conf import settings
 from pydantic import SecretStr, field_validator
 from requests.utils import requote_uri
 
-from apertur.http import HostNotAllowed, outbound_session
+from apertur.http import HostNotAllowed, is_host_name_or_address, outbound_session
 from destinations.backends.base import (
     BackendConfig,
     DeliveryError,
@@ -59,6 +59,8 @@ class WebdavConfig(BackendConfig):
         parts = urlsplit(value)
         if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
+        if not is_host_name_or_address(parts.hostname):
+            raise ValueError(f"{parts.hostname} is not a valid host name")
         if parts.username is not None or parts.password is not None:
             raise ValueError("must not carry credentials: use the username and password fields")
         if parts.query or parts.fragment or value.endswith(("?", "#")):

@@ -739,3 +739,34 @@ def test_the_api_test_of_a_missing_container_reports_it(api_client, owner, azuri
     assert "'never-created' does not exist" in tested.json()["error"]
     assert shown[0]["lastError"] == tested.json()["error"]
     assert shown[0]["needsReconnect"] is False
+
+
+def test_the_api_refuses_a_blob_endpoint_whose_host_no_lookup_can_take(api_client, owner):
+    connection_string = f"BlobEndpoint=http://a..b/photos;AccountName=photos;AccountKey={ACCOUNT_KEY}"
+    response = api_client.post(
+        destinations_url(owner),
+        {
+            "type": "azure_blob",
+            "name": "Archive",
+            "config": {"connectionString": connection_string, "container": "media"},
+        },
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(
+        response, {"config.connectionString": ["BlobEndpoint's host a..b is not a valid host name"]}
+    )
+
+
+@pytest.mark.parametrize(("template", "folder"), [("{tag:album}", ""), ("photos/{tag:album}", "photos/")])
+def test_a_blob_name_that_renders_empty_becomes_the_image_id(azurite_server, template, folder):
+    container = azurite_server.create_container()
+    backend = azure_backend(azurite_server.connection_string(), container, pathTemplate=template)
+    image = make_staged_image(noisy_jpeg((160, 120)), tags=[], extension="jpg")
+    path = backend.remote_path(image)
+
+    backend.deliver(image, path)
+
+    assert path == f"{folder}{image.image_id}.jpg"
+    assert list(azurite_server.blobs(container)) == [path]

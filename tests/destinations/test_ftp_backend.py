@@ -1,11 +1,16 @@
 """The ftp destination (protocol ftp and ftps) against real local pyftpdlib servers."""
 
+import contextlib
+import ftplib
 import hashlib
+import socket
+import threading
 import time
 import tracemalloc
 from dataclasses import replace
 
 import pytest
+from pydantic import SecretStr
 
 from apertur.deadlines import Deadline
 from destinations.backends.base import AttemptContext, DeliveryError
@@ -277,6 +282,8 @@ def test_a_server_that_reads_an_upload_slowly_is_cut_at_the_attempt_deadline(ftp
         ({"host": "files.example.com/photos"}, "host", "must be a host name or an IP address"),
         ({"port": 0}, "port", "greater than or equal to 1"),
         ({"remotePath": "a\r\nDELE b"}, "remotePath", "must not contain line breaks"),
+        ({"password": "p\r\nDELE b"}, "password", "must not contain line breaks"),
+        ({"protocol": "ftps", "password": "p\nx"}, "password", "must not contain line breaks"),
         ({"passive": False}, "passive", "Extra inputs are not permitted"),
     ],
 )
@@ -338,3 +345,123 @@ def test_the_api_refuses_a_bad_ftp_config_on_create_and_patch(api_client, owner,
     assert kept.status_code == 200, kept.content
     assert kept.json()["config"]["password"] == "••••"
     assert kept.json()["config"]["remotePath"] == "new"
+
+
+class DrippingGreeting:
+    """A server that never finishes its welcome message: a "220-" continuation line every half second."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while not self.stopped.is_set():
+                connection, _ = self.listener.accept()
+                threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), connection:
+            while not self.stopped.is_set():
+                connection.sendall(b"220-hello\r\n")
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("protocol", ["ftp", "ftps"])
+def test_a_welcome_message_that_never_ends_is_cut_at_the_attempt_deadline(protocol):
+    server = DrippingGreeting()
+    config = {"host": "127.0.0.1", "port": server.port, "username": "u", "password": "p", "protocol": protocol}
+    backend = FtpBackend(FtpConfig.model_validate(config))
+    image = make_staged_image(b"x")
+    try:
+        started = time.monotonic()
+        with Deadline(2.0) as deadline:
+            backend.context = AttemptContext(deadline=deadline)
+            with pytest.raises(DeliveryError) as raised:
+                backend.deliver(image, rendered_path(image))
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+
+    assert deadline.expired
+    assert elapsed < 3, elapsed
+    assert raised.value.permanent is False, raised.value.message
+
+
+def test_a_refused_rename_keeps_the_copy_already_delivered_and_is_retried(ftp_server):
+    # A user who may upload and delete but not rename: RNFR is refused, so nothing may be deleted to make room.
+    username, home = ftp_server.add_user(permissions="elrdwm")
+    backend = ftp_backend(ftp_server, username)
+    image = make_staged_image(b"the new copy")
+    path = rendered_path(image)
+    final = home / path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_bytes(b"previously delivered copy")
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, path)
+
+    assert raised.value.permanent is False
+    assert files_under(home) == {path: b"previously delivered copy"}  # the .part is cleaned up too
+
+
+def test_a_server_that_will_not_rename_over_a_file_gets_it_deleted_first(ftp_server, monkeypatch):
+    username, home = ftp_server.add_user()
+    backend = ftp_backend(ftp_server, username)
+    image = make_staged_image(b"the new copy")
+    path = rendered_path(image)
+    final = home / path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_bytes(b"previously delivered copy")
+    real_voidcmd = ftplib.FTP.voidcmd
+    refused = []
+
+    def windows_like(self, command):
+        if command.startswith("RNTO") and not refused and final.exists():
+            refused.append(command)
+            raise ftplib.error_perm("550 File exists")
+        return real_voidcmd(self, command)
+
+    monkeypatch.setattr(ftplib.FTP, "voidcmd", windows_like)
+    backend.deliver(image, path)
+
+    assert refused
+    assert files_under(home) == {path: b"the new copy"}
+
+
+def test_the_api_refuses_an_ftp_password_with_a_line_break_without_repeating_it(api_client, owner, ftp_server):
+    username, _ = ftp_server.add_user()
+    response = api_client.post(
+        destinations_url(owner),
+        {"type": "ftp", "name": "FTP", "config": ftp_server.config(username, password="ftppass\r\nDELE x")},
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(
+        response, {"config.password": ["must not contain line breaks or control characters (for ftp and ftps)"]}
+    )
+    assert_no_secret(response, "ftppass")
+
+
+def test_a_value_the_library_refuses_fails_the_attempt_for_good_without_quoting_secrets(ftp_server):
+    # A config stored before passwords were checked: ftplib refuses the line break with a ValueError.
+    username, home = ftp_server.add_user()
+    config = FtpConfig.model_validate(ftp_server.config(username))
+    config.password = SecretStr("ftppass\nDELE x")
+    backend = FtpBackend(config)
+    image = make_staged_image(b"x")
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, rendered_path(image))
+
+    assert raised.value.permanent is True
+    assert raised.value.message.startswith("the ftp destination's settings or path cannot be used: ")
+    assert "ftppass" not in raised.value.message
+    assert files_under(home) == {}

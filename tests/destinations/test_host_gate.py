@@ -263,3 +263,20 @@ def test_an_https_s3_endpoint_is_verified_by_its_name(https_receiver, monkeypatc
 
     assert receipt.remote_reference == "s3://media/photo.jpg"
     assert https_receiver.requests == [("PUT", "/media/photo.jpg", https_receiver.url.removeprefix("https://"))]
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example.com", ".example.com"])
+def test_a_host_name_no_lookup_can_take_is_refused_as_not_valid(host):
+    with pytest.raises(HostNotAllowed, match="is not a valid host name"):
+        ensure_host_allowed(host, 443)
+
+
+def test_a_webhook_to_an_invalid_host_name_fails_permanently():
+    backend = WebhookBackend(WebhookConfig(url="http://a..b/hook", secret="gate-secret"))
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, rendered_path(image))
+
+    assert raised.value.message == "refused host: a..b is not a valid host name"
+    assert raised.value.permanent is True

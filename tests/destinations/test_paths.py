@@ -110,7 +110,21 @@ def test_rendered_paths_are_normalised(raw, normalised):
 def test_values_cannot_escape_the_template_with_dot_dot_or_a_leading_slash():
     path = render("/{tag:folder}/{filename}", tags=["folder:../../../root"], filename="..")
 
-    assert path == "root"
+    assert path == "root/img_01JIMAGE.jpg"  # ".." is no file name: the image's id names it
+
+
+@pytest.mark.parametrize(
+    ("template", "tags", "expected"),
+    [
+        ("{tag:album}", [], "img_01JIMAGE.jpg"),
+        ("photos/{tag:album}", [], "photos/img_01JIMAGE.jpg"),
+        ("{tag:album}/", ["album:Summer"], "Summer/img_01JIMAGE.jpg"),
+        ("{tag:album}/{tag:name}", ["album:Summer"], "Summer/img_01JIMAGE.jpg"),
+        ("{tag:album}/{name}.{ext}", [], "beach day.jpg"),
+    ],
+)
+def test_a_file_name_that_renders_empty_becomes_the_image_id_in_its_folder(template, tags, expected):
+    assert render(template, tags=tags) == expected
 
 
 def test_rendering_is_deterministic():

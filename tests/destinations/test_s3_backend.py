@@ -329,3 +329,16 @@ def test_deliveries_with_the_same_credentials_reuse_one_client_and_a_changed_sec
     assert refused.value.needs_reconnect
     s3_backend(seaweedfs_server, bucket).deliver(make_staged_image(b"y"), "a.jpg")
     assert seaweedfs_server.objects(bucket) == {"a.jpg": b"y"}
+
+
+@pytest.mark.parametrize(("template", "folder"), [("{tag:album}", ""), ("photos/{tag:album}", "photos/")])
+def test_a_file_name_that_renders_empty_becomes_the_image_id(moto_server, template, folder):
+    bucket = moto_server.create_bucket()
+    backend = s3_backend(moto_server, bucket, pathTemplate=template)
+    image = make_staged_image(noisy_jpeg((160, 120)), tags=[], extension="jpg")
+    path = backend.remote_path(image)
+
+    backend.deliver(image, path)
+
+    assert path == f"{folder}{image.image_id}.jpg"
+    assert list(moto_server.objects(bucket)) == [path]

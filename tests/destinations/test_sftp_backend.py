@@ -1,14 +1,18 @@
 """The ftp destination with protocol sftp, against a real local SFTP server (asyncssh, tests/servers/sftp.py)."""
 
+import base64
 import hashlib
 import io
 import socket
+import struct
 import threading
 import time
 import tracemalloc
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import ValidationError
 
 from apertur.deadlines import Deadline
@@ -581,3 +585,61 @@ def test_the_api_refuses_a_bad_sftp_config_without_echoing_the_key(api_client, o
     for response in (wrong_passphrase, key_for_ftp):
         assert_no_secret(response, PASSWORD, "not it", protected.private_text.splitlines()[1])
         assert_no_secret(response, client_keys["ed25519"].private_text.splitlines()[1])
+
+
+def _openssh_key_asking_for_rounds(rounds: int) -> str:
+    """An Ed25519 key encrypted with 16 bcrypt rounds, its header then edited to ask for `rounds` (making one that
+    really takes millions would cost the test what it guards against)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    encryption = serialization.PrivateFormat.OpenSSH.encryption_builder().kdf_rounds(16).build(PASSPHRASE.encode())
+    text = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption).decode()
+    lines = text.strip().splitlines()
+    blob = base64.b64decode("".join(lines[1:-1]))
+    at = blob.index(b"bcrypt") + len(b"bcrypt") + 4  # then: the options' length, the salt's length and salt, rounds
+    salt_length = struct.unpack(">I", blob[at : at + 4])[0]
+    rounds_at = at + 4 + salt_length
+    assert struct.unpack(">I", blob[rounds_at : rounds_at + 4])[0] == 16
+    blob = blob[:rounds_at] + struct.pack(">I", rounds) + blob[rounds_at + 4 :]
+    body = base64.b64encode(blob).decode()
+    return "\n".join([lines[0], *(body[i : i + 70] for i in range(0, len(body), 70)), lines[-1]])
+
+
+def test_a_key_asking_for_too_many_kdf_rounds_is_refused_before_deriving_anything(api_client, owner, sftp_server):
+    username, _ = sftp_server.add_user()
+    started = time.monotonic()
+    response = api_client.post(
+        destinations_url(owner),
+        {
+            "type": "ftp",
+            "name": "SFTP",
+            "config": sftp_server.config(
+                username, privateKey=_openssh_key_asking_for_rounds(10_000_000), passphrase=PASSPHRASE
+            ),
+        },
+        format="json",
+        **owner.auth,
+    )
+
+    assert time.monotonic() - started < 2
+    assert_validation_error(
+        response,
+        {
+            "config.privateKey": [
+                "the key's KDF rounds are too many (10000000, at most 128): "
+                "re-encrypt it with `ssh-keygen -p -a 100 -f <key file>`"
+            ]
+        },
+    )
+
+
+def test_a_key_with_a_usual_round_count_still_loads():
+    config = FtpConfig.model_validate(
+        {
+            "protocol": "sftp",
+            "host": "files.example.com",
+            "username": "u",
+            "privateKey": _openssh_key_asking_for_rounds(16),
+            "passphrase": PASSPHRASE,
+        }
+    )
+    assert config.signing_key is not None

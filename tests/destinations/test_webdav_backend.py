@@ -635,3 +635,19 @@ def test_the_api_refuses_a_bad_webdav_config_on_create_and_patch(api_client, own
     assert kept.status_code == 200, kept.content
     assert kept.json()["config"]["password"] == "••••"
     assert kept.json()["config"]["remotePath"] == "new"
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example.com"])
+def test_the_api_refuses_a_webdav_url_whose_host_no_lookup_can_take(api_client, owner, host):
+    response = api_client.post(
+        destinations_url(owner),
+        {
+            "type": "webdav",
+            "name": "Bad host",
+            "config": {"url": f"http://{host}/dav/", "username": "u", "password": "p"},
+        },
+        format="json",
+        **owner.auth,
+    )
+
+    assert_validation_error(response, {"config.url": [f"{host} is not a valid host name"]})
