@@ -376,7 +376,7 @@ class _StreamReader:
                 self.cursors.setdefault(session_id, newest[0][0].decode() if newest else "0-0")
             cursor = self.cursors[session_id]
             if after is None:
-                listener.last_id = cursor
+                listener.last_id = cursor if cursor != "0-0" else None  # "0-0": the stream is empty
             elif event_id_key(after) < event_id_key(cursor):
                 replayed = await self._replay(session_id, after=after, until=cursor)
             if not following:

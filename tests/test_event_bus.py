@@ -87,6 +87,19 @@ def test_ids_increase_per_session_and_latest_id_names_the_newest(bus):
     assert bus.latest_id("sess_never") == "0-0"
 
 
+def test_a_listener_names_the_newest_event_it_starts_after_and_none_on_a_session_without_events(bus):
+    # apertur/api/waiting.py keys its shared looks on `last_id`: None means "no event yet", on both transports.
+    async def scenario() -> tuple[str | None, str | None]:
+        empty = await attached(bus, "sess_empty")
+        newest = bus.publish(event("sess_busy"))
+        busy = await attached(bus, "sess_busy")
+        bus.hub.detach(empty)
+        bus.hub.detach(busy)
+        return empty.last_id, busy.last_id == newest.id
+
+    assert asyncio.run(scenario()) == (None, True)
+
+
 def test_a_listener_hears_events_published_from_another_thread_in_order_and_only_its_sessions(bus):
     async def scenario() -> list[Event]:
         listener = await attached(bus, "sess_mine")
