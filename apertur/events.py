@@ -309,7 +309,12 @@ class RedisBus:
         return replace(event, id=entry_id.decode())
 
     def latest_id(self, session_id: str) -> str:
-        newest = self.client.xrevrange(self.stream_key(session_id), count=1)
+        import redis
+
+        try:
+            newest = self.client.xrevrange(self.stream_key(session_id), count=1)
+        except redis.RedisError as error:
+            raise EventBusUnavailable(str(error)) from error
         return newest[0][0].decode() if newest else "0-0"
 
     async def attach(self, listener: Listener, *, after: str | None) -> None:

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from apertur import events
 from apertur.api.waiting import StreamResponse
+from apertur.errors import AppError
 from apertur.events import Event
 from sessions_app.models import UploadSession
 from sessions_app.status import SessionEvent, displayed_status
@@ -106,7 +107,10 @@ def event_stream_response(request: HttpRequest, session: UploadSession, *, anony
         return HttpResponse(status=204)
     if request.method == "HEAD":
         return HttpResponse(content_type="text/event-stream")
-    latest = events.latest_id(session.pk)
+    try:
+        latest = events.latest_id(session.pk)
+    except events.EventBusUnavailable as error:
+        raise AppError(503, "EVENTS_UNAVAILABLE", "Live updates are unavailable right now; try again.") from error
     ending = None
     if ended_ms is not None:
         # The end, told with an id at or after it: a reconnect with that id is answered 204.

@@ -66,3 +66,19 @@ def test_an_unavailable_event_bus_is_a_503(monkeypatch):
 
     response = asyncio.run(scenario())
     assert response.status_code == 503 and json.loads(response.content)["code"] == "EVENTS_UNAVAILABLE"
+
+
+@pytest.mark.django_db
+def test_an_event_stream_with_the_event_bus_down_is_a_503(api_client, monkeypatch):
+    from tests.factories import make_persona
+    from tests.sessions_app.helpers import create_session
+
+    persona = make_persona("bus-down")
+    session_id = create_session(api_client, persona)["id"]
+
+    def down(session_id):
+        raise events.EventBusUnavailable("connection refused")
+
+    monkeypatch.setattr(events, "latest_id", down)
+    response = api_client.get(f"/api/v1/sessions/{session_id}/events", **persona.auth)
+    assert response.status_code == 503 and response.json()["code"] == "EVENTS_UNAVAILABLE"
