@@ -23,7 +23,8 @@ destination, nothing else. Prints a table, then one JSON line.
 
     .venv/bin/python bench/fanout.py                       # 100 images, 2 transfers per destination (8 in all)
     .venv/bin/python bench/fanout.py --images 20 --big-mb 5
-    .venv/bin/python bench/fanout.py --profile /tmp/profile.txt    # where the server's threads spend the run
+    .venv/bin/python bench/fanout.py --profile-wall /tmp/wall.txt   # where the server's threads spend the run
+    .venv/bin/python bench/fanout.py --profile-cpu /tmp/cpu.txt     # where its CPU goes
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/apertur_bench DRAMATIQ_BROKER_URL=redis://127.0.0.1:6379/9 \\
         .venv/bin/python bench/fanout.py --separate-worker [--hold-deliveries]
 
@@ -289,18 +290,24 @@ def main() -> None:
     parser.add_argument("--big-mb", type=float, default=20, help="size of the memory test's image, in MB")
     parser.add_argument("--separate-worker", action="store_true", help="deliveries in rundramatiq (a broker needed)")
     parser.add_argument("--hold-deliveries", action="store_true", help="with --separate-worker: after the uploads")
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        help="run the web process under bench/sampling_profiler.py and write its report of the Apertur run here "
-        "(the profiler slows the server: not for the timings)",
-    )
+    for mode, what in (("wall", "where its threads are (sampled)"), ("cpu", "where its CPU goes (cProfile)")):
+        parser.add_argument(
+            f"--profile-{mode}",
+            type=Path,
+            metavar="REPORT",
+            help=f"run the web process under bench/profile_server.py {mode}: {what} during the Apertur run "
+            "(slows the server down: not for the timings)",
+        )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, database, stores)")
     options = parser.parse_args()
     if options.separate_worker and not os.environ.get("DRAMATIQ_BROKER_URL"):
         parser.error("--separate-worker needs DRAMATIQ_BROKER_URL")
     if options.hold_deliveries and not options.separate_worker:
         parser.error("--hold-deliveries needs --separate-worker")
+    profiles = [(mode, path) for mode in ("wall", "cpu") if (path := getattr(options, f"profile_{mode}"))]
+    if len(profiles) > 1:
+        parser.error("one profile at a time")
+    options.profile = profiles[0] if profiles else None
 
     scratch = Path(tempfile.mkdtemp(prefix="apertur-fanout-"))
     print(f"scratch directory {scratch}", file=sys.stderr)

@@ -23,8 +23,8 @@ class Apertur:
     """`manage.py apertur_run` on a scratch directory, with a bootstrapped project and API key.
 
     The deliveries run in worker threads of the web process (the embedded default), or with `worker_threads` in a
-    `manage.py rundramatiq --processes 1` of its own (needs DRAMATIQ_BROKER_URL). `profile`: the web process runs
-    under bench/sampling_profiler.py, which writes its report there."""
+    `manage.py rundramatiq --processes 1` of its own (needs DRAMATIQ_BROKER_URL). `profile` (mode, report): the web
+    process runs under bench/profile_server.py."""
 
     def __init__(
         self,
@@ -33,7 +33,7 @@ class Apertur:
         log: IO[bytes],
         *,
         separate_worker_threads: int = 0,
-        profile: Path | None = None,
+        profile: tuple[str, Path] | None = None,
     ) -> None:
         self.scratch = scratch
         self.port = int(environment["APERTUR_PUBLIC_URL"].rsplit(":", 1)[1])
@@ -58,7 +58,7 @@ class Apertur:
             )
         )
         self.key, self.project_id = credentials["api_key"], credentials["project_id"]
-        profiler = [str(REPO / "bench" / "sampling_profiler.py"), str(profile), "--"] if profile else []
+        profiler = [str(REPO / "bench" / "profile_server.py"), profile[0], str(profile[1]), "--"] if profile else []
         no_worker = ["--no-worker"] if separate_worker_threads else []
         launch = {"cwd": REPO, "env": environment, "stdout": log, "stderr": subprocess.STDOUT}
         self.web = subprocess.Popen(
