@@ -241,18 +241,21 @@ class Bench:
         self.verify_apertur("apertur", accepted, sessions)
 
     def memory(self) -> dict[str, Any]:
-        """The delivering process's RSS while one big image is uploaded and delivered to every destination."""
+        """The delivering process's RSS while one big image is uploaded and delivered to every destination: VmRSS,
+        and its two parts, RssAnon (the heap: buffers) and RssFile (pages of mapped files, which the kernel can drop;
+        the upload's JPEG check maps the staged file)."""
         apertur, pid = self.apertur, self.apertur.delivering_pid
         sessions = apertur.create_sessions(list(self.kinds_by_id), 1)
         time.sleep(2)  # let the last run's garbage settle
-        idle = process_status(pid, "VmRSS")
+        fields = ("VmRSS", "RssAnon", "RssFile")
+        idle = {field: process_status(pid, field) for field in fields}
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (proc(5))
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, dict[str, int]]] = []
         sampling = threading.Event()
 
         def sample() -> None:
             while not sampling.is_set():
-                samples.append((time.time(), process_status(pid, "VmRSS")))
+                samples.append((time.time(), {field: process_status(pid, field) for field in fields}))
                 time.sleep(0.005)
 
         sampler = threading.Thread(target=sample)
@@ -264,17 +267,25 @@ class Bench:
             sampling.set()
             sampler.join()
         ((_, answered),) = accepted.values()
-        peak = max(process_status(pid, "VmHWM"), *(rss for _, rss in samples))
+        high_water = process_status(pid, "VmHWM")
         self.verify_apertur("memory", accepted, sessions)
         size = self.big.stat().st_size
+
+        def peak(field: str, when=lambda moment: True) -> int:
+            return max((values[field] for moment, values in samples if when(moment)), default=0)
+
+        peak_rss = max(high_water, peak("VmRSS"))
         return {
             "file_bytes": size,
-            "idle_rss": idle,
-            "peak_rss_until_upload_answered": max(rss for moment, rss in samples if moment <= answered),
-            "peak_rss_after_upload_answered": max((rss for moment, rss in samples if moment > answered), default=0),
-            "peak_rss": peak,
-            "rise": peak - idle,
-            "rise_per_file_size": round((peak - idle) / size, 2),
+            "idle_rss": idle["VmRSS"],
+            "peak_rss": peak_rss,
+            "rise": peak_rss - idle["VmRSS"],
+            "rise_per_file_size": round((peak_rss - idle["VmRSS"]) / size, 2),
+            "rise_until_upload_answered": peak("VmRSS", lambda moment: moment <= answered) - idle["VmRSS"],
+            "rise_after_upload_answered": peak("VmRSS", lambda moment: moment > answered) - idle["VmRSS"],
+            "anon_rise": peak("RssAnon") - idle["RssAnon"],
+            "file_rise": peak("RssFile") - idle["RssFile"],
+            "samples": len(samples),
         }
 
     def stop(self) -> None:
@@ -375,7 +386,8 @@ def report(result: dict[str, Any], baseline_seconds: float) -> None:
     for label, run in result["runs"].items():
         print(f"CPU seconds, {label}: {run['cpu_s']}")
     memory = result["memory"]
-    megabytes = {key: round(value / 1e6, 1) for key, value in memory.items() if key.endswith(("rss", "rise"))}
+    megabytes = {key: round(value / 1e6, 1) for key, value in memory.items() if "rss" in key or "rise" in key}
+    megabytes.pop("rise_per_file_size")
     print(
         f"memory, one {memory['file_bytes'] / 1e6:.1f} MB image to {len(KINDS)} destinations (MB): {megabytes}; "
         f"rise / file size {memory['rise_per_file_size']}"
