@@ -1,8 +1,6 @@
 """Test data: personas, images in every format, and helpers that wait for a condition."""
 
 import io
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pillow_heif
@@ -11,6 +9,7 @@ from PIL import Image as PillowImage
 
 from projects.models import ApiKey, Project
 from projects.services import api_key_create, project_create
+from tests.waiting import wait_until  # noqa: F401 (re-exported: the tests import it from here)
 
 pillow_heif.register_heif_opener()
 
@@ -47,15 +46,3 @@ def noisy_jpeg(size: tuple[int, int] = (640, 480)) -> bytes:
     buffer = io.BytesIO()
     PillowImage.effect_noise(size, 64).convert("RGB").save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 15, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail with a clear message otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)

@@ -24,9 +24,9 @@ import requests
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
-from tests.factories import wait_until
 from tests.servers.https_receiver import HOST_NAME, write_localhost_certificate
 from tests.servers.s3 import free_port
+from tests.waiting import wait_until
 
 AZURITE_BIN = Path(sys.prefix) / "node" / "node_modules" / ".bin" / "azurite-blob"
 INSTALL_HINT = "Azurite (the Azure Blob test server) is not installed: run make install-test (needs Node.js and npm)"

@@ -26,7 +26,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.factories import wait_until
+from tests.waiting import wait_until
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testingsecret"
