@@ -51,9 +51,26 @@ class Heard:
 
 
 def subscribe(sdk: Apertur, session_id: str, heard: Heard):
-    subscription = sdk.events.subscribe(session_id)
-    for name in OFFICIAL_EVENTS:
-        subscription.on(name, heard.handler(name))
+    """`sdk.events.subscribe`, with `heard` listening from the first moment. The official client connects and joins
+    inside `subscribe()`, so handlers can only be added after the join went out; a refused join is answered within
+    milliseconds and would reach no handler (a race in the client, not the server). Until a handler is on, what the
+    subscription emits goes to `heard` directly; the client itself is not changed."""
+    subscription_class = sys.modules[type(sdk.events).__module__].EventSubscription
+    original_emit = subscription_class._emit
+
+    def emit_early(self, event: str, *args: Any) -> None:
+        if event in OFFICIAL_EVENTS and not self._handlers.get(event):
+            heard.handler(event)(*args)
+        else:
+            original_emit(self, event, *args)
+
+    subscription_class._emit = emit_early
+    try:
+        subscription = sdk.events.subscribe(session_id)
+        for name in OFFICIAL_EVENTS:
+            subscription.on(name, heard.handler(name))
+    finally:
+        subscription_class._emit = original_emit
     return subscription
 
 
