@@ -117,6 +117,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
 
 
+def migrate_and_bootstrap(environment: dict[str, str]) -> dict:
+    """Migrate the scratch database and make the bench project and API key (`apertur_bootstrap --json`)."""
+
+    def run(*arguments: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *arguments], cwd=REPO, env=environment, check=True, **kwargs
+        )
+
+    run("migrate", "--noinput", "-v0")
+    bootstrap = ["--email", "bench@example.test", "--password", "bench-password", "--project", "Bench", "--json"]
+    return json.loads(run("apertur_bootstrap", *bootstrap, capture_output=True, text=True).stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=200)
@@ -141,24 +154,7 @@ def main() -> None:
         "APERTUR_LOG_LEVEL": "WARNING",
         "APERTUR_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
-    run = lambda *arguments, **kwargs: subprocess.run(  # noqa: E731
-        [sys.executable, "manage.py", *arguments], cwd=REPO, env=environment, check=True, **kwargs
-    )
-    run("migrate", "--noinput", "-v0")
-    credentials = json.loads(
-        run(
-            "apertur_bootstrap",
-            "--email",
-            "bench@example.test",
-            "--password",
-            "bench-password",
-            "--project",
-            "Bench",
-            "--json",
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    credentials = migrate_and_bootstrap(environment)
     logs = (scratch / "server.log").open("wb")
     processes = [
         subprocess.Popen(

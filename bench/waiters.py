@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from upload_and_deliver import free_port, jpeg, percentile, wait_until_healthy
+from upload_and_deliver import free_port, jpeg, migrate_and_bootstrap, percentile, wait_until_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 APPLICATION_NAME = "apertur-bench-waiters"
@@ -198,24 +198,7 @@ def main() -> None:
     if "postgres" in environment.get("DATABASE_URL", ""):
         separator = "&" if "?" in environment["DATABASE_URL"] else "?"
         environment["DATABASE_URL"] += f"{separator}application_name={APPLICATION_NAME}"
-    run = lambda *arguments, **kwargs: subprocess.run(  # noqa: E731
-        [sys.executable, "manage.py", *arguments], cwd=REPO, env=environment, check=True, **kwargs
-    )
-    run("migrate", "--noinput", "-v0")
-    credentials = json.loads(
-        run(
-            "apertur_bootstrap",
-            "--email",
-            "bench@example.test",
-            "--password",
-            "bench-password",
-            "--project",
-            "Bench",
-            "--json",
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    credentials = migrate_and_bootstrap(environment)
     logs = (scratch / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "manage.py", "apertur_run", "--port", str(port)],
