@@ -42,9 +42,16 @@ $(AZURITE_DIR)/.installed-$(AZURITE): | $(VENV)/bin/python
 	npm install --no-audit --no-fund --save-exact $(AZURITE) --prefix $(AZURITE_DIR)
 	touch $@
 
+# Chromium for the browser tests (tests/e2e), from Debian's packages: Playwright cannot download its own here.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "Install Chromium at $(CHROMIUM) for the browser tests"; exit 1; }
+	apt-get install -y --no-install-recommends chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test $(AZURITE_DIR)/.installed-$(AZURITE)
+install-test: $(VENV)/.installed-test $(AZURITE_DIR)/.installed-$(AZURITE) $(CHROMIUM)
 
 # A development / try-out server (production: docs/deployment.md). The demo superuser is made here only.
 run: install

@@ -290,6 +290,10 @@ class EncryptionKeyView(KeyApiView):
 class PublicEventStreamView(PublicSessionApiView):
     """`GET /api/v1/upload/{id}/events`: the phone page's stream; the session password where one is set."""
 
+    # A browser's EventSource asks for `Accept: text/event-stream`, which no JSON renderer offers; refusals are
+    # still JSON.
+    content_negotiation_class = IgnoreClientContentNegotiation
+
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_public(session_id=session_id)
         passwords.ensure_password(
@@ -306,6 +310,7 @@ class SessionEventStreamView(KeyApiView):
 
     authentication_classes = [ApiKeyOrQueryTokenAuthentication]
     rate_limit_scope = "session_read"
+    content_negotiation_class = IgnoreClientContentNegotiation  # as PublicEventStreamView
 
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)

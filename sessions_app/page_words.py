@@ -39,10 +39,12 @@ def types_in_words(mime_types: list[str]) -> str:
 
 
 def counter(images_count: int, max_images: int) -> str:
-    return ngettext("%(count)s of %(max)s photo sent", "%(count)s of %(max)s photos sent", max_images) % {
-        "count": images_count,
-        "max": max_images,
-    }
+    """"3 of 10 photos sent": the plural form follows the count (French: "1 photo envoyée sur 4")."""
+    return _counter_form(images_count) % {"count": images_count, "max": max_images}
+
+
+def _counter_form(count: int) -> str:
+    return ngettext("%(count)s of %(max)s photos sent", "%(count)s of %(max)s photos sent", count)
 
 
 def _wait_in_words(seconds: int) -> str:
@@ -97,10 +99,11 @@ def script_words(session: UploadSession) -> dict[str, str]:
     """The sentences the page's script shows, translated: refusals by code, and the states of a photo."""
     return {
         **refusal_words(session),
-        "counterPlural": ngettext("%(count)s of %(max)s photo sent", "%(count)s of %(max)s photos sent", 2)
-        % {"count": "{count}", "max": "{max}"},
-        "counterSingular": ngettext("%(count)s of %(max)s photo sent", "%(count)s of %(max)s photos sent", 1)
-        % {"count": "{count}", "max": "{max}"},
+        # The script picks by count: 0, 1, or more (the forms differ by language).
+        **{
+            f"counter{form}": _counter_form(count) % {"count": "{count}", "max": "{max}"}
+            for form, count in (("0", 0), ("1", 1), ("N", 2))
+        },
         "waitSeconds": ngettext("%(n)s second", "%(n)s seconds", 2) % {"n": "{n}"},
         "waitMinutes": ngettext("%(n)s minute", "%(n)s minutes", 2) % {"n": "{n}"},
         "queued": _("Waiting to send…"),

@@ -228,6 +228,7 @@ def _password_page(request: HttpRequest, session: UploadSession, *, error: AppEr
         "error": message,
         "locked": error is not None and error.code == "TOO_MANY_PASSWORD_ATTEMPTS",
         "password_url": _with_page_params(request, reverse("upload-page-password", args=[session.pk])),
+        "page_config": page_config(request, session),
     }
     response = render(request, "sessions_app/upload_password.html", context, status=status)
     for name, value in ((error.headers or {}) if error is not None else {}).items():

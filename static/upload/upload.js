@@ -99,7 +99,7 @@
   }
 
   function showCounter() {
-    counter.textContent = say(config.maxImages === 1 ? "counterSingular" : "counterPlural", {
+    counter.textContent = say(imagesCount > 1 ? "counterN" : `counter${imagesCount}`, {
       count: imagesCount,
       max: config.maxImages,
     });

@@ -26,7 +26,9 @@ class SseReader:
         self.ready = threading.Event()
         self.ended = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(30, read=60))
-        self._thread = threading.Thread(target=self._read, args=(url, headers or {}), daemon=True)
+        # What a browser's EventSource sends (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
+        self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
         self._thread.start()
         assert self.ready.wait(10), "no response head"
 

@@ -332,7 +332,7 @@ def test_a_french_page_says_french_things(browser, session):
 
     assert '<html lang="fr"' in page
     assert "Envoyez vos photos" in page and "Prendre une photo" in page and "Choisir dans la galerie" in page
-    assert "0 photos envoyées sur 3" in page
+    assert "0 photo envoyée sur 3" in page
     config = page_config(get_page(browser, session["id"], "?lang=fr"))
     assert config["words"]["FILE_TOO_LARGE"] == "Cette photo est trop lourde : la limite est de 20 Mo."
 
