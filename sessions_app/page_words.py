@@ -39,7 +39,7 @@ def types_in_words(mime_types: list[str]) -> str:
 
 
 def counter(images_count: int, max_images: int) -> str:
-    """"3 of 10 photos sent": the plural form follows the count (French: "1 photo envoyée sur 4")."""
+    """ "3 of 10 photos sent": the plural form follows the count (French: "1 photo envoyée sur 4")."""
     return _counter_form(images_count) % {"count": images_count, "max": max_images}
 
 
