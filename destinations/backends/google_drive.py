@@ -12,7 +12,8 @@
   connection drops.
 - Drive allows many files of one name in a folder, so "overwrite" is: find the name in the folder and update
   that file, else create it. Folders of the rendered path are found or created once and their ids cached; a
-  cached folder deleted behind our back is found missing (404) and created again.
+  cached folder deleted behind our back is found missing (404), or moved to the trash is found by the image
+  landing trashed, and is then created again.
 """
 
 import email.utils
@@ -183,20 +184,24 @@ class GoogleDriveBackend(OAuthBackend):
 
     def _upload(self, drive: Any, image: StagedImage, folders: list[str], name: str) -> str:
         try:
-            try:
-                return self._upload_into_folders(drive, image, folders, name)
-            except HttpError as error:
-                if error.resp.status != 404:
-                    raise
-                # A cached folder was deleted behind our back: look every folder up again (and create it).
-                FOLDER_IDS.forget(self._cache_scope)
-                return self._upload_into_folders(drive, image, folders, name)
+            for last_try in (False, True):
+                try:
+                    uploaded = self._upload_into_folders(drive, image, folders, name)
+                except HttpError as error:
+                    if error.resp.status != 404 or last_try:
+                        raise
+                    uploaded = None  # a cached folder was deleted behind our back
+                # Drive marks what lies in a trashed folder as trashed: a cached folder was moved to the trash.
+                if uploaded is not None and (not uploaded.get("trashed") or last_try):
+                    return uploaded["id"]
+                FOLDER_IDS.forget(self._cache_scope)  # look every folder up again (and create it)
         except HttpError as error:
             if error.resp.status == 401:
                 raise AccessTokenRejected() from error
             raise
+        raise AssertionError("unreachable: the last try returns or raises")
 
-    def _upload_into_folders(self, drive: Any, image: StagedImage, folders: list[str], name: str) -> str:
+    def _upload_into_folders(self, drive: Any, image: StagedImage, folders: list[str], name: str) -> dict[str, Any]:
         parent = self.config.folderId
         for folder in folders:
             parent = self._folder_id(drive, parent, folder)
@@ -210,11 +215,11 @@ class GoogleDriveBackend(OAuthBackend):
                 resumable=resumable,
             )
             if existing:
-                request = drive.files().update(fileId=existing[0]["id"], media_body=media, fields="id")
+                request = drive.files().update(fileId=existing[0]["id"], media_body=media, fields="id,trashed")
             else:
                 metadata = {"name": name, "parents": [parent], "mimeType": image.mime_type}
-                request = drive.files().create(body=metadata, media_body=media, fields="id")
-            return (_send_in_chunks(request) if resumable else request.execute())["id"]
+                request = drive.files().create(body=metadata, media_body=media, fields="id,trashed")
+            return _send_in_chunks(request) if resumable else request.execute()
 
     def _folder_id(self, drive: Any, parent: str, name: str) -> str:
         key = (self._cache_scope, parent, name)

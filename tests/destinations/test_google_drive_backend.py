@@ -220,6 +220,21 @@ def test_a_cached_folder_deleted_behind_our_back_is_created_again(google, folder
     assert google.files_below(folder) == {rendered_path(second): second.open().read()}
 
 
+def test_a_cached_folder_moved_to_the_trash_is_replaced_by_a_new_one(google, folder):
+    backend = drive_backend(google.grant(), folderId=folder)
+    first = make_staged_image(noisy_jpeg((160, 120)), index=0)
+    second = make_staged_image(noisy_jpeg((160, 120)), index=1, image_id="img_01JCONTRACT0000000000000002")
+    backend.deliver(first, rendered_path(first))
+    [session_folder] = google.folders_named(first.session_id)
+
+    google.trash(session_folder.id)
+    backend.deliver(second, rendered_path(second))
+
+    [recreated] = [f for f in google.folders_named(first.session_id) if not f.trashed]
+    assert recreated.id != session_folder.id
+    assert google.files_below(recreated.id) == {rendered_path(second).split("/")[1]: second.open().read()}
+
+
 def test_two_workers_creating_the_same_folder_at_once_end_in_one_folder(google, transactional_db):
     folder = google.new_folder("Race")
     destination = stored_drive(google, make_persona("racer").project, folder)

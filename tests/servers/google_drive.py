@@ -49,8 +49,9 @@ class DriveFile:
     content: bytes = b""
     trashed: bool = False
 
-    def resource(self) -> dict[str, Any]:
+    def resource(self, trashed: bool) -> dict[str, Any]:
         return {
+            "trashed": trashed,
             "kind": "drive#file",
             "id": self.id,
             "name": self.name,
@@ -143,6 +144,10 @@ class GoogleServer:
         with self.lock:
             return self._create(name, FOLDER_MIME_TYPE, [parent]).id
 
+    def trash(self, file_id: str) -> None:
+        with self.lock:
+            self.files[file_id].trashed = True
+
     def delete(self, file_id: str) -> None:
         with self.lock:
             self._delete(file_id)
@@ -166,6 +171,14 @@ class GoogleServer:
 
     def folders_named(self, name: str) -> list[DriveFile]:
         return [f for f in self.files.values() if f.name == name and f.mime_type == FOLDER_MIME_TYPE]
+
+    def _trashed(self, drive_file: DriveFile | None) -> bool:
+        """Trashed itself or below a trashed folder (Drive's `trashed` says either)."""
+        while drive_file is not None:
+            if drive_file.trashed:
+                return True
+            drive_file = self.files.get(drive_file.parents[0]) if drive_file.parents else None
+        return False
 
     def _is_below(self, drive_file: DriveFile, folder_id: str) -> bool:
         while drive_file.parents:
@@ -287,10 +300,14 @@ class GoogleServer:
         except ValueError as error:
             return _drive_error(400, "invalidQuery", f"Invalid Value: {error}")
         with self.lock:
-            found = [f for f in self.files.values() if match(f)]
+            found = [f for f in self.files.values() if match(f, self._trashed(f))]
         if query.get("orderBy") == "createdTime":
             found.sort(key=lambda f: f.created_time)
-        return 200, {}, {"kind": "drive#fileList", "files": [_fields(f.resource(), query) for f in found]}
+        return (
+            200,
+            {},
+            {"kind": "drive#fileList", "files": [_fields(f.resource(self._trashed(f)), query) for f in found]},
+        )
 
     def create_metadata(self, metadata: dict[str, Any], query: dict[str, str]) -> tuple[int, dict[str, str], dict]:
         parents = _parents(metadata)
@@ -299,7 +316,7 @@ class GoogleServer:
             if missing is not None:
                 return _not_found(missing)
             drive_file = self._create(metadata.get("name", "Untitled"), metadata.get("mimeType", ""), parents)
-            return 200, {}, _fields(drive_file.resource(), query)
+            return 200, {}, _fields(drive_file.resource(self._trashed(drive_file)), query)
 
     def delete_file(self, file_id: str) -> tuple[int, dict[str, str], dict | None]:
         with self.lock:
@@ -323,7 +340,7 @@ class GoogleServer:
                     return _not_found(missing)
                 drive_file = self._create(metadata.get("name", "Untitled"), metadata.get("mimeType", ""), parents)
             drive_file.content = bytes(content)
-            return 200, {}, _fields(drive_file.resource(), query)
+            return 200, {}, _fields(drive_file.resource(self._trashed(drive_file)), query)
 
     def start_upload(
         self, file_id: str | None, metadata: dict[str, Any], headers: Any, query: dict[str, str]
@@ -514,9 +531,10 @@ _CLAUSE = re.compile(
 )
 
 
-def _query_matcher(q: str) -> Callable[[DriveFile], bool]:
-    """The `q` of files.list for the clauses the backend sends, joined by `and`."""
-    tests: list[Callable[[DriveFile], bool]] = []
+def _query_matcher(q: str) -> Callable[[DriveFile, bool], bool]:
+    """The `q` of files.list for the clauses the backend sends, joined by `and`; called with a file and whether it
+    is trashed."""
+    tests: list[Callable[[DriveFile, bool], bool]] = []
     for clause in (part.strip() for part in q.split(" and ")) if q else ():
         match = _CLAUSE.fullmatch(clause)
         if match is None:
@@ -529,15 +547,15 @@ def _query_matcher(q: str) -> Callable[[DriveFile], bool]:
             _unescaped(match[5]),
         )
         if match[1] is not None:
-            tests.append(lambda f, name=name: f.name == name)
+            tests.append(lambda f, _, name=name: f.name == name)
         elif match[2] is not None:
             parent = ROOT_ID if parent == "root" else parent
-            tests.append(lambda f, parent=parent: parent in f.parents)
+            tests.append(lambda f, _, parent=parent: parent in f.parents)
         elif trashed is not None:
-            tests.append(lambda f, trashed=trashed: f.trashed == (trashed == "true"))
+            tests.append(lambda f, is_trashed, trashed=trashed: is_trashed == (trashed == "true"))
         else:
-            tests.append(lambda f, op=operator, mime=mime_type: (f.mime_type == mime) == (op == "="))
-    return lambda drive_file: all(test(drive_file) for test in tests)
+            tests.append(lambda f, _, op=operator, mime=mime_type: (f.mime_type == mime) == (op == "="))
+    return lambda drive_file, trashed: all(test(drive_file, trashed) for test in tests)
 
 
 def _unescaped(value: str | None) -> str | None:
