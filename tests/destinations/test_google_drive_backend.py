@@ -28,8 +28,8 @@ from tests.destinations.contract import (
     rendered_path,
     stored_destination,
 )
-from tests.destinations.helpers import create_session, upload_image
-from tests.factories import make_persona, noisy_jpeg
+from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.google_drive import CLIENT_ID, CLIENT_SECRET, FOLDER_MIME_TYPE, ROOT_ID, GoogleServer
 
 RESUMABLE_THRESHOLD = 100 * 1024
@@ -453,6 +453,30 @@ def test_a_401_after_a_refresh_needs_reconnect(google, owner, folder, monkeypatc
     assert google.refreshes == 1
     destination.refresh_from_db()
     assert destination.needs_reconnect is True
+
+
+def test_a_session_waits_on_a_revoked_grant_and_delivers_once_reconnected(google, api_client, worker, settings):
+    settings.APERTUR_RETRY_DELAYS = [1, 1, 1, 1, 1]
+    persona = make_persona("drive-user")
+    folder = google.new_folder("Claims")
+    destination = create_destination(api_client, persona, "google_drive", {"folderId": folder})
+    # What the connect flow stored, for a grant the user has since revoked at Google.
+    revoked = {**google.grant(), "expires_at": time.time() - 10}
+    Destination.objects.filter(pk=destination["id"]).update(secrets={"token": revoked})
+    google.revoke_everything()
+    session = create_session(api_client, persona, [destination["id"]])
+    data = noisy_jpeg((160, 120))
+    image = upload_image(api_client, session["id"], data)
+
+    wait_until(lambda: Destination.objects.get(pk=destination["id"]).needs_reconnect, timeout=15)
+    assert Delivery.objects.get().status in {Delivery.Status.PENDING, Delivery.Status.DELIVERING}
+    # Reconnecting (the connect flow's callback) stores a new grant; the waiting delivery completes on schedule.
+    Destination.objects.filter(pk=destination["id"]).update(secrets={"token": google.grant()})
+    wait_until(lambda: Delivery.objects.get().status == Delivery.Status.DELIVERED, timeout=15)
+
+    assert google.files_below(folder) == {f"{session['id']}/0_{image['id']}.jpg": data}
+    shown = api_client.get(f"/api/v1/projects/{persona.project.pk}/destinations", **persona.auth).json()
+    assert [(d["needsReconnect"], d["lastError"]) for d in shown] == [(False, None)]
 
 
 # --- the connect flow's view of the provider -----------------------------------------------------------------
