@@ -184,22 +184,28 @@ class GoogleDriveBackend(OAuthBackend):
 
     def _upload(self, drive: Any, image: StagedImage, folders: list[str], name: str) -> str:
         try:
-            for last_try in (False, True):
-                try:
-                    uploaded = self._upload_into_folders(drive, image, folders, name)
-                except HttpError as error:
-                    if error.resp.status != 404 or last_try:
-                        raise
-                    uploaded = None  # a cached folder was deleted behind our back
-                # Drive marks what lies in a trashed folder as trashed: a cached folder was moved to the trash.
-                if uploaded is not None and (not uploaded.get("trashed") or last_try):
-                    return uploaded["id"]
+            uploaded = self._upload_unless_a_folder_is_gone(drive, image, folders, name)
+            if uploaded is None:
                 FOLDER_IDS.forget(self._cache_scope)  # look every folder up again (and create it)
+                uploaded = self._upload_into_folders(drive, image, folders, name)
         except HttpError as error:
             if error.resp.status == 401:
                 raise AccessTokenRejected() from error
             raise
-        raise AssertionError("unreachable: the last try returns or raises")
+        return uploaded["id"]
+
+    def _upload_unless_a_folder_is_gone(
+        self, drive: Any, image: StagedImage, folders: list[str], name: str
+    ) -> dict[str, Any] | None:
+        """The uploaded file, or None when a cached folder was deleted behind our back (404) or moved to the trash
+        (Drive marks what lies in a trashed folder as trashed)."""
+        try:
+            uploaded = self._upload_into_folders(drive, image, folders, name)
+        except HttpError as error:
+            if error.resp.status == 404:
+                return None
+            raise
+        return None if uploaded.get("trashed") else uploaded
 
     def _upload_into_folders(self, drive: Any, image: StagedImage, folders: list[str], name: str) -> dict[str, Any]:
         parent = self.config.folderId
