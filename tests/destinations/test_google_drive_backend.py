@@ -13,11 +13,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.db import connection
 
+from apertur.deadlines import Deadline
 from apertur.http import provider_session
 from delivery.models import Delivery
 from delivery.services import delivery_execute
 from destinations.attempts import backend_for
-from destinations.backends import google_drive
 from destinations.backends.base import DeliveryError
 from destinations.backends.google_drive import GoogleDriveBackend, GoogleDriveConfig
 from destinations.models import Destination
@@ -31,6 +31,7 @@ from tests.destinations.contract import (
 from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.google_drive import CLIENT_ID, CLIENT_SECRET, FOLDER_MIME_TYPE, ROOT_ID, GoogleServer
+from tests.servers.tarpit import TarpitServer
 
 RESUMABLE_THRESHOLD = 100 * 1024
 CHUNK_SIZE = 256 * 1024  # Drive's unit for chunks
@@ -359,6 +360,25 @@ def test_the_delivery_engine_waits_at_least_as_long_as_retry_after_asks(google, 
     assert delivery.next_retry_at.timestamp() - time.time() > 80
 
 
+def test_a_drive_that_drips_its_answer_is_cut_off_by_the_attempt_deadline(google, settings):
+    # Each byte comes quickly, so no per-read timeout fires: only the deadline, which shuts the sockets opened
+    # through the outbound gate, can end this — proof that googleapiclient's HTTP goes through the gate.
+    tarpit = TarpitServer(mode="drip", interval=0.2, limit=15)
+    settings.APERTUR_OAUTH["google_drive"]["api_base"] = f"{tarpit.url}/"
+    backend = drive_backend(google.grant())
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    started = time.monotonic()
+    try:
+        with Deadline(1) as deadline, pytest.raises(DeliveryError) as raised:
+            backend.context.deadline = deadline
+            backend.deliver(image, rendered_path(image))
+    finally:
+        tarpit.stop()
+
+    assert time.monotonic() - started < 5
+    assert raised.value.permanent is False
+
+
 # --- tokens ------------------------------------------------------------------------------------------------
 
 
@@ -529,4 +549,3 @@ def test_the_backend_declares_what_the_connect_flow_needs():
     assert GoogleDriveBackend.supports_pkce is True
     assert GoogleDriveBackend.authorize_params == {"access_type": "offline", "prompt": "consent"}
     assert GoogleDriveBackend.scopes == ("https://www.googleapis.com/auth/drive.file",)
-    assert google_drive.FOLDER_MIME_TYPE == FOLDER_MIME_TYPE
