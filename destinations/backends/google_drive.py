@@ -130,9 +130,6 @@ class _GateHttp:
         info["status"] = str(response.status_code)
         return httplib2.Response(info), response.content
 
-    def close(self) -> None:
-        self.session.close()
-
 
 class GoogleDriveBackend(OAuthBackend):
     type = "google_drive"
@@ -162,21 +159,25 @@ class GoogleDriveBackend(OAuthBackend):
 
     def deliver(self, image: StagedImage, path: str) -> DeliveryReceipt:
         *folders, name = path.split("/")
+
+        def upload(access_token: str) -> str:
+            with provider_session() as session:
+                return self._upload(self._drive(access_token, session), image, folders, name)
+
         try:
-            file_id = self.with_access_token(lambda token: self._upload(self._drive(token), image, folders, name))
+            file_id = self.with_access_token(upload)
         except HttpError as error:
             raise _delivery_error(error) from error
         except (requests.RequestException, OSError) as error:
             raise DeliveryError(f"could not reach Google Drive: {type(error).__name__}") from error
         return DeliveryReceipt(remote_reference=f"google_drive:{file_id} ({path})")
 
-    def _drive(self, access_token: str) -> Any:
+    def _drive(self, access_token: str, session: requests.Session) -> Any:
+        """A Drive v3 client sending with `access_token` on `session` (from the outbound gate)."""
         credentials = google.oauth2.credentials.Credentials(
             token=access_token, token_uri=self.endpoint("token_url"), scopes=list(self.scopes)
         )
-        gate = _GateHttp(
-            provider_session(), lambda: self.context.deadline.timeout(settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS)
-        )
+        gate = _GateHttp(session, lambda: self.context.deadline.timeout(settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS))
         document = json.loads(discovery_cache.get_static_doc("drive", "v3"))
         document["rootUrl"] = self.endpoint("api_base")
         # max_refresh_attempts=0: a 401 comes back to us, and the OAuth base refreshes under the lock.
