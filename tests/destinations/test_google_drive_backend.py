@@ -29,6 +29,7 @@ from tests.destinations.contract import (
     stored_destination,
 )
 from tests.destinations.helpers import create_destination, create_session, upload_image
+from tests.destinations.test_destinations_api import assert_no_secret, destinations_url
 from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.google_drive import CLIENT_ID, CLIENT_SECRET, FOLDER_MIME_TYPE, ROOT_ID, GoogleServer
 from tests.servers.tarpit import TarpitServer
@@ -549,3 +550,33 @@ def test_the_backend_declares_what_the_connect_flow_needs():
     assert GoogleDriveBackend.supports_pkce is True
     assert GoogleDriveBackend.authorize_params == {"access_type": "offline", "prompt": "consent"}
     assert GoogleDriveBackend.scopes == ("https://www.googleapis.com/auth/drive.file",)
+
+
+# --- the API's view ----------------------------------------------------------------------------------------
+
+
+def test_the_api_edits_the_folder_of_a_connected_drive_and_never_shows_or_takes_its_token(google, api_client, owner):
+    created = create_destination(api_client, owner, "google_drive", {"folderId": "1AbcFolder"})
+    grant = google.grant()
+    Destination.objects.filter(pk=created["id"]).update(secrets={"token": grant})  # as the connect flow stores it
+    url = destinations_url(owner, created["id"])
+
+    patched = api_client.patch(url, {"config": {"pathTemplate": "{date}/{filename}"}}, format="json", **owner.auth)
+    with_token = api_client.patch(url, {"config": {"token": grant}}, format="json", **owner.auth)
+    bad_template = api_client.post(
+        destinations_url(owner),
+        {"type": "google_drive", "name": "Drive", "config": {"pathTemplate": "{album}/{filename}"}},
+        format="json",
+        **owner.auth,
+    )
+
+    assert patched.status_code == 200, patched.content
+    shown = patched.json()["config"]
+    assert (shown["folderId"], shown["pathTemplate"]) == ("1AbcFolder", "{date}/{filename}")
+    assert {value[:4] for value in shown["token"].values()} == {"••••"}  # masked, as every secret
+    assert_no_secret(patched, grant["access_token"], grant["refresh_token"])
+    assert with_token.status_code == 400
+    assert list(with_token.json()["fields"]) == ["config.token"]
+    assert bad_template.status_code == 400
+    assert list(bad_template.json()["fields"]) == ["config.pathTemplate"]
+    assert Destination.objects.get(pk=created["id"]).secrets == {"token": grant}
