@@ -284,6 +284,12 @@ APERTUR_OUTBOUND_CA_BUNDLE = os.environ.get("APERTUR_OUTBOUND_CA_BUNDLE", "")
 # azure_blob: an image up to the threshold is one Put Blob (sent from memory), a larger one is streamed in blocks.
 APERTUR_AZURE_BLOCK_THRESHOLD_BYTES = env_int("APERTUR_AZURE_BLOCK_THRESHOLD_BYTES", 4 * 1024 * 1024)
 APERTUR_AZURE_BLOCK_SIZE_BYTES = env_int("APERTUR_AZURE_BLOCK_SIZE_BYTES", 4 * 1024 * 1024)
+# google_drive: an image up to the threshold is one multipart upload, a larger one a resumable upload in chunks
+# (a multiple of 256 KiB, as Drive requires for every chunk but the last).
+APERTUR_GOOGLE_DRIVE_RESUMABLE_THRESHOLD_BYTES = env_int(
+    "APERTUR_GOOGLE_DRIVE_RESUMABLE_THRESHOLD_BYTES", 5 * 1024 * 1024
+)
+APERTUR_GOOGLE_DRIVE_CHUNK_SIZE_BYTES = env_int("APERTUR_GOOGLE_DRIVE_CHUNK_SIZE_BYTES", 8 * 1024 * 1024)
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)
