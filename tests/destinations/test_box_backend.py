@@ -395,3 +395,67 @@ def test_the_local_box_authorises_with_a_code_once_and_revokes(box):
     assert (replayed.status_code, replayed.json()["error"]) == (400, "invalid_grant")
     assert revoked.status_code == 200
     assert tokens["refresh_token"] not in box.refresh_tokens
+
+
+def box_session(api_client, persona, token: dict) -> tuple[str, Destination]:
+    destination = stored_destination(box_backend(token), persona.project)
+    response = api_client.post(
+        "/api/v1/upload-sessions", {"destination_ids": [str(destination.pk)]}, format="json", **persona.auth
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["id"], destination
+
+
+def upload_image(api_client, session_id: str, data: bytes) -> dict:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = api_client.post(
+        f"/api/v1/upload/{session_id}/images",
+        {"file": SimpleUploadedFile("photo.jpg", data, "image/jpeg")},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_the_engine_waits_as_long_as_boxs_retry_after_before_the_next_attempt(box, worker, api_client, settings):
+    from delivery.models import Delivery, DeliveryAttempt
+    from tests.factories import image_bytes, wait_until
+
+    settings.APERTUR_RETRY_DELAYS = [0.1, 0.1, 0.1, 0.1, 0.1]
+    box.fail_next(r"POST /api/2\.0/files/content", 429, retry_after=2)
+    persona = make_persona("box429")
+    session_id, _ = box_session(api_client, persona, box.grant())
+    data = image_bytes()
+
+    upload_image(api_client, session_id, data)
+    delivery = wait_until(lambda: Delivery.objects.filter(status="delivered").first(), timeout=20)
+
+    first, second = DeliveryAttempt.objects.filter(delivery=delivery).order_by("number")
+    assert (first.outcome, first.http_status) == ("failed", 429)
+    assert (second.started_at - first.finished_at).total_seconds() >= 2  # not the schedule's 0.1 s
+    assert list(box.files().values()) == [data]
+
+
+def test_a_revoked_grant_waits_for_a_reconnect_then_the_delivery_completes(box, worker, api_client, settings):
+    from delivery.models import Delivery
+    from tests.factories import image_bytes, wait_until
+
+    settings.APERTUR_RETRY_DELAYS = [1.0] * 5
+    persona = make_persona("boxreconnect")
+    session_id, destination = box_session(api_client, persona, box.grant(access_expires_in=0))
+    box.revoke_everything()
+
+    upload_image(api_client, session_id, image_bytes())
+    waiting = wait_until(lambda: Delivery.objects.filter(status="pending", attempts__gte=1).first())
+    assert "invalid_grant" in waiting.last_error
+    assert Destination.objects.get(pk=destination.pk).needs_reconnect is True
+
+    # What the connect flow's reconnect stores: a fresh token set for the same destination.
+    destination = Destination.objects.get(pk=destination.pk)
+    destination.secrets = {**destination.secrets, "token": box.grant()}
+    destination.needs_reconnect = False
+    destination.save(update_fields=["secrets", "needs_reconnect"])
+
+    wait_until(lambda: Delivery.objects.filter(status="delivered").exists(), timeout=20)
+    assert len(box.files()) == 1
