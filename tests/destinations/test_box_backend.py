@@ -459,3 +459,21 @@ def test_a_revoked_grant_waits_for_a_reconnect_then_the_delivery_completes(box, 
 
     wait_until(lambda: Delivery.objects.filter(status="delivered").exists(), timeout=20)
     assert len(box.files()) == 1
+
+
+def test_the_api_edits_the_folder_but_never_the_token(box, api_client, owner):
+    token = box.grant()
+    destination = stored_destination(box_backend(token), owner.project)
+    url = f"/api/v1/projects/{owner.project.pk}/destinations/{destination.pk}"
+
+    moved = api_client.patch(url, {"config": {"folderId": "12345"}}, format="json", **owner.auth)
+    refused = api_client.patch(url, {"config": {"folderId": "Photos"}}, format="json", **owner.auth)
+    forged = api_client.patch(url, {"config": {"token": {"access_token": "x"}}}, format="json", **owner.auth)
+
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["config"]["folderId"] == "12345"
+    assert token["access_token"] not in moved.content.decode()  # the token is a secret: masked
+    assert token["refresh_token"] not in moved.content.decode()
+    assert (refused.status_code, list(refused.json()["fields"])) == (400, ["config.folderId"])
+    assert (forged.status_code, list(forged.json()["fields"])) == (400, ["config.token"])
+    assert Destination.objects.get(pk=destination.pk).secrets["token"]["access_token"] != "x"
