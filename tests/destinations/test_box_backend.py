@@ -362,7 +362,7 @@ def test_the_folder_id_must_be_a_box_id():
 
 def test_the_local_box_authorises_with_a_code_once_and_revokes(box):
     """The endpoints the connect flow uses: authorise answers with a redirect carrying a code and the state, the
-    code is good once, revoke kills the refresh token."""
+    code is good once, revoking the refresh token ends the grant."""
     redirect_uri = "http://testserver/destinations/oauth/box/callback"
     answer = requests.get(
         box.settings()["authorize_url"],
@@ -395,6 +395,7 @@ def test_the_local_box_authorises_with_a_code_once_and_revokes(box):
     assert (replayed.status_code, replayed.json()["error"]) == (400, "invalid_grant")
     assert revoked.status_code == 200
     assert tokens["refresh_token"] not in box.refresh_tokens
+    assert not box.token_valid(tokens["access_token"])  # Box revokes the whole grant, whichever token is sent
 
 
 def box_session(api_client, persona, token: dict) -> tuple[str, Destination]:

@@ -223,6 +223,7 @@ class BoxServer(TokenIssuer):
             self.failures.clear()
             self.requests.clear()
             self.codes.clear()
+            self.grants.clear()
             self.revoked.clear()
             self.failing_tokens.clear()
             self.part_size = PART_SIZE

@@ -25,6 +25,7 @@ class TokenIssuer:
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token → expiry (unix seconds)
         self.codes: dict[str, dict[str, str]] = {}  # authorisation code → what it was issued for
+        self.grants: dict[str, str] = {}  # access or refresh token → the grant it belongs to
         self.refreshes = 0
         self.lock = threading.Lock()
         # Hold token requests until released: lets a test line two refreshes up at once.
@@ -39,6 +40,7 @@ class TokenIssuer:
         with self.lock:
             self.refresh_tokens.add(refresh)
             self.access_tokens[access] = time.time() + expires_in
+            self.grants[access] = self.grants[refresh] = secrets.token_hex(8)
         return {"access_token": access, "refresh_token": refresh, "expires_at": time.time() + expires_in}
 
     def revoke_everything(self) -> None:
@@ -47,10 +49,14 @@ class TokenIssuer:
             self.access_tokens.clear()
 
     def revoke(self, token: str) -> None:
-        """Forget one access or refresh token (RFC 7009 revocation)."""
+        """Revoke the grant `token` (an access or a refresh token) belongs to: every token issued for it (RFC 7009
+        §2.1 allows it; Box does it)."""
         with self.lock:
-            self.refresh_tokens.discard(token)
-            self.access_tokens.pop(token, None)
+            grant = self.grants.get(token)
+            doomed = {token} | {other for other, owner in self.grants.items() if grant is not None and owner == grant}
+            for revoked in doomed:
+                self.refresh_tokens.discard(revoked)
+                self.access_tokens.pop(revoked, None)
 
     def token_valid(self, token: str) -> bool:
         with self.lock:
@@ -70,11 +76,14 @@ class TokenIssuer:
             self.refreshes += 1
             access = secrets.token_urlsafe(16)
             self.access_tokens[access] = time.time() + self.expires_in
+            grant = self.grants.get(value("refresh_token"), "")
+            self.grants[access] = grant
             answer = {"access_token": access, "token_type": "bearer", "expires_in": self.expires_in}
             if self.rotate_refresh_tokens:
                 self.refresh_tokens.discard(value("refresh_token"))
                 answer["refresh_token"] = secrets.token_urlsafe(16)
                 self.refresh_tokens.add(answer["refresh_token"])
+                self.grants[answer["refresh_token"]] = grant
         return 200, answer
 
     def issue_code(self, **facts: str) -> str:
