@@ -34,6 +34,7 @@ from box_sdk_gen import (
     BoxSDKError,
     CreateFolderParent,
     NetworkSession,
+    PreflightFileUploadCheckParent,
     RetryStrategy,
     TimeoutConfig,
     UploadFileAttributes,
@@ -209,20 +210,22 @@ class BoxBackend(OAuthBackend):
         # Box checks the bytes against this SHA-1 (its Content-MD5 header carries a SHA-1); small files are read
         # twice for it rather than held in memory.
         sha1 = _sha1_of(image.open).hexdigest()
-        with image.open() as stream:
-            try:
-                files = client.uploads.upload_file(
-                    UploadFileAttributes(name=name, parent=UploadFileAttributesParentField(id=parent)),
-                    stream,
-                    file_file_name=name,
-                    file_content_type=image.mime_type,
-                    content_md_5=sha1,
-                )
-                return files.entries[0]
-            except BoxAPIError as error:
-                existing = _conflicting_file(error, name)
-                if existing is None:
-                    raise
+        existing = self._existing_file(client, parent, name, image) if image.attempt > 1 else None
+        if existing is None:
+            with image.open() as stream:
+                try:
+                    files = client.uploads.upload_file(
+                        UploadFileAttributes(name=name, parent=UploadFileAttributesParentField(id=parent)),
+                        stream,
+                        file_file_name=name,
+                        file_content_type=image.mime_type,
+                        content_md_5=sha1,
+                    )
+                    return files.entries[0]
+                except BoxAPIError as error:
+                    existing = _conflicting_file(error, name)
+                    if existing is None:
+                        raise
         with image.open() as stream:
             files = client.uploads.upload_file_version(
                 existing,
@@ -233,6 +236,20 @@ class BoxBackend(OAuthBackend):
                 content_md_5=sha1,
             )
         return files.entries[0]
+
+    def _existing_file(self, client: BoxClient, parent: str, name: str, image: StagedImage) -> str | None:
+        """On a retry the file is likely there already, and Box may answer the upload's 409 only after the whole
+        body: its preflight check (`OPTIONS /files/content`) names the file first, so the bytes go once."""
+        try:
+            client.uploads.preflight_file_upload_check(
+                name=name, size=image.size_bytes, parent=PreflightFileUploadCheckParent(id=parent)
+            )
+        except BoxAPIError as error:
+            existing = _conflicting_file(error, name)
+            if existing is None:
+                raise
+            return existing
+        return None
 
     def _upload_in_parts(self, client: BoxClient, parent: str, name: str, image: StagedImage) -> FileFull:
         uploads = client.chunked_uploads

@@ -177,6 +177,20 @@ def test_a_retried_small_image_becomes_a_new_version_of_the_same_file(box):
     assert requests_to(box, "POST", f"/api/2.0/files/{file_id}/content")
 
 
+def test_a_retry_asks_box_first_so_the_bytes_go_once(box):
+    image = image_of(noisy_jpeg((160, 120)))
+    box_backend(box.grant()).deliver(image, rendered_path(image))
+    file_id = box.file(rendered_path(image)).id
+    box.requests.clear()
+
+    box_backend(box.grant()).deliver(replaced(image, noisy_jpeg((160, 120))), rendered_path(image))
+
+    assert [(r.method, r.path) for r in box.requests if "files" in r.path] == [
+        ("OPTIONS", "/2.0/files/content"),
+        ("POST", f"/api/2.0/files/{file_id}/content"),
+    ]
+
+
 def test_folders_are_created_once_and_their_ids_reused(box):
     backend = box_backend(box.grant())
     images = [image_of(noisy_jpeg((160, 120)), index=index, image_id=f"img_{index}") for index in range(3)]

@@ -5,8 +5,8 @@ One server stands for all three Box hosts; settings point the backend at it:
 - `account.box.com/api/oauth2/authorize` → `GET /api/oauth2/authorize` (answers with a redirect carrying a code and
   the state; Box has no PKCE);
 - `api.box.com` → `POST /oauth2/token` (authorization_code and refresh_token grants; Box rotates the refresh token
-  on every refresh, the old one is then refused with `invalid_grant`), `POST /oauth2/revoke`, `POST /2.0/folders`,
-  `GET /2.0/folders/{id}`;
+  on every refresh, the old one is then refused with `invalid_grant`), `POST /oauth2/revoke` (either token ends the
+  grant), `POST /2.0/folders`, `GET /2.0/folders/{id}`, `OPTIONS /2.0/files/content` (the preflight check);
 - `upload.box.com/api` → `POST /api/2.0/files/content` (multipart: `attributes` before `file`),
   `POST /api/2.0/files/{id}/content` (a new version), and chunked uploads: `POST /api/2.0/files/upload_sessions`,
   `POST /api/2.0/files/{id}/upload_sessions`, `PUT /api/2.0/files/upload_sessions/{id}` (Content-Range, Digest
@@ -119,6 +119,9 @@ class BoxServer(TokenIssuer):
 
             def do_DELETE(self) -> None:
                 self.handle_request("DELETE")
+
+            def do_OPTIONS(self) -> None:
+                self.handle_request("OPTIONS")
 
             def handle_request(self, method: str) -> None:
                 url = urlsplit(self.path)
@@ -315,6 +318,8 @@ class BoxServer(TokenIssuer):
             return self.create_folder(json.loads(body))
         if match := re.fullmatch(r"/2\.0/folders/(\w+)", path):
             return 200, self.full(self.item(match[1], "folder")), {}
+        if method == "OPTIONS" and path == "/2.0/files/content":
+            return self.preflight(json.loads(body or b"{}"))
         if method == "POST" and path == "/api/2.0/files/content":
             return self.upload(headers, body, file_id=None)
         if method == "POST" and (match := re.fullmatch(r"/api/2\.0/files/(\w+)/content", path)):
@@ -344,6 +349,16 @@ class BoxServer(TokenIssuer):
         folder = Item(self.new_id(), "folder", name, parent_id)
         self.items[folder.id] = folder
         return 201, self.full(folder), {}
+
+    def preflight(self, request: dict) -> tuple[int, object, dict[str, str]]:
+        name, parent_id = request.get("name") or "", str((request.get("parent") or {}).get("id", ""))
+        self.check_name(name)
+        self.item(parent_id, "folder")
+        if (existing := self.child(parent_id, name)) is not None:
+            raise BoxError(
+                409, "item_name_in_use", "Item with the same name already exists", {"conflicts": existing.mini()}
+            )
+        return 200, {"upload_url": "https://upload.box.com/api/2.0/files/content", "upload_token": None}, {}
 
     def upload(self, headers, body: bytes, *, file_id: str | None) -> tuple[int, object, dict[str, str]]:
         parts = _multipart(headers.get("Content-Type") or "", body)
