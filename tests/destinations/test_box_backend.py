@@ -33,13 +33,6 @@ from tests.servers.box import BoxServer
 SMALL_PART = 64 * 1024
 
 
-@pytest.fixture(scope="session")
-def box_server():
-    server = BoxServer()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def box(box_server, settings):
     box_server.reset()

@@ -33,9 +33,12 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
 
 from tests.servers.oauth_provider import TokenIssuer
 
@@ -523,6 +526,14 @@ class BoxServer(TokenIssuer):
             names.append(item.name)
             item = self.items[item.parent_id]
         return "/".join(reversed(names))
+
+
+@pytest.fixture(scope="session")
+def box_server() -> Iterator[BoxServer]:
+    """One local Box for the test session; tests call `reset()` (the `box` fixture of test_box_backend.py does)."""
+    server = BoxServer()
+    yield server
+    server.stop()
 
 
 def _multipart(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
