@@ -1,7 +1,8 @@
-"""Destination tests use the real local S3, FTP, SFTP, Azure Blob and WebDAV servers and a local Google (started
-once per test session)."""
+"""Destination tests use the real local S3, FTP, SFTP, Azure Blob and WebDAV servers and local Google Drive,
+Dropbox, OneDrive and Box servers (started once per test session)."""
 
 from tests.servers.azurite import azurite_server, azurite_tls_server
+from tests.servers.box import box_server
 from tests.servers.ftp import ftp_server, ftps_server
 from tests.servers.google_drive import google_server
 from tests.servers.s3 import moto_server, seaweedfs_server
@@ -13,3 +14,4 @@ __all__ += ["client_keys", "own_sftp_server", "sftp_server"]
 __all__ += ["azurite_server", "azurite_tls_server"]
 __all__ += ["nextcloud_style_webdav_server", "webdav_server"]
 __all__ += ["google_server"]
+__all__ += ["box_server"]

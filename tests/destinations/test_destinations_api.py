@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from delivery.services import delivery_execute
+from destinations.backends import BACKENDS
 from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import make_persona, noisy_jpeg, wait_until
 
@@ -191,11 +192,7 @@ def test_an_unknown_type_is_a_validation_error(api_client, owner):
 
     assert_validation_error(
         response,
-        {
-            "type": [
-                "'carrier_pigeon' is not a destination type; one of: azure_blob, ftp, google_drive, s3, webdav, webhook"
-            ]
-        },
+        {"type": [f"'carrier_pigeon' is not a destination type; one of: {', '.join(sorted(BACKENDS))}"]},
     )
 
 

@@ -13,21 +13,113 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
 
-class OAuthProvider:
+class TokenIssuer:
+    """The token state of a local OAuth provider: access tokens with expiries, refresh tokens (rotated on use, as
+    Box and Dropbox do, when `rotate_refresh_tokens`), authorisation codes, and the refresh-token grant of RFC 6749
+    §6. Provider servers (this module's, tests/servers/box.py) answer their token endpoints from it."""
+
     def __init__(self, *, rotate_refresh_tokens: bool = True, expires_in: int = 3600) -> None:
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.expires_in = expires_in
         self.client_id, self.client_secret = "local-client", "local-client-secret"
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token → expiry (unix seconds)
-        self.files: dict[str, bytes] = {}
-        self.failing_tokens: set[str] = set()  # uploads with these access tokens get a 500
+        self.codes: dict[str, dict[str, str]] = {}  # authorisation code → what it was issued for
+        self.grants: dict[str, str] = {}  # access or refresh token → the grant it belongs to
         self.refreshes = 0
         self.lock = threading.Lock()
         # Hold token requests until released: lets a test line two refreshes up at once.
         self.token_gate = threading.Event()
         self.token_gate.set()
         self.token_requests_arrived = threading.Semaphore(0)  # released once per token request, at arrival
+
+    def grant(self, *, access_expires_in: float | None = None) -> dict:
+        """A token set as the connect flow would store it."""
+        access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        expires_in = self.expires_in if access_expires_in is None else access_expires_in
+        with self.lock:
+            self.refresh_tokens.add(refresh)
+            self.access_tokens[access] = time.time() + expires_in
+            self.grants[access] = self.grants[refresh] = secrets.token_hex(8)
+        return {"access_token": access, "refresh_token": refresh, "expires_at": time.time() + expires_in}
+
+    def revoke_everything(self) -> None:
+        with self.lock:
+            self.refresh_tokens.clear()
+            self.access_tokens.clear()
+
+    def revoke(self, token: str) -> None:
+        """Revoke the grant `token` (an access or a refresh token) belongs to: every token issued for it (RFC 7009
+        §2.1 allows it; Box does it)."""
+        with self.lock:
+            grant = self.grants.get(token)
+            doomed = {token} | {other for other, owner in self.grants.items() if grant is not None and owner == grant}
+            for revoked in doomed:
+                self.refresh_tokens.discard(revoked)
+                self.access_tokens.pop(revoked, None)
+
+    def token_valid(self, token: str) -> bool:
+        with self.lock:
+            return self.access_tokens.get(token, 0) > time.time()
+
+    def refresh(self, form: dict[str, list[str]]) -> tuple[int, dict]:
+        def value(name: str) -> str:
+            return (form.get(name) or [""])[0]
+
+        if (value("client_id"), value("client_secret")) != (self.client_id, self.client_secret):
+            return 401, {"error": "invalid_client"}
+        if value("grant_type") != "refresh_token":
+            return 400, {"error": "unsupported_grant_type"}
+        with self.lock:
+            if value("refresh_token") not in self.refresh_tokens:
+                return 400, {"error": "invalid_grant"}
+            self.refreshes += 1
+            access = secrets.token_urlsafe(16)
+            self.access_tokens[access] = time.time() + self.expires_in
+            grant = self.grants.get(value("refresh_token"), "")
+            self.grants[access] = grant
+            answer = {"access_token": access, "token_type": "bearer", "expires_in": self.expires_in}
+            if self.rotate_refresh_tokens:
+                self.refresh_tokens.discard(value("refresh_token"))
+                answer["refresh_token"] = secrets.token_urlsafe(16)
+                self.refresh_tokens.add(answer["refresh_token"])
+                self.grants[answer["refresh_token"]] = grant
+        return 200, answer
+
+    def issue_code(self, **facts: str) -> str:
+        """An authorisation code, as the provider's authorise page hands it to the redirect URI."""
+        code = secrets.token_urlsafe(16)
+        with self.lock:
+            self.codes[code] = facts
+        return code
+
+    def exchange_code(self, form: dict[str, list[str]]) -> tuple[int, dict]:
+        """The authorization_code grant (RFC 6749 §4.1.3): a code is good once, for the redirect URI it was
+        issued for."""
+
+        def value(name: str) -> str:
+            return (form.get(name) or [""])[0]
+
+        if (value("client_id"), value("client_secret")) != (self.client_id, self.client_secret):
+            return 401, {"error": "invalid_client"}
+        with self.lock:
+            facts = self.codes.pop(value("code"), None)
+        if facts is None or facts.get("redirect_uri", "") not in ("", value("redirect_uri")):
+            return 400, {"error": "invalid_grant"}
+        token = self.grant()
+        return 200, {
+            "access_token": token["access_token"],
+            "refresh_token": token["refresh_token"],
+            "expires_in": self.expires_in,
+            "token_type": "bearer",
+        }
+
+
+class OAuthProvider(TokenIssuer):
+    def __init__(self, *, rotate_refresh_tokens: bool = True, expires_in: int = 3600) -> None:
+        super().__init__(rotate_refresh_tokens=rotate_refresh_tokens, expires_in=expires_in)
+        self.files: dict[str, bytes] = {}
+        self.failing_tokens: set[str] = set()  # uploads with these access tokens get a 500
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,45 +159,6 @@ class OAuthProvider:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def grant(self, *, access_expires_in: float | None = None) -> dict:
-        """A token set as the connect flow would store it."""
-        access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        expires_in = self.expires_in if access_expires_in is None else access_expires_in
-        with self.lock:
-            self.refresh_tokens.add(refresh)
-            self.access_tokens[access] = time.time() + expires_in
-        return {"access_token": access, "refresh_token": refresh, "expires_at": time.time() + expires_in}
-
-    def revoke_everything(self) -> None:
-        with self.lock:
-            self.refresh_tokens.clear()
-            self.access_tokens.clear()
-
-    def token_valid(self, token: str) -> bool:
-        with self.lock:
-            return self.access_tokens.get(token, 0) > time.time()
-
-    def refresh(self, form: dict[str, list[str]]) -> tuple[int, dict]:
-        def value(name: str) -> str:
-            return (form.get(name) or [""])[0]
-
-        if (value("client_id"), value("client_secret")) != (self.client_id, self.client_secret):
-            return 401, {"error": "invalid_client"}
-        if value("grant_type") != "refresh_token":
-            return 400, {"error": "unsupported_grant_type"}
-        with self.lock:
-            if value("refresh_token") not in self.refresh_tokens:
-                return 400, {"error": "invalid_grant"}
-            self.refreshes += 1
-            access = secrets.token_urlsafe(16)
-            self.access_tokens[access] = time.time() + self.expires_in
-            answer = {"access_token": access, "token_type": "bearer", "expires_in": self.expires_in}
-            if self.rotate_refresh_tokens:
-                self.refresh_tokens.discard(value("refresh_token"))
-                answer["refresh_token"] = secrets.token_urlsafe(16)
-                self.refresh_tokens.add(answer["refresh_token"])
-        return 200, answer
 
     def stop(self) -> None:
         self.server.shutdown()
