@@ -281,6 +281,10 @@ APERTUR_OUTBOUND_CA_BUNDLE = os.environ.get("APERTUR_OUTBOUND_CA_BUNDLE", "")
 # azure_blob: an image up to the threshold is one Put Blob (sent from memory), a larger one is streamed in blocks.
 APERTUR_AZURE_BLOCK_THRESHOLD_BYTES = env_int("APERTUR_AZURE_BLOCK_THRESHOLD_BYTES", 4 * 1024 * 1024)
 APERTUR_AZURE_BLOCK_SIZE_BYTES = env_int("APERTUR_AZURE_BLOCK_SIZE_BYTES", 4 * 1024 * 1024)
+# dropbox: an image up to the threshold is one files/upload, a larger one goes in an upload session in chunks. The
+# SDK sends bodies from memory, so both bound what an attempt holds; Dropbox takes at most 150 MiB per request.
+APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES = env_int("APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES", 8 * 1024 * 1024)
+APERTUR_DROPBOX_CHUNK_SIZE_BYTES = env_int("APERTUR_DROPBOX_CHUNK_SIZE_BYTES", 8 * 1024 * 1024)
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)

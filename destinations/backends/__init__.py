@@ -10,6 +10,7 @@ from destinations.backends.base import DestinationBackend
 
 BACKENDS: dict[str, str] = {
     "azure_blob": "destinations.backends.azure_blob.AzureBlobBackend",
+    "dropbox": "destinations.backends.dropbox.DropboxBackend",
     "ftp": "destinations.backends.ftp.FtpBackend",
     "s3": "destinations.backends.s3.S3Backend",
     "webdav": "destinations.backends.webdav.WebdavBackend",

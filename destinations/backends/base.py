@@ -187,7 +187,9 @@ class DeliveryReceipt:
 
 
 class DeliveryError(Exception):
-    """One failed attempt. `permanent`: retrying cannot help; `needs_reconnect`: credentials were refused."""
+    """One failed attempt. `permanent`: retrying cannot help; `needs_reconnect`: credentials were refused;
+    `retry_after`: the destination asked for this many seconds before the next try (HTTP 429 Retry-After), so the
+    next attempt is not scheduled sooner."""
 
     def __init__(
         self,
@@ -196,12 +198,14 @@ class DeliveryError(Exception):
         permanent: bool = False,
         needs_reconnect: bool = False,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.needs_reconnect = needs_reconnect
         self.http_status = http_status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
