@@ -3,6 +3,8 @@
 Its token endpoint implements the refresh-token grant of RFC 6749 §6 (form body, JSON answer, `invalid_grant`
 for an unknown or revoked refresh token) and can rotate refresh tokens as Box and Dropbox do. Its file API takes
 `PUT /files/<path>` with a bearer token and answers 401 for an unknown or expired one.
+
+With `serve=False` it is the token logic alone, for a provider's own server to build on (tests/servers/dropbox.py).
 """
 
 import json
@@ -14,12 +16,13 @@ from urllib.parse import parse_qs, unquote
 
 
 class OAuthProvider:
-    def __init__(self, *, rotate_refresh_tokens: bool = True, expires_in: int = 3600) -> None:
+    def __init__(self, *, rotate_refresh_tokens: bool = True, expires_in: int = 3600, serve: bool = True) -> None:
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.expires_in = expires_in
         self.client_id, self.client_secret = "local-client", "local-client-secret"
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token → expiry (unix seconds)
+        self.refresh_token_of: dict[str, str] = {}  # access token → the refresh token it was issued for
         self.files: dict[str, bytes] = {}
         self.failing_tokens: set[str] = set()  # uploads with these access tokens get a 500
         self.refreshes = 0
@@ -28,6 +31,10 @@ class OAuthProvider:
         self.token_gate = threading.Event()
         self.token_gate.set()
         self.token_requests_arrived = threading.Semaphore(0)  # released once per token request, at arrival
+        if serve:
+            self._serve()
+
+    def _serve(self) -> None:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,12 +82,21 @@ class OAuthProvider:
         with self.lock:
             self.refresh_tokens.add(refresh)
             self.access_tokens[access] = time.time() + expires_in
+            self.refresh_token_of[access] = refresh
         return {"access_token": access, "refresh_token": refresh, "expires_at": time.time() + expires_in}
 
     def revoke_everything(self) -> None:
         with self.lock:
             self.refresh_tokens.clear()
             self.access_tokens.clear()
+
+    def revoke(self, access_token: str) -> None:
+        """Revoke a grant through one of its access tokens: the refresh token and every access token issued for it."""
+        with self.lock:
+            refresh = self.refresh_token_of.get(access_token)
+            self.refresh_tokens.discard(refresh)
+            for access in [access_token, *(a for a, r in self.refresh_token_of.items() if r == refresh)]:
+                self.access_tokens.pop(access, None)
 
     def token_valid(self, token: str) -> bool:
         with self.lock:
@@ -105,8 +121,11 @@ class OAuthProvider:
                 self.refresh_tokens.discard(value("refresh_token"))
                 answer["refresh_token"] = secrets.token_urlsafe(16)
                 self.refresh_tokens.add(answer["refresh_token"])
+            self.refresh_token_of[access] = answer.get("refresh_token") or value("refresh_token")
         return 200, answer
 
     def stop(self) -> None:
+        if not hasattr(self, "server"):
+            return
         self.server.shutdown()
         self.server.server_close()
