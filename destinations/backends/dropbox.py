@@ -46,7 +46,7 @@ from stone.backends.python_rsrc.stone_validators import ValidationError
 from apertur.http import USER_AGENT, provider_session
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
 from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints
-from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path, normalise_path
+from destinations.paths import normalise_path
 
 T = TypeVar("T")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -110,11 +110,10 @@ class DropboxBackend(OAuthBackend):
     authorize_params: ClassVar[dict[str, str]] = {"token_access_type": "offline"}
     supports_pkce: ClassVar[bool] = True
 
-    def remote_path(self, image: StagedImage) -> str:
-        return normalise_path(f"{self.config.folderPath}/{image_path(DEFAULT_PATH_TEMPLATE, image)}")
-
     def deliver(self, image: StagedImage, path: str) -> DeliveryReceipt:
-        dropbox_path = f"/{path}"  # Dropbox paths start at the root ("/"), or the app folder for app-folder apps
+        # `path` is below `folderPath` (the default template, or check()'s test image). Dropbox paths start at "/":
+        # the root of the user's Dropbox, or the app's own folder for an app with "App folder" access.
+        dropbox_path = "/" + normalise_path(f"{self.config.folderPath}/{path}")
         with provider_session() as session, image.open() as stream:
             if image.size_bytes <= settings.APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES:
                 data = stream.read(settings.APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES + 1)

@@ -55,7 +55,7 @@ class DropboxTarget(ContractTarget):
         return self.server.delivered()
 
     def location(self, image, path: str) -> str:
-        return f"/{path}"
+        return f"/Apps/Apertur/{path}"
 
 
 class TestDropboxBackendContract(BackendContract):
@@ -86,12 +86,12 @@ def test_an_image_up_to_the_threshold_is_one_files_upload_into_the_default_folde
 
     receipt = backend.deliver(image, path)
 
-    assert path == f"Apps/Apertur/{image.session_id}/3_{image.image_id}.jpg"
+    assert path == f"{image.session_id}/3_{image.image_id}.jpg"
     assert dropbox_server.calls == ["files/upload"]
     [(stored_path, data)] = dropbox_server.delivered().items()
-    assert stored_path == f"/{path}"
+    assert stored_path == f"/Apps/Apertur/{path}"
     assert hashlib.sha256(data).hexdigest() == image.sha256
-    assert receipt.remote_reference == f"dropbox:/{path}"
+    assert receipt.remote_reference == f"dropbox:/Apps/Apertur/{path}"
 
 
 def test_a_larger_image_goes_through_an_upload_session_in_chunks(dropbox_server, large_file_path):
@@ -154,7 +154,9 @@ def test_missing_folders_are_made_by_the_upload_and_reused_by_the_next_image(dro
     folder = f"/Apps/Apertur/{first.session_id}"
     assert folder.lower() in dropbox_server.folders
     assert dropbox_server.calls == ["files/upload", "files/upload"]  # no folder calls, no lookups
-    assert sorted(dropbox_server.delivered()) == sorted(f"/{backend.remote_path(i)}" for i in (first, second))
+    assert sorted(dropbox_server.delivered()) == sorted(
+        f"/Apps/Apertur/{backend.remote_path(i)}" for i in (first, second)
+    )
 
 
 def test_a_folder_deleted_behind_our_back_is_made_again(dropbox_server):
@@ -166,7 +168,7 @@ def test_a_folder_deleted_behind_our_back_is_made_again(dropbox_server):
     backend.deliver(second, backend.remote_path(second))
 
     assert f"/apps/apertur/{second.session_id}".lower() in dropbox_server.folders
-    assert list(dropbox_server.delivered()) == [f"/{backend.remote_path(second)}"]
+    assert list(dropbox_server.delivered()) == [f"/Apps/Apertur/{backend.remote_path(second)}"]
 
 
 def test_a_connection_dropped_mid_chunk_fails_the_attempt_and_the_retry_leaves_one_file(
@@ -186,7 +188,7 @@ def test_a_connection_dropped_mid_chunk_fails_the_attempt_and_the_retry_leaves_o
 
     backend.deliver(replace(image, attempt=2), path)
 
-    assert dropbox_server.delivered() == {f"/{path}": image.open().read()}
+    assert dropbox_server.delivered() == {f"/Apps/Apertur/{path}": image.open().read()}
 
 
 def test_a_retry_through_the_session_path_replaces_the_file(dropbox_server, large_file_path):
@@ -194,20 +196,31 @@ def test_a_retry_through_the_session_path_replaces_the_file(dropbox_server, larg
     backend = dropbox_backend(dropbox_server.tokens.grant())
     path = backend.remote_path(image)
     backend.deliver(image, path)
-    first_id = dropbox_server.files[f"/{path}".lower()].id
+    first_id = dropbox_server.files[f"/Apps/Apertur/{path}".lower()].id
     retried = noisy_jpeg((400, 300))
 
     backend.deliver(replace(image, attempt=2, opener=lambda: io.BytesIO(retried), size_bytes=len(retried)), path)
 
-    assert dropbox_server.delivered() == {f"/{path}": retried}
-    assert dropbox_server.files[f"/{path}".lower()].id == first_id  # the same file, a new revision
+    assert dropbox_server.delivered() == {f"/Apps/Apertur/{path}": retried}
+    assert dropbox_server.files[f"/Apps/Apertur/{path}".lower()].id == first_id  # the same file, a new revision
+
+
+def test_the_test_image_goes_below_the_folder_path(dropbox_server):
+    backend = dropbox_backend(dropbox_server.tokens.grant(), folderPath="Claims/2026")
+
+    result = backend.check()
+
+    assert result.success is True, result.error
+    [stored_path] = dropbox_server.delivered()
+    assert stored_path.startswith("/Claims/2026/apertur-test/") and stored_path.endswith(".png")
+    assert stored_path in result.message
 
 
 def test_a_folder_where_the_file_should_go_fails_for_good_with_dropbox_s_reason(dropbox_server):
     image = make_staged_image(noisy_jpeg((160, 120)))
     backend = dropbox_backend(dropbox_server.tokens.grant())
     path = backend.remote_path(image)
-    dropbox_server.folders[f"/{path}".lower()] = f"/{path}"
+    dropbox_server.folders[f"/Apps/Apertur/{path}".lower()] = f"/Apps/Apertur/{path}"
 
     with pytest.raises(DeliveryError) as raised:
         backend.deliver(image, path)
@@ -314,7 +327,7 @@ def test_a_token_expiring_mid_session_is_refreshed_and_the_session_goes_on(dropb
 
     assert dropbox_server.tokens.refreshes == 1
     assert dropbox_server.calls.count("files/upload_session/start") == 1
-    assert dropbox_server.delivered() == {f"/{backend.remote_path(image)}": image.open().read()}
+    assert dropbox_server.delivered() == {f"/Apps/Apertur/{backend.remote_path(image)}": image.open().read()}
 
 
 def test_two_workers_with_an_expired_token_refresh_once_and_both_deliver(dropbox_server, transactional_db):
