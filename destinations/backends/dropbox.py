@@ -116,7 +116,7 @@ class DropboxBackend(OAuthBackend):
         dropbox_path = "/" + normalise_path(f"{self.config.folderPath}/{path}")
         with provider_session() as session, image.open() as stream:
             if image.size_bytes <= settings.APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES:
-                data = stream.read(settings.APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES + 1)
+                data = _read_exactly(stream, image.size_bytes)
                 metadata = self._call(
                     session,
                     "files/upload",
@@ -140,20 +140,20 @@ class DropboxBackend(OAuthBackend):
         """Start a session with the first chunk, append the middle ones, finish with the last one, which commits the
         file at `path`. A session cut half-way is left to expire at Dropbox (after 7 days); the retry starts anew."""
         chunk_size = settings.APERTUR_DROPBOX_CHUNK_SIZE_BYTES
-        first = _read_chunk(stream, chunk_size)
+        first = _read_exactly(stream, min(chunk_size, size))
         started = self._call(
             session, "files/upload_session/start", lambda client: client.files_upload_session_start(first)
         )
         cursor = UploadSessionCursor(session_id=started.session_id, offset=len(first))
         while size - cursor.offset > chunk_size:
-            chunk = _read_chunk(stream, chunk_size)
+            chunk = _read_exactly(stream, chunk_size)
             self._call(
                 session,
                 "files/upload_session/append_v2",
                 lambda client, chunk=chunk, cursor=cursor: client.files_upload_session_append_v2(chunk, cursor),
             )
             cursor = UploadSessionCursor(session_id=cursor.session_id, offset=cursor.offset + len(chunk))
-        last = stream.read(chunk_size)
+        last = _read_exactly(stream, size - cursor.offset)
         commit = CommitInfo(path=path, mode=WriteMode.overwrite, mute=True)
         return self._call(
             session,
@@ -192,11 +192,17 @@ class DropboxBackend(OAuthBackend):
         )
 
 
-def _read_chunk(stream: IO[bytes], size: int) -> bytes:
-    chunk = stream.read(size)
-    if not chunk:
-        raise DeliveryError("the staged image ended before its recorded size")
-    return chunk
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    """`size` bytes of the staged stream: a stream may return fewer per read (a staging bucket's file), and a chunk
+    sent short would commit a truncated file."""
+    parts, missing = [], size
+    while missing > 0:
+        part = stream.read(missing)
+        if not part:
+            raise DeliveryError("the staged image ended before its recorded size")
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
 
 
 def _delivery_error(route: str, error: Exception) -> DeliveryError:

@@ -191,6 +191,37 @@ def test_a_connection_dropped_mid_chunk_fails_the_attempt_and_the_retry_leaves_o
     assert dropbox_server.delivered() == {f"/Apps/Apertur/{path}": image.open().read()}
 
 
+class TrickleStream(io.BytesIO):
+    """A staged stream that returns fewer bytes than asked, as a staging bucket's file may."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(min(size, 1000) if size and size > 0 else 1000)
+
+
+def test_short_reads_from_staging_still_send_every_byte(dropbox_server, large_file_path):
+    data = noisy_jpeg((400, 300))
+    image = make_staged_image(data, opener=lambda: TrickleStream(data))
+    backend = dropbox_backend(dropbox_server.tokens.grant())
+
+    backend.deliver(image, backend.remote_path(image))
+
+    [stored] = dropbox_server.delivered().values()
+    assert hashlib.sha256(stored).hexdigest() == image.sha256
+
+
+@pytest.mark.parametrize("size", [20 * 1024, 100 * 1024], ids=["files/upload", "upload session"])
+def test_a_staged_image_shorter_than_recorded_is_not_committed(dropbox_server, large_file_path, size):
+    data = noisy_jpeg((400, 300))[:size]
+    image = make_staged_image(data, size_bytes=size + 1)
+    backend = dropbox_backend(dropbox_server.tokens.grant())
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, backend.remote_path(image))
+
+    assert "ended before its recorded size" in raised.value.message
+    assert dropbox_server.delivered() == {}
+
+
 def test_a_retry_through_the_session_path_replaces_the_file(dropbox_server, large_file_path):
     image = large_image()
     backend = dropbox_backend(dropbox_server.tokens.grant())
@@ -245,6 +276,19 @@ def test_a_rate_limit_is_transient_and_carries_dropbox_s_wait(dropbox_server, re
     assert raised.value.retry_after == 42
     assert reason in raised.value.message
     assert dropbox_server.calls == []  # one request, not the SDK's own retry loop
+
+
+def test_a_plain_text_rate_limit_takes_its_wait_from_retry_after(dropbox_server):
+    dropbox_server.fail("files/upload", status=429, retry_after=17, json_body=False)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend = dropbox_backend(dropbox_server.tokens.grant())
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, backend.remote_path(image))
+
+    assert raised.value.retry_after == 17
+    assert raised.value.permanent is False
+    assert "too_many_requests" in raised.value.message
 
 
 def test_a_server_error_is_transient_and_not_retried_within_the_attempt(dropbox_server):
@@ -480,6 +524,21 @@ def test_a_code_with_pkce_is_exchanged_once_for_an_offline_grant_that_delivers(d
     image = make_staged_image(noisy_jpeg((160, 120)))
     dropbox_backend(token).deliver(image, rendered_path(image))
     assert len(dropbox_server.delivered()) == 1
+
+
+def test_a_refused_consent_redirects_back_with_access_denied_and_the_state(dropbox_server):
+    dropbox_server.refuse_authorization = True
+
+    answer = requests.get(
+        f"{dropbox_server.url}/oauth2/authorize",
+        params={"client_id": dropbox_server.client_id, "response_type": "code", "redirect_uri": "http://cb/"}
+        | {"state": "s-9"},
+        allow_redirects=False,
+        timeout=5,
+    )
+
+    query = parse_qs(urlsplit(answer.headers["Location"]).query)
+    assert query["error"] == ["access_denied"] and query["state"] == ["s-9"] and "code" not in query
 
 
 def test_a_wrong_pkce_verifier_is_refused(dropbox_server):

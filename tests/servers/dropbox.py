@@ -67,6 +67,7 @@ class Failure:
     reason: str = "too_many_requests"
     drop: bool = False
     delay: float = 0  # seconds the server stalls before answering
+    json_body: bool = True  # a 429's body: JSON, or plain text with the wait in Retry-After only
 
 
 @dataclass
@@ -150,6 +151,10 @@ class DropboxServer:
                 if failure.status == 401:
                     body = {"error_summary": "expired_access_token/..", "error": {".tag": "expired_access_token"}}
                     return self.answer_json(401, body)
+                if failure.status == 429 and not failure.json_body:
+                    # "You can assume that a plain text response is equivalent to too_many_requests."
+                    headers = {"Retry-After": str(failure.retry_after)}
+                    return self.answer(429, b"Too many requests", "text/plain; charset=utf-8", headers)
                 if failure.status == 429:
                     reason = failure.reason
                     body = {"error_summary": f"{reason}/..", "error": {"reason": {".tag": reason}}}
@@ -190,6 +195,7 @@ class DropboxServer:
             self.failures: list[Failure] = []
             self.calls: list[str] = []
             self.codes: dict[str, dict[str, str]] = {}
+            self.refuse_authorization = False
         tokens = self.tokens
         with tokens.lock:
             tokens.refresh_tokens.clear()
@@ -245,10 +251,18 @@ class DropboxServer:
             return 400, "", "Invalid response_type or missing redirect_uri"
         if params.get("code_challenge_method", "plain") not in {"S256", "plain"}:
             return 400, "", "Invalid code_challenge_method"
+        state = {"state": params["state"]} if "state" in params else {}
+        if self.refuse_authorization:  # the user clicked "Cancel" on Dropbox's consent page
+            answer = {
+                "error": "access_denied",
+                "error_description": "The user chose not to give your app access",
+                **state,
+            }
+            return 302, f"{params['redirect_uri']}?{urlencode(answer)}", ""
         code = secrets.token_urlsafe(24)
         with self.lock:
             self.codes[code] = params
-        answer = {"code": code, **({"state": params["state"]} if "state" in params else {})}
+        answer = {"code": code, **state}
         return 302, f"{params['redirect_uri']}?{urlencode(answer)}", ""
 
     def token(self, form: dict[str, list[str]], authorization: str | None) -> tuple[int, dict[str, Any]]:
