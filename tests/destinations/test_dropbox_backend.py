@@ -571,3 +571,24 @@ def test_the_api_refuses_control_characters_in_folder_path(api_client, owner):
 
     assert response.status_code == 400
     assert "config.folderPath" in response.json()["fields"]
+
+
+def test_a_destination_created_through_the_api_waits_for_its_connection(api_client, owner, dropbox_server):
+    created = api_client.post(
+        f"/api/v1/projects/{owner.project.pk}/destinations",
+        {"type": "dropbox", "name": "Dropbox", "config": {"folderPath": "/Photos"}},
+        format="json",
+        **owner.auth,
+    )
+    assert created.status_code == 201, created.content
+    destination = created.json()
+
+    tested = api_client.post(
+        f"/api/v1/projects/{owner.project.pk}/destinations/{destination['id']}/test", **owner.auth
+    ).json()
+
+    assert destination["config"] == {"folderPath": "/Photos"}
+    assert tested["success"] is False
+    assert tested["error"] == "dropbox is not connected"
+    assert Destination.objects.get(pk=destination["id"]).needs_reconnect is True
+    assert dropbox_server.calls == []
