@@ -293,6 +293,10 @@ APERTUR_GOOGLE_DRIVE_CHUNK_SIZE_BYTES = env_int("APERTUR_GOOGLE_DRIVE_CHUNK_SIZE
 # box: an image of at least this size goes up in a chunked upload session (Box takes sessions only from 20,000,000
 # bytes: a lower value makes such uploads fail), a smaller one in one multipart upload.
 APERTUR_BOX_CHUNKED_THRESHOLD_BYTES = env_int("APERTUR_BOX_CHUNKED_THRESHOLD_BYTES", 20_000_000)
+# dropbox: an image up to the threshold is one files/upload, a larger one goes in an upload session in chunks. The
+# SDK sends bodies from memory, so both bound what an attempt holds; Dropbox takes at most 150 MiB per request.
+APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES = env_int("APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES", 8 * 1024 * 1024)
+APERTUR_DROPBOX_CHUNK_SIZE_BYTES = env_int("APERTUR_DROPBOX_CHUNK_SIZE_BYTES", 8 * 1024 * 1024)
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)

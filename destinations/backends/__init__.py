@@ -11,6 +11,7 @@ from destinations.backends.base import DestinationBackend
 BACKENDS: dict[str, str] = {
     "azure_blob": "destinations.backends.azure_blob.AzureBlobBackend",
     "box": "destinations.backends.box.BoxBackend",
+    "dropbox": "destinations.backends.dropbox.DropboxBackend",
     "ftp": "destinations.backends.ftp.FtpBackend",
     "google_drive": "destinations.backends.google_drive.GoogleDriveBackend",
     "s3": "destinations.backends.s3.S3Backend",

@@ -58,6 +58,7 @@ class OAuthEndpoints:
     token_url: str
     api_base: str
     revoke_url: str | None = None
+    upload_base: str | None = None  # where a provider takes file content, when not at api_base
 
 
 class AccessTokenRejected(Exception):

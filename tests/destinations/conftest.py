@@ -3,6 +3,7 @@ Dropbox, OneDrive and Box servers (started once per test session)."""
 
 from tests.servers.azurite import azurite_server, azurite_tls_server
 from tests.servers.box import box_server
+from tests.servers.dropbox import dropbox_server, dropbox_server_session
 from tests.servers.ftp import ftp_server, ftps_server
 from tests.servers.google_drive import google_server
 from tests.servers.s3 import moto_server, seaweedfs_server
@@ -15,3 +16,4 @@ __all__ += ["azurite_server", "azurite_tls_server"]
 __all__ += ["nextcloud_style_webdav_server", "webdav_server"]
 __all__ += ["google_server"]
 __all__ += ["box_server"]
+__all__ += ["dropbox_server", "dropbox_server_session"]

@@ -1,12 +1,14 @@
 """Fan-out (docs/api.md "Delivery"): one session with a destination of every storage type (s3, azure_blob, ftp,
-ftps, sftp, webdav) and a webhook, five images; every image lands exactly once at every destination, byte for byte,
-and the delivery status says `delivered` for all of them."""
+ftps, sftp, webdav, dropbox) and a webhook, five images; every image lands exactly once at every destination, byte
+for byte, and the delivery status says `delivered` for all of them."""
 
 import hashlib
 
 import pytest
 
 from delivery.models import Delivery
+from destinations.backends.dropbox import DropboxBackend, DropboxConfig
+from tests.destinations.contract import stored_destination
 from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.factories import image_bytes, make_persona, wait_until
 
@@ -31,6 +33,7 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
     sftp_server,
     webdav_server,
     webhook_receiver,
+    dropbox_server,
     settings,
 ):
     settings.APERTUR_OUTBOUND_CA_BUNDLE = str(ftps_server.certificate)  # the FTPS server's own certificate
@@ -57,6 +60,9 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
         name: create_destination(api_client, persona, kind, config, name=name)["id"]
         for name, (kind, config) in configs.items()
     }
+    # An OAuth destination gets its token by connecting (not through the API): stored as the connect flow would.
+    dropbox_config = DropboxConfig(token=dropbox_server.tokens.grant(), folderPath="/in/dropbox")
+    destinations["dropbox"] = str(stored_destination(DropboxBackend(dropbox_config), persona.project).pk)
     session = create_session(api_client, persona, list(destinations.values()))
     sent = {}
     for index in range(IMAGES):
@@ -92,6 +98,7 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
         "ftps": folder(ftps_home),
         "sftp": folder(sftp_home),
         "webdav": folder(webdav_folder),
+        "dropbox": dropbox_server.delivered(),
         "webhook": {
             request.header("X-Aptr-Image-Id"): request.body for request in webhook_receiver.wait_for_requests(IMAGES)
         },
@@ -100,3 +107,4 @@ def test_one_session_fans_out_to_every_storage_type_and_a_webhook(
         assert digests_by_image(files) == sent, name
     for name in ("ftp", "ftps", "sftp", "webdav"):
         assert all(path.startswith(f"in/{name}/") for path in stored[name]), stored[name]
+    assert all(path.startswith("/in/dropbox/") for path in stored["dropbox"]), stored["dropbox"]
