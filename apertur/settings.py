@@ -281,6 +281,10 @@ APERTUR_OUTBOUND_CA_BUNDLE = os.environ.get("APERTUR_OUTBOUND_CA_BUNDLE", "")
 # azure_blob: an image up to the threshold is one Put Blob (sent from memory), a larger one is streamed in blocks.
 APERTUR_AZURE_BLOCK_THRESHOLD_BYTES = env_int("APERTUR_AZURE_BLOCK_THRESHOLD_BYTES", 4 * 1024 * 1024)
 APERTUR_AZURE_BLOCK_SIZE_BYTES = env_int("APERTUR_AZURE_BLOCK_SIZE_BYTES", 4 * 1024 * 1024)
+# onedrive: an image up to the threshold is one simple upload (Graph's limit is 4 MiB); a larger one goes through an
+# upload session in chunks of this size, rounded down to whole 320 KiB units as Graph requires.
+APERTUR_ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES = env_int("APERTUR_ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES", 4 * 1024 * 1024)
+APERTUR_ONEDRIVE_CHUNK_SIZE_BYTES = env_int("APERTUR_ONEDRIVE_CHUNK_SIZE_BYTES", 10 * 320 * 1024)
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)

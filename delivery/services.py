@@ -349,7 +349,8 @@ def _record_failure(claim: Claim, error: DeliveryError, started: float) -> None:
         if final:
             _mark_failed(delivery, delivery.last_error, now)
         else:
-            retry_in = settings.APERTUR_RETRY_DELAYS[delivery.attempts - 1]
+            # A destination that named its own wait (Retry-After) is not asked again sooner.
+            retry_in = max(settings.APERTUR_RETRY_DELAYS[delivery.attempts - 1], error.retry_after or 0)
             delivery.status = Status.PENDING
             delivery.next_retry_at = now + timedelta(seconds=retry_in)
             if retry_in <= BROKER_DELAY_LIMIT_SECONDS:

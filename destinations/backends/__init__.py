@@ -11,6 +11,7 @@ from destinations.backends.base import DestinationBackend
 BACKENDS: dict[str, str] = {
     "azure_blob": "destinations.backends.azure_blob.AzureBlobBackend",
     "ftp": "destinations.backends.ftp.FtpBackend",
+    "onedrive": "destinations.backends.onedrive.OneDriveBackend",
     "s3": "destinations.backends.s3.S3Backend",
     "webdav": "destinations.backends.webdav.WebdavBackend",
     "webhook": "destinations.backends.webhook.WebhookBackend",

@@ -187,7 +187,8 @@ class DeliveryReceipt:
 
 
 class DeliveryError(Exception):
-    """One failed attempt. `permanent`: retrying cannot help; `needs_reconnect`: credentials were refused."""
+    """One failed attempt. `permanent`: retrying cannot help; `needs_reconnect`: credentials were refused;
+    `retry_after`: the destination asked us to wait this many seconds (HTTP Retry-After) before the next attempt."""
 
     def __init__(
         self,
@@ -196,12 +197,14 @@ class DeliveryError(Exception):
         permanent: bool = False,
         needs_reconnect: bool = False,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.needs_reconnect = needs_reconnect
         self.http_status = http_status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
