@@ -28,7 +28,7 @@ from tests.destinations.contract import (
     stored_destination,
 )
 from tests.destinations.helpers import create_session, upload_image
-from tests.factories import make_persona, noisy_jpeg
+from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.onedrive import DRIVE_ID, OneDriveServer
 
 
@@ -481,6 +481,7 @@ def test_a_token_url_that_is_not_a_v2_token_endpoint_fails_for_good(drive, owner
 # --- the provider's authorisation endpoints, as the connect flow uses them --------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended")  # MSAL's advice; query is the default
 def test_the_authorize_endpoint_answers_with_a_code_that_msal_exchanges_with_pkce(drive):
     session = requests.Session()
     session.trust_env = False  # the environment's CA bundle would replace the one set here
@@ -543,3 +544,54 @@ def test_a_code_exchanged_with_the_wrong_pkce_verifier_is_refused(drive):
     assert refused.status_code == 400
     assert refused.json()["error"] == "invalid_grant"
     assert refused.json()["error_codes"] == [501481]
+
+
+# --- through the delivery engine ------------------------------------------------------------------------
+
+
+def test_a_revoked_grant_holds_deliveries_until_reconnected_and_then_they_complete(drive, api_client, worker, settings):
+    settings.APERTUR_RETRY_DELAYS = [0.5] * 10
+    persona = make_persona("reconnecting")
+    destination = stored_drive(drive, persona.project, config={"folderPath": "Inbox"}, expires_at=time.time() - 10)
+    drive.revoke_grants()  # the user removed the app's access at Microsoft
+    session = create_session(api_client, persona, [str(destination.pk)])
+    data = noisy_jpeg((320, 240))
+    accepted = upload_image(api_client, session["id"], data)
+
+    delivery = wait_until(
+        lambda: Delivery.objects.filter(destination=destination, last_error__contains="invalid_grant").first()
+    )
+    assert delivery.status in ("pending", "delivering")
+    assert Destination.objects.get(pk=destination.pk).needs_reconnect is True
+    # Reconnecting stores a fresh grant, as the connect flow's callback does.
+    Destination.objects.filter(pk=destination.pk).update(secrets={"token": drive.grant()})
+
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == "delivered")
+    [(path, stored)] = drive.files().items()
+    assert path.startswith(f"Inbox/{session['id']}/0_{accepted['id']}")
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert Destination.objects.get(pk=destination.pk).needs_reconnect is False
+
+
+def test_the_authorize_endpoint_can_post_the_code_back_as_a_form(drive):
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(drive.certificate)
+
+    answer = session.get(
+        f"{drive.url}/common/oauth2/v2.0/authorize",
+        params={
+            "client_id": drive.client_id,
+            "response_type": "code",
+            "response_mode": "form_post",
+            "redirect_uri": "https://apertur.example/cb",
+            "scope": "Files.ReadWrite.All offline_access",
+            "state": "s&2",
+        },
+        allow_redirects=False,
+    )
+
+    assert answer.status_code == 200
+    assert '<form method="POST" action="https://apertur.example/cb">' in answer.text
+    assert '<input type="hidden" name="state" value="s&amp;2">' in answer.text
+    assert len(drive.codes) == 1

@@ -5,7 +5,8 @@ APERTUR_OUTBOUND_CA_BUNDLE. What it implements, as Microsoft documents it:
 
 - identity (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow):
   `GET /{tenant}/v2.0/.well-known/openid-configuration` (MSAL's discovery), `GET /{tenant}/oauth2/v2.0/authorize`
-  (answers at once with a 302 to the redirect URI carrying `code` and `state`, as after the user consented),
+  (answers at once with a 302 to the redirect URI carrying `code` and `state`, as after the user consented, or with
+  `response_mode=form_post` a page that posts them there),
   `POST /{tenant}/oauth2/v2.0/token` with the `authorization_code` grant (PKCE S256 checked) and the
   `refresh_token` grant; the refresh token rotates on every refresh, as Microsoft's do. Errors carry
   `error`, `error_description` ("AADSTSnnnn: …") and `error_codes`.
@@ -35,6 +36,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
@@ -279,7 +281,22 @@ class OneDriveServer:
         with self.lock:
             self.codes[code] = Grant(self.client_id, redirect_uri, query.get("scope", ""), challenge)
         params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
+        if query.get("response_mode") == "form_post":
+            return self.post_form(request, redirect_uri, params)
         self.answer(request, 302, None, {"Location": f"{redirect_uri}?{urlencode(params)}"})
+
+    def post_form(self, request, redirect_uri: str, params: dict[str, str]) -> None:
+        """`response_mode=form_post`: a page whose form the browser posts to the redirect URI at once."""
+        fields = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in params.items())
+        page = (
+            f'<html><body onload="document.forms[0].submit()"><form method="POST" action="{escape(redirect_uri)}">'
+            f"{fields}</form></body></html>"
+        ).encode()
+        request.send_response(200)
+        request.send_header("Content-Type", "text/html; charset=utf-8")
+        request.send_header("Content-Length", str(len(page)))
+        request.end_headers()
+        request.wfile.write(page)
 
     def token(self, request) -> None:
         if self.fault(request, "token"):
