@@ -329,23 +329,31 @@ class Graph:
             raise AccessTokenRejected()
         return response
 
+    def _missing(self, parent_id: str, response: requests.Response, doing: str) -> Exception:
+        """A 404 about `parent_id`: a folder we cached is gone, or (for the root) the drive itself is unknown."""
+        if parent_id == "root":
+            return graph_error(response, f"{doing} (is driveId right?)")
+        return FolderGone()
+
     def folder(self, parent_id: str, name: str) -> str:
+        doing = f"making the folder {name!r}"
         response = self.call(
             "POST",
             f"{self._item_url(parent_id)}/children",
             json={"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"},
         )
-        if response.status_code == 404:
-            raise FolderGone()
         if response.status_code == 409:  # it exists (or another worker just made it): look it up
             response = self.call("GET", self._child_url(parent_id, name).rstrip(":"))
-            if response.status_code == 404:
-                raise FolderGone()
             if response.ok and "folder" not in _json(response):
                 raise DeliveryError(f"OneDrive has a file named {name!r} where a folder should be", permanent=True)
+        if response.status_code == 404:
+            raise self._missing(parent_id, response, doing)
         if not response.ok:
-            raise graph_error(response, f"making the folder {name!r}")
-        return _json(response)["id"]
+            raise graph_error(response, doing)
+        folder_id = _json(response).get("id")
+        if not isinstance(folder_id, str) or not folder_id:
+            raise DeliveryError(f"OneDrive answered without an id while {doing}")
+        return folder_id
 
     def simple_upload(self, folder_id: str, name: str, stream: IO[bytes], size: int, mime_type: str) -> dict:
         response = self.call(
@@ -356,7 +364,7 @@ class Graph:
             headers={"Content-Type": mime_type, "Content-Length": str(size)},
         )
         if response.status_code == 404:
-            raise FolderGone()
+            raise self._missing(folder_id, response, "uploading")
         if not response.ok:
             raise graph_error(response, "uploading")
         return _json(response)
@@ -368,7 +376,7 @@ class Graph:
             json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
         )
         if response.status_code == 404:
-            raise FolderGone()
+            raise self._missing(folder_id, response, "creating an upload session")
         if not response.ok:
             raise graph_error(response, "creating an upload session")
         upload_url = _json(response).get("uploadUrl")
@@ -390,6 +398,11 @@ class Graph:
         )
         if response.status_code == 416:  # the fragment was received already (a resume after a lost answer)
             return {"nextExpectedRanges": [f"{self.next_expected_offset(upload_url)}-"]}
+        if response.status_code in (401, 404):
+            # The session expired or was dropped (its URL's own authorisation with it); the next attempt makes one.
+            error = graph_error(response, "uploading a chunk")
+            error.permanent = False
+            raise error
         if response.status_code not in (200, 201, 202):
             raise graph_error(response, "uploading a chunk")
         return _json(response)

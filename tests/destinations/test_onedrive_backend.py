@@ -139,7 +139,10 @@ def test_an_unknown_drive_id_fails_for_good_with_graphs_code(drive):
     with pytest.raises(DeliveryError) as raised:
         backend.deliver(image, backend.remote_path(image))
 
-    assert "itemNotFound" in raised.value.message or "lost the folder" in raised.value.message
+    assert raised.value.permanent is True
+    assert raised.value.message == (
+        "OneDrive answered HTTP 404 (itemNotFound) while making the folder 'Apertur' (is driveId right?)"
+    )
     assert drive.files() == {}
 
 
@@ -212,6 +215,18 @@ def test_a_connection_dropped_mid_chunk_is_resumed_from_the_next_expected_range(
     assert drive.files() == {path: data}
     upload_calls = [method for method, call in drive.requests if call.startswith("/upload/")]
     assert upload_calls[:3] == ["PUT", "GET", "PUT"]  # dropped, asked where to go on, sent again
+
+
+def test_an_upload_session_that_expired_is_a_retryable_failure(drive, settings):
+    settings.APERTUR_ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES = 64 * 1024
+    image = make_staged_image(noisy_jpeg((500, 400)))
+    drive.fail_next("chunk", status=404, code="itemNotFound")
+
+    with pytest.raises(DeliveryError) as raised:
+        onedrive_backend(drive.grant()).deliver(image, rendered_path(image))
+
+    assert raised.value.permanent is False
+    assert drive.files() == {}
 
 
 def test_a_throttled_chunk_is_a_retryable_failure_carrying_the_wait_and_the_session_is_cancelled(drive, settings):
