@@ -28,6 +28,7 @@ from tests.destinations.contract import (
     stored_destination,
 )
 from tests.destinations.helpers import create_session, upload_image
+from tests.destinations.test_destinations_api import assert_no_secret, assert_validation_error, destinations_url
 from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.onedrive import DRIVE_ID, OneDriveServer
 
@@ -150,6 +151,39 @@ def test_an_unknown_drive_id_fails_for_good_with_graphs_code(drive):
 def test_a_bad_config_is_refused(config):
     with pytest.raises(ValueError):
         OneDriveConfig.model_validate(config)
+
+
+def test_the_api_edits_the_folder_fields_keeps_the_token_and_never_shows_it(drive, api_client, owner):
+    token = drive.grant()
+    destination = stored_destination(onedrive_backend(token), owner.project)
+
+    patched = api_client.patch(
+        destinations_url(owner, str(destination.pk)),
+        {"config": {"folderPath": "/Claims", "driveId": DRIVE_ID}},
+        format="json",
+        **owner.auth,
+    )
+    refused = api_client.patch(
+        destinations_url(owner, str(destination.pk)),
+        {"config": {"driveId": "a/b"}},
+        format="json",
+        **owner.auth,
+    )
+    listed = api_client.get(destinations_url(owner), **owner.auth)
+
+    assert patched.status_code == 200, patched.content
+    assert patched.json()["config"]["folderPath"] == "/Claims"
+    assert_validation_error(
+        refused,
+        {"config.driveId": ["must be a drive id as Graph gives it (no '/', '?', '#' or control characters)"]},
+    )
+    for response in (patched, refused, listed):
+        assert_no_secret(response, token["access_token"], token["refresh_token"])
+    assert stored_token(destination)["refresh_token"] == token["refresh_token"]
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend = backend_for(Destination.objects.get(pk=destination.pk))
+    backend.deliver(image, backend.remote_path(image))
+    assert list(drive.files()) == [f"Claims/{rendered_path(image)}"]
 
 
 # --- small and large files ------------------------------------------------------------------------------
