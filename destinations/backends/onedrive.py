@@ -18,7 +18,6 @@ One attempt:
    "name 1.jpg".
 """
 
-import contextlib
 import functools
 import re
 import threading
@@ -35,13 +34,13 @@ from pydantic import Field, field_validator
 from apertur.http import provider_session, token_endpoint_session
 from destinations.backends import oauth
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
-from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints, OAuthToken
+from destinations.backends.microsoft_graph import FolderGone, Graph, first_missing_offset
+from destinations.backends.oauth import OAuthBackend, OAuthConfig, OAuthEndpoints, OAuthToken
 from destinations.paths import DEFAULT_PATH_TEMPLATE, image_path, normalise_path
 
 # Graph requires upload-session fragments in multiples of 320 KiB (except the last):
 # https://learn.microsoft.com/graph/api/driveitem-createuploadsession#upload-bytes-to-the-upload-session
 CHUNK_ALIGNMENT = 320 * 1024
-GRAPH_TIMEOUT_SECONDS = 30
 # Connections dropped mid-chunk that one attempt resumes before it gives up (the next attempt starts afresh).
 CHUNK_RESUMES_PER_ATTEMPT = 3
 # MSAL adds these itself and refuses them in a token request.
@@ -50,8 +49,6 @@ TOKEN_PATH_SUFFIX = "/oauth2/v2.0/token"  # noqa: S105 (a URL path, not a secret
 # Token errors that only the user can fix by connecting again; `interaction_required` is Microsoft's for a new
 # consent or MFA prompt (AADSTS65001, AADSTS50076). https://learn.microsoft.com/entra/identity-platform/reference-error-codes
 MICROSOFT_RECONNECT_ERRORS = oauth.RECONNECT_ERRORS | {"interaction_required"}
-# Graph's answers worth retrying although 4xx: throttled (429), a lock or conflict of the moment (409, 423).
-RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 423, 429})
 FOLDER_CACHE_SIZE = 4096
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -73,10 +70,6 @@ class OneDriveConfig(OAuthConfig):
         if _CONTROL_CHARACTERS.search(value):
             raise ValueError("must not contain control characters")
         return value
-
-
-class FolderGone(Exception):
-    """Graph answered 404 for a folder we had an id for: it was deleted or moved behind our back."""
 
 
 class OneDriveBackend(OAuthBackend):
@@ -143,7 +136,7 @@ class OneDriveBackend(OAuthBackend):
             return self._shared_folder_ids, self.context.destination_id
         return self._own_folder_ids, ""
 
-    def _folder_id(self, graph: "Graph", folders: list[str]) -> str:
+    def _folder_id(self, graph: Graph, folders: list[str]) -> str:
         """The id of the folder at `folders` (a list of names below the drive's root), made where missing."""
         cache, owner = self._folder_cache()
         parent = "root"
@@ -168,7 +161,7 @@ class OneDriveBackend(OAuthBackend):
 
     # --- uploads -------------------------------------------------------------------------------------------
 
-    def _upload(self, graph: "Graph", folder_id: str, name: str, image: StagedImage) -> dict[str, Any]:
+    def _upload(self, graph: Graph, folder_id: str, name: str, image: StagedImage) -> dict[str, Any]:
         if image.size_bytes <= settings.APERTUR_ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES:
             with image.open() as stream:
                 return graph.simple_upload(folder_id, name, stream, image.size_bytes, image.mime_type)
@@ -179,7 +172,7 @@ class OneDriveBackend(OAuthBackend):
             graph.cancel_upload_session(upload_url)  # frees the space Graph holds for it; best effort
             raise
 
-    def _send_chunks(self, graph: "Graph", upload_url: str, image: StagedImage) -> dict[str, Any]:
+    def _send_chunks(self, graph: Graph, upload_url: str, image: StagedImage) -> dict[str, Any]:
         chunk_size = onedrive_chunk_size()
         resumes = 0
         offset = 0
@@ -197,7 +190,7 @@ class OneDriveBackend(OAuthBackend):
                     continue
                 if "id" in answer:
                     return answer
-                offset = _first_missing_offset(answer)
+                offset = first_missing_offset(answer)
 
     # --- tokens --------------------------------------------------------------------------------------------
 
@@ -285,169 +278,3 @@ def _read_at(stream: IO[bytes], offset: int, size: int) -> bytes:
     if len(data) != size:
         raise DeliveryError("the staged image is shorter than its recorded size")
     return data
-
-
-def _first_missing_offset(answer: dict[str, Any]) -> int:
-    """The start of Graph's first `nextExpectedRanges` entry ("26-" or "26-49")."""
-    ranges = answer.get("nextExpectedRanges") or []
-    try:
-        return int(str(ranges[0]).split("-", 1)[0])
-    except (IndexError, ValueError) as error:
-        raise DeliveryError("OneDrive's upload session answered without a next expected range") from error
-
-
-class Graph:
-    """The Graph calls of one attempt, on one drive, with the attempt's session and access token."""
-
-    def __init__(self, session: requests.Session, drive_url: str, deadline: Any) -> None:
-        self.session = session
-        self.drive_url = drive_url
-        self.deadline = deadline
-        self.access_token = ""
-        self.status: int | None = None
-
-    def _item_url(self, item_id: str) -> str:
-        return f"{self.drive_url}/root" if item_id == "root" else f"{self.drive_url}/items/{quote(item_id, safe='')}"
-
-    def _child_url(self, parent_id: str, name: str) -> str:
-        return f"{self._item_url(parent_id)}:/{quote(name, safe='')}:"
-
-    def call(self, method: str, url: str, *, authorised: bool = True, **kwargs: Any) -> requests.Response:
-        headers = kwargs.pop("headers", {})
-        if authorised:
-            headers["Authorization"] = f"Bearer {self.access_token}"
-        response = self.session.request(
-            method,
-            url,
-            headers=headers,
-            timeout=self.deadline.timeout(GRAPH_TIMEOUT_SECONDS),
-            allow_redirects=False,
-            **kwargs,
-        )
-        self.status = response.status_code
-        if authorised and response.status_code == 401:
-            raise AccessTokenRejected()
-        return response
-
-    def _missing(self, parent_id: str, response: requests.Response, doing: str) -> Exception:
-        """A 404 about `parent_id`: a folder we cached is gone, or (for the root) the drive itself is unknown."""
-        if parent_id == "root":
-            return graph_error(response, f"{doing} (is driveId right?)")
-        return FolderGone()
-
-    def folder(self, parent_id: str, name: str) -> str:
-        doing = f"making the folder {name!r}"
-        response = self.call(
-            "POST",
-            f"{self._item_url(parent_id)}/children",
-            json={"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"},
-        )
-        if response.status_code == 409:  # it exists (or another worker just made it): look it up
-            response = self.call("GET", self._child_url(parent_id, name).rstrip(":"))
-            if response.ok and "folder" not in _json(response):
-                raise DeliveryError(f"OneDrive has a file named {name!r} where a folder should be", permanent=True)
-        if response.status_code == 404:
-            raise self._missing(parent_id, response, doing)
-        if not response.ok:
-            raise graph_error(response, doing)
-        folder_id = _json(response).get("id")
-        if not isinstance(folder_id, str) or not folder_id:
-            raise DeliveryError(f"OneDrive answered without an id while {doing}")
-        return folder_id
-
-    def simple_upload(self, folder_id: str, name: str, stream: IO[bytes], size: int, mime_type: str) -> dict:
-        response = self.call(
-            "PUT",
-            f"{self._child_url(folder_id, name)}/content",
-            params={"@microsoft.graph.conflictBehavior": "replace"},
-            data=stream,
-            headers={"Content-Type": mime_type, "Content-Length": str(size)},
-        )
-        if response.status_code == 404:
-            raise self._missing(folder_id, response, "uploading")
-        if not response.ok:
-            raise graph_error(response, "uploading")
-        return _json(response)
-
-    def create_upload_session(self, folder_id: str, name: str) -> str:
-        response = self.call(
-            "POST",
-            f"{self._child_url(folder_id, name)}/createUploadSession",
-            json={"item": {"@microsoft.graph.conflictBehavior": "replace"}},
-        )
-        if response.status_code == 404:
-            raise self._missing(folder_id, response, "creating an upload session")
-        if not response.ok:
-            raise graph_error(response, "creating an upload session")
-        upload_url = _json(response).get("uploadUrl")
-        if not upload_url:
-            raise DeliveryError("OneDrive created an upload session without an upload URL")
-        return upload_url
-
-    def put_chunk(self, upload_url: str, chunk: bytes, offset: int, total: int) -> dict[str, Any]:
-        # The upload URL carries its own authorisation; Graph may answer 401 to one that also has a bearer token.
-        response = self.call(
-            "PUT",
-            upload_url,
-            authorised=False,
-            data=chunk,
-            headers={
-                "Content-Length": str(len(chunk)),
-                "Content-Range": f"bytes {offset}-{offset + len(chunk) - 1}/{total}",
-            },
-        )
-        if response.status_code == 416:  # the fragment was received already (a resume after a lost answer)
-            return {"nextExpectedRanges": [f"{self.next_expected_offset(upload_url)}-"]}
-        if response.status_code in (401, 404):
-            # The session expired or was dropped (its URL's own authorisation with it); the next attempt makes one.
-            error = graph_error(response, "uploading a chunk")
-            error.permanent = False
-            raise error
-        if response.status_code not in (200, 201, 202):
-            raise graph_error(response, "uploading a chunk")
-        return _json(response)
-
-    def next_expected_offset(self, upload_url: str) -> int:
-        response = self.call("GET", upload_url, authorised=False)
-        if not response.ok:
-            raise graph_error(response, "resuming the upload session")
-        return _first_missing_offset(_json(response))
-
-    def cancel_upload_session(self, upload_url: str) -> None:
-        with contextlib.suppress(requests.RequestException):  # it expires on its own
-            self.session.delete(upload_url, timeout=self.deadline.timeout(5), allow_redirects=False)
-
-
-def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def graph_error(response: requests.Response, doing: str) -> DeliveryError:
-    """Graph's error answer as one failed attempt. Its `error.code` is quoted, its message not (it may name the
-    user's files). https://learn.microsoft.com/graph/errors"""
-    status = response.status_code
-    error = _json(response).get("error")
-    code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), str) else ""
-    message = f"OneDrive answered HTTP {status}{f' ({code[:100]})' if code else ''} while {doing}"
-    if status == 403:
-        # accessDenied: the grant no longer covers this drive (consent withdrawn, drive unshared).
-        return DeliveryError(message, needs_reconnect=True, http_status=status)
-    # 429/503 (and 509 on SharePoint) carry Retry-After: https://learn.microsoft.com/graph/throttling
-    retry_after = _retry_after(response)
-    retryable = status >= 500 or status in RETRYABLE_CLIENT_ERRORS
-    if retry_after is not None:
-        message += f"; retry after {retry_after:g} s"
-    return DeliveryError(message, permanent=not retryable, http_status=status, retry_after=retry_after)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None

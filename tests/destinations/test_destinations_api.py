@@ -191,7 +191,11 @@ def test_an_unknown_type_is_a_validation_error(api_client, owner):
 
     assert_validation_error(
         response,
-        {"type": ["'carrier_pigeon' is not a destination type; one of: azure_blob, ftp, onedrive, s3, webdav, webhook"]},
+        {
+            "type": [
+                "'carrier_pigeon' is not a destination type; one of: azure_blob, ftp, onedrive, s3, webdav, webhook"
+            ]
+        },
     )
 
 
