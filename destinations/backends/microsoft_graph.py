@@ -13,6 +13,7 @@ from destinations.backends.base import DeliveryError
 from destinations.backends.oauth import AccessTokenRejected
 
 GRAPH_TIMEOUT_SECONDS = 30
+MAX_RETRY_AFTER_SECONDS = 3600.0
 # Graph's answers worth retrying although 4xx: throttled (429), a lock or conflict of the moment (409, 423).
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 423, 429})
 
@@ -170,12 +171,15 @@ def graph_error(response: requests.Response, doing: str) -> DeliveryError:
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """Graph's Retry-After in seconds (it sends whole seconds, never a date), capped at an hour as MSAL caps it."""
     value = response.headers.get("Retry-After", "")
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if not 0 <= seconds < float("inf"):
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
 def first_missing_offset(answer: dict[str, Any]) -> int:

@@ -361,6 +361,18 @@ def test_429_with_retry_after_is_retryable_and_names_the_wait(drive):
     assert "activityLimitReached" in raised.value.message
 
 
+@pytest.mark.parametrize(("header", "wait"), [(10**12, 3600), (-5, None)])
+def test_an_outlandish_retry_after_is_capped_or_ignored(drive, header, wait):
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    drive.fail_next("upload", status=503, code="serviceNotAvailable", retry_after=header)
+
+    with pytest.raises(DeliveryError) as raised:
+        onedrive_backend(drive.grant()).deliver(image, rendered_path(image))
+
+    assert raised.value.retry_after == wait
+    assert raised.value.permanent is False
+
+
 def test_a_server_error_is_retryable(drive):
     image = make_staged_image(noisy_jpeg((160, 120)))
     drive.fail_next("folder", status=502, code="generalException")
