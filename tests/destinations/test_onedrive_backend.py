@@ -499,6 +499,18 @@ def test_a_revoked_grant_needs_reconnect_and_flags_the_destination(drive, owner)
     assert drive.files() == {}
 
 
+def test_a_grant_that_needs_new_consent_or_mfa_needs_reconnect(drive, owner):
+    destination = stored_drive(drive, owner.project, expires_at=time.time() - 10)
+    drive.fail_next("token", status=400, code="interaction_required", aadsts=50076)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert raised.value.needs_reconnect is True
+    assert raised.value.message == "onedrive refused the refresh token (interaction_required, AADSTS50076)"
+
+
 def test_a_wrong_client_secret_is_the_operators_problem_not_a_reconnect(drive, owner, settings):
     settings.APERTUR_OAUTH["onedrive"]["client_secret"] = "not-the-secret"
     destination = stored_drive(drive, owner.project, expires_at=time.time() - 10)

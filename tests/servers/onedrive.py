@@ -69,6 +69,7 @@ class Fault:
     retry_after: int | None = None
     drop: bool = False  # close the connection after half the body instead of answering
     count: int = 1
+    aadsts: int = 90033  # for "token" faults: the AADSTS number (90033: a transient service error)
 
 
 @dataclass
@@ -246,7 +247,11 @@ class OneDriveServer:
             return True
         self.body(request)
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        self.answer(request, fault.status, {"error": {"code": fault.code, "message": "injected"}}, headers)
+        if where == "token":  # the identity platform's error shape, `code` as the OAuth error, AADSTS number given
+            payload = aad_error(fault.status, fault.code, fault.aadsts, "Injected.")[1]
+        else:
+            payload = {"error": {"code": fault.code, "message": "injected"}}
+        self.answer(request, fault.status, payload, headers)
         return True
 
     # --- identity platform --------------------------------------------------------------------------------
