@@ -297,6 +297,10 @@ APERTUR_BOX_CHUNKED_THRESHOLD_BYTES = env_int("APERTUR_BOX_CHUNKED_THRESHOLD_BYT
 # SDK sends bodies from memory, so both bound what an attempt holds; Dropbox takes at most 150 MiB per request.
 APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES = env_int("APERTUR_DROPBOX_UPLOAD_THRESHOLD_BYTES", 8 * 1024 * 1024)
 APERTUR_DROPBOX_CHUNK_SIZE_BYTES = env_int("APERTUR_DROPBOX_CHUNK_SIZE_BYTES", 8 * 1024 * 1024)
+# onedrive: an image up to the threshold is one simple upload (Graph's limit is 4 MiB); a larger one goes through an
+# upload session in chunks of this size, rounded down to whole 320 KiB units as Graph requires.
+APERTUR_ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES = env_int("APERTUR_ONEDRIVE_SIMPLE_UPLOAD_MAX_BYTES", 4 * 1024 * 1024)
+APERTUR_ONEDRIVE_CHUNK_SIZE_BYTES = env_int("APERTUR_ONEDRIVE_CHUNK_SIZE_BYTES", 10 * 320 * 1024)
 APERTUR_MAX_IMAGES_CAP = env_int("APERTUR_MAX_IMAGES_CAP", 100)
 APERTUR_MAX_IMAGE_SIZE_MB = env_int("APERTUR_MAX_IMAGE_SIZE_MB", 20)
 APERTUR_MAX_IMAGE_SIZE_MB_CAP = env_int("APERTUR_MAX_IMAGE_SIZE_MB_CAP", 100)

@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "dropbox": "destinations.backends.dropbox.DropboxBackend",
     "ftp": "destinations.backends.ftp.FtpBackend",
     "google_drive": "destinations.backends.google_drive.GoogleDriveBackend",
+    "onedrive": "destinations.backends.onedrive.OneDriveBackend",
     "s3": "destinations.backends.s3.S3Backend",
     "webdav": "destinations.backends.webdav.WebdavBackend",
     "webhook": "destinations.backends.webhook.WebhookBackend",
