@@ -200,7 +200,7 @@ class DropboxServer:
         with tokens.lock:
             tokens.refresh_tokens.clear()
             tokens.access_tokens.clear()
-            tokens.refresh_token_of.clear()
+            tokens.grants.clear()
             tokens.refreshes = 0
             tokens.rotate_refresh_tokens = False
         tokens.token_gate.set()
