@@ -111,7 +111,9 @@ def destination_reconnect(*, destination: Destination, token: dict[str, Any]) ->
     these tokens are not overwritten by its result."""
     with DestinationSecretsStore(str(destination.pk)).locked() as stored:
         stored["token"] = token
-    Destination.objects.filter(pk=destination.pk).update(needs_reconnect=False, last_error="", updated_at=timezone.now())
+    Destination.objects.filter(pk=destination.pk).update(
+        needs_reconnect=False, last_error="", updated_at=timezone.now()
+    )
     destination.refresh_from_db()
     return destination
 
