@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.cache import cache
 from django.urls import reverse
 
 from apertur.errors import AppError
@@ -194,6 +195,11 @@ def _take_flow(session: SessionBase, *, state: str, user: AbstractBaseUser, kind
         raise AppError(400, "OAUTH_STATE_EXPIRED", "This connection took too long and expired; start it again.")
     if flow["user"] != str(user.pk) or flow["type"] != kind:
         raise AppError(400, "OAUTH_STATE_INVALID", "This connection was started by another user or for another type.")
+    # Two requests of one browser (a double click) both read the session before either saves it: the shared
+    # cache lets only the first one through.
+    spent = f"apertur-oauth-state:{hashlib.sha256(state.encode()).hexdigest()}"
+    if not cache.add(spent, True, timeout=settings.APERTUR_OAUTH_STATE_TTL_SECONDS + 60):
+        raise AppError(400, "OAUTH_STATE_INVALID", "This connection was already used; start it again.")
     return flow
 
 
