@@ -43,6 +43,7 @@ MANAGING_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 @dataclass(frozen=True)
 class ProviderStatus:
     type: str
+    label: str
     configured: bool
     redirect_uri: str
 
@@ -79,8 +80,9 @@ def connect_url(kind: str, *, project: Project) -> str:
 
 
 def provider_status(kind: str) -> ProviderStatus:
+    backend = oauth_backend_class(kind)
     return ProviderStatus(
-        type=kind, configured=oauth_backend_class(kind).is_configured(), redirect_uri=redirect_uri(kind)
+        type=kind, label=backend.label(), configured=backend.is_configured(), redirect_uri=redirect_uri(kind)
     )
 
 
@@ -109,7 +111,7 @@ def connect_start(
     backend = oauth_backend_class(kind)
     ensure_can_manage(user=user, project=project)
     if not backend.is_configured():
-        raise AppError(409, "OAUTH_NOT_CONFIGURED", f"{kind} is not configured on this server.")
+        raise AppError(409, "OAUTH_NOT_CONFIGURED", f"{backend.label()} is not configured on this server.")
     if destination is not None and (destination.project_id != project.pk or destination.type != kind):
         raise AppError(404, "NOT_FOUND", "Destination not found.")
     state = secrets.token_urlsafe(32)
@@ -166,12 +168,13 @@ def connect_complete(*, session: SessionBase, user: AbstractBaseUser, kind: str,
     if project is None:
         raise AppError(400, "OAUTH_STATE_INVALID", "The project of this connection no longer exists.")
     ensure_can_manage(user=user, project=project)  # roles may have changed since the start
-    if query.get("error"):
-        reason = "you did not allow access" if query["error"] == "access_denied" else f"error {query['error']!r}"
-        raise AppError(400, "OAUTH_DENIED", f"{kind} did not connect: {reason}. Nothing was changed.")
-    if not query.get("code"):
-        raise AppError(400, "OAUTH_DENIED", f"{kind} sent no authorization code back. Nothing was changed.")
     backend = oauth_backend_class(kind)
+    if query.get("error"):
+        error = query["error"][:100]
+        reason = "you did not allow access" if error == "access_denied" else f"error {error!r}"
+        raise AppError(400, "OAUTH_DENIED", f"{backend.label()} did not connect: {reason}. Nothing was changed.")
+    if not query.get("code"):
+        raise AppError(400, "OAUTH_DENIED", f"{backend.label()} sent no authorization code back. Nothing was changed.")
     try:
         token = backend.exchange_code(
             code=query["code"], redirect_uri=flow["redirect_uri"], code_verifier=flow["code_verifier"]
@@ -210,12 +213,8 @@ def _store(*, kind: str, project: Project, flow: dict[str, Any], token: OAuthTok
             raise AppError(400, "OAUTH_STATE_INVALID", "The destination to reconnect no longer exists.")
         return services.destination_reconnect(destination=destination, token=token.model_dump())
     return services.destination_connect(
-        project=project, type=kind, name=flow["name"] or _default_name(kind), token=token.model_dump()
+        project=project, type=kind, name=flow["name"] or oauth_backend_class(kind).label(), token=token.model_dump()
     )
-
-
-def _default_name(kind: str) -> str:
-    return kind.replace("_", " ").title()
 
 
 def connect_disconnect(*, user: AbstractBaseUser, destination: Destination) -> DisconnectOutcome:

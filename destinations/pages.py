@@ -18,6 +18,7 @@ from destinations.models import Destination
 from projects.models import Project
 
 PageView = Callable[..., HttpResponse]
+REFUSAL_HEADINGS = {403: "Not allowed", 404: "Not found"}
 
 
 def _refusals_as_pages(view: PageView) -> PageView:
@@ -32,8 +33,8 @@ def _refusals_as_pages(view: PageView) -> PageView:
                 return _not_configured(request, kwargs["kind"], status=error.status)
             return render(
                 request,
-                "destinations/oauth_refused.html",
-                {"status": error.status, "message": error.message},
+                "destinations/refused.html",
+                {"heading": REFUSAL_HEADINGS.get(error.status, "Not connected"), "message": error.message},
                 status=error.status,
             )
 
@@ -110,7 +111,12 @@ def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
         return render(
             request,
             "destinations/oauth_start.html",
-            {"kind": kind, "project": project, "destination": destination, "name": fields.get("name", "")},
+            {
+                "provider": oauth_connect.provider_status(kind),
+                "project": project,
+                "destination": destination,
+                "name": fields.get("name", ""),
+            },
         )
     authorize_url = oauth_connect.connect_start(
         session=request.session,
@@ -141,16 +147,17 @@ def oauth_callback(request: HttpRequest, kind: str) -> HttpResponse:
 def oauth_disconnect(request: HttpRequest, kind: str, destination_id: str) -> HttpResponse:
     destination = _member_destination(request, destination_id, kind=kind)
     outcome = oauth_connect.connect_disconnect(user=request.user, destination=destination)
+    provider = oauth_connect.oauth_backend_class(kind).label()
     if outcome.revoked:
-        messages.success(request, f"{destination.name} is disconnected and its access revoked at {kind}.")
+        messages.success(request, f"{destination.name} is disconnected and its access revoked at {provider}.")
     elif outcome.revoke_error:
         messages.warning(
             request,
             f"{destination.name} is disconnected here, but {outcome.revoke_error}: "
-            f"remove Apertur's access in your {kind} account settings.",
+            f"remove Apertur's access in your {provider} account settings.",
         )
     else:
         messages.success(
-            request, f"{destination.name} is disconnected; remove Apertur's access in your {kind} account settings."
+            request, f"{destination.name} is disconnected; remove Apertur's access in your {provider} account settings."
         )
     return redirect("destination-pages:destination-list", project_id=destination.project_id)

@@ -83,6 +83,7 @@ class OAuthBackend(DestinationBackend):
     scopes: ClassVar[tuple[str, ...]] = ()
     authorize_params: ClassVar[dict[str, str]] = {}
     supports_pkce: ClassVar[bool] = False
+    display_name: ClassVar[str] = ""  # the provider's name as its users know it ("Google Drive"); default: the type
     config: OAuthConfig
 
     @classmethod
@@ -97,6 +98,10 @@ class OAuthBackend(DestinationBackend):
     @classmethod
     def is_configured(cls) -> bool:
         return bool(cls.provider_settings().get("client_id"))
+
+    @classmethod
+    def label(cls) -> str:
+        return cls.display_name or cls.provider.replace("_", " ").title()
 
     @classmethod
     def client_credentials(cls) -> dict[str, str]:

@@ -493,3 +493,20 @@ def test_a_delivery_waiting_on_a_revoked_grant_completes_after_reconnecting(
     wait_until(lambda: Delivery.objects.get().status == "delivered", timeout=30)
     assert len(target.provider.files) == 1
     assert not Destination.objects.get().needs_reconnect
+
+
+def test_members_see_the_destinations_page_without_its_buttons_and_outsiders_do_not_see_it(
+    target, owner, member, outsider
+):
+    connect(signed_in(owner), target, owner.project, name="Shared drive")
+    url = f"/projects/{owner.project.pk}/destinations"
+
+    for_the_owner = signed_in(owner).get(url)
+    for_a_member = signed_in(member).get(url)
+    for_an_outsider = signed_in(outsider).get(url)
+
+    assert for_the_owner.status_code == for_a_member.status_code == 200
+    assert b"Shared drive" in for_a_member.content
+    assert b"Connect Dummy Drive" in for_the_owner.content and b"Disconnect" in for_the_owner.content
+    assert b"Connect Dummy Drive" not in for_a_member.content and b"Disconnect" not in for_a_member.content
+    assert for_an_outsider.status_code == 404 and b"Shared drive" not in for_an_outsider.content
