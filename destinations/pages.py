@@ -50,15 +50,16 @@ def _member_project(request: HttpRequest, project_id: str | None) -> Project:
     return project
 
 
-def _member_destination(request: HttpRequest, destination_id: str | None, *, kind: str) -> Destination:
+def _member_destination(
+    request: HttpRequest, destination_id: str | None, *, kind: str, project: Project | None = None
+) -> Destination:
+    """A live destination of this type in a project the user is a member of (in `project`, when given)."""
     key = parse_uuid(destination_id or "")
+    destinations = Destination.objects.alive().select_related("project")
+    if project is not None:
+        destinations = destinations.filter(project=project)
     destination = (
-        None
-        if key is None
-        else Destination.objects.alive()
-        .select_related("project")
-        .filter(pk=key, type=kind, project__memberships__user=request.user)
-        .first()
+        None if key is None else destinations.filter(pk=key, type=kind, project__memberships__user=request.user).first()
     )
     if destination is None:
         raise AppError(404, "NOT_FOUND", "Destination not found.")
@@ -101,32 +102,28 @@ def oauth_start(request: HttpRequest, kind: str) -> HttpResponse:
     another site can start a flow in the user's name). POST: off to the provider's consent page."""
     fields = request.POST if request.method == "POST" else request.GET
     project = _member_project(request, fields.get("project"))
-    destination = _member_destination(request, fields["destination"], kind=kind) if fields.get("destination") else None
-    if destination is not None and destination.project_id != project.pk:
-        raise AppError(404, "NOT_FOUND", "Destination not found.")
-    if not oauth_connect.oauth_backend_class(kind).is_configured():
-        return _not_configured(request, kind, status=200 if request.method == "GET" else 409)
-    if request.method == "GET":
-        oauth_connect.ensure_can_manage(user=request.user, project=project)
-        return render(
-            request,
-            "destinations/oauth_start.html",
-            {
-                "provider": oauth_connect.provider_status(kind),
-                "project": project,
-                "destination": destination,
-                "name": fields.get("name", ""),
-            },
+    destination = None
+    if fields.get("destination"):
+        destination = _member_destination(request, fields["destination"], kind=kind, project=project)
+    if request.method == "POST":
+        authorize_url = oauth_connect.connect_start(
+            session=request.session,
+            user=request.user,
+            project=project,
+            kind=kind,
+            destination=destination,
+            name=fields.get("name", ""),
         )
-    authorize_url = oauth_connect.connect_start(
-        session=request.session,
-        user=request.user,
-        project=project,
-        kind=kind,
-        destination=destination,
-        name=fields.get("name", ""),
+        return redirect(authorize_url)
+    provider = oauth_connect.provider_status(kind)
+    if not provider.configured:
+        return _not_configured(request, kind)
+    oauth_connect.ensure_can_manage(user=request.user, project=project)
+    return render(
+        request,
+        "destinations/oauth_start.html",
+        {"provider": provider, "project": project, "destination": destination, "name": fields.get("name", "")},
     )
-    return redirect(authorize_url)
 
 
 @require_GET
