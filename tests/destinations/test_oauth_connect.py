@@ -6,7 +6,7 @@ tokens; refused states; roles; reconnect; disconnect with revocation; a provider
 Written against `ConnectTarget` so that each provider's backend and local server can run the same cases."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,21 +19,78 @@ from delivery.models import Delivery
 from destinations import oauth_connect
 from destinations.attempts import backend_for
 from destinations.backends import BACKENDS, backend_class
+from destinations.backends.oauth import OAuthBackend
 from destinations.models import Destination
 from projects.models import Membership
 from tests.destinations import dummy_oauth
 from tests.destinations.contract import make_staged_image, rendered_path
+from tests.destinations.dummy_oauth import DummyDriveBackend
 from tests.destinations.helpers import create_session, upload_image
 from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.oauth_provider import OAuthProvider
 
 
-@dataclass
 class ConnectTarget:
-    """A type connected by OAuth and its local provider server, as the cases below use them."""
+    """A type connected by OAuth and its local provider server, as the cases below use them. A provider's test
+    module runs the same cases with its own subclass and a `target` fixture that configures its server
+    (APERTUR_OAUTH with the authorise, token and revoke URLs) and registers `oauth_connect.redirect_uri(kind)`
+    with it."""
 
     kind: str
-    provider: OAuthProvider
+    authorize_url: str  # where the start must send the browser
+
+    @property
+    def backend(self) -> type[OAuthBackend]:
+        return backend_class(self.kind)
+
+    def client_id(self) -> str:
+        raise NotImplementedError
+
+    def authorizations(self) -> int:
+        """How many authorise requests the provider received."""
+        raise NotImplementedError
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        """The authorization-code grants the token endpoint received, as forms."""
+        raise NotImplementedError
+
+    def access_token_valid(self, token: str) -> bool:
+        raise NotImplementedError
+
+    def revoked(self) -> list[str]:
+        """The tokens revoked at the provider, in order."""
+        raise NotImplementedError
+
+    def deny_next_authorization(self) -> None:
+        raise NotImplementedError
+
+    def withdraw_consent(self) -> None:
+        """The user removed the app at the provider: every token it issued is dead."""
+        raise NotImplementedError
+
+    def refuse_revocation(self) -> None:
+        raise NotImplementedError
+
+    def delivered(self) -> list[str]:
+        """The paths of the files the provider holds."""
+        raise NotImplementedError
+
+
+class DummyDriveTarget(ConnectTarget):
+    kind = dummy_oauth.TYPE
+
+    def __init__(self, provider: OAuthProvider) -> None:
+        self.provider = provider
+        self.authorize_url = f"{provider.url}/authorize"
+
+    def client_id(self) -> str:
+        return self.provider.client_id
+
+    def authorizations(self) -> int:
+        return len(self.provider.authorize_requests)
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        return [form for form in self.provider.token_requests if form.get("grant_type") == "authorization_code"]
 
     def access_token_valid(self, token: str) -> bool:
         return self.provider.token_valid(token)
@@ -43,6 +100,15 @@ class ConnectTarget:
 
     def deny_next_authorization(self) -> None:
         self.provider.deny_next_authorization()
+
+    def withdraw_consent(self) -> None:
+        self.provider.revoke_everything()
+
+    def refuse_revocation(self) -> None:
+        self.provider.client_secret = "rotated-at-the-provider"  # the revoke request is refused (invalid_client)
+
+    def delivered(self) -> list[str]:
+        return list(self.provider.files)
 
 
 @pytest.fixture
@@ -61,7 +127,7 @@ def target(settings, monkeypatch):
         }
     }
     provider.redirect_uris.add(oauth_connect.redirect_uri(dummy_oauth.TYPE))
-    yield ConnectTarget(kind=dummy_oauth.TYPE, provider=provider)
+    yield DummyDriveTarget(provider)
     backend_class.cache_clear()
     provider.stop()
 
@@ -80,7 +146,7 @@ def start(client: Client, target: ConnectTarget, project, **fields) -> str:
     """POST the start form; the provider's authorise URL it redirects to."""
     response = client.post(start_url(target.kind), {"project": str(project.pk), **fields})
     assert response.status_code == 302, response.content
-    assert response["Location"].startswith(target.provider.url)
+    assert response["Location"].startswith(f"{target.authorize_url}?")
     return response["Location"]
 
 
@@ -145,14 +211,15 @@ def test_an_owner_connects_a_drive_and_its_tokens_are_stored_encrypted_and_maske
     assert target.access_token_valid(token["access_token"])
     assert token["refresh_token"] and token["expires_at"] > time.time() + 3000
     # What was asked of the provider: this server's client, the callback, the scopes, PKCE S256, offline access.
-    assert asked["client_id"] == target.provider.client_id
+    assert asked["client_id"] == target.client_id()
     assert asked["redirect_uri"] == oauth_connect.redirect_uri(target.kind)
-    assert asked["scope"] == "files.write"
-    assert asked["code_challenge_method"] == "S256" and asked["code_challenge"]
-    assert asked["access_type"] == "offline"
+    assert asked.get("scope", "") == " ".join(target.backend.scopes)
+    assert target.backend.authorize_params.items() <= asked.items()
     assert len(asked["state"]) >= 32
-    exchange = target.provider.token_requests[-1]
-    assert exchange["grant_type"] == "authorization_code" and len(exchange["code_verifier"]) >= 43
+    [exchange] = target.code_exchanges()
+    if target.backend.supports_pkce:
+        assert asked["code_challenge_method"] == "S256" and asked["code_challenge"]
+        assert len(exchange["code_verifier"]) >= 43
     # Encrypted at rest, masked by the API.
     raw = raw_secrets_column(destination)
     assert token["access_token"] not in raw and token["refresh_token"] not in raw and "access_token" not in raw
@@ -165,13 +232,13 @@ def test_an_owner_connects_a_drive_and_its_tokens_are_stored_encrypted_and_maske
     assert b"Team drive" in page.content and b"Reconnect" in page.content and b"is connected" in page.content
     image = make_staged_image(noisy_jpeg((160, 120)))
     backend_for(destination).deliver(image, rendered_path(image))
-    assert list(target.provider.files) == [rendered_path(image)]
+    assert len(target.delivered()) == 1
 
 
 def test_a_destination_connected_without_a_name_is_named_after_its_type(target, owner):
     connect(signed_in(owner), target, owner.project)
 
-    assert Destination.objects.get(project=owner.project).name == "Dummy Drive"
+    assert Destination.objects.get(project=owner.project).name == target.backend.label()
 
 
 def test_a_project_admin_may_connect_and_a_member_may_not(target, owner, project_admin, member):
@@ -182,7 +249,7 @@ def test_a_project_admin_may_connect_and_a_member_may_not(target, owner, project
 
     assert refused.status_code == confirm_page.status_code == 403
     assert b"owners and admins" in refused.content
-    assert target.provider.authorize_requests == [target.provider.authorize_requests[0]]  # the admin's only
+    assert target.authorizations() == 1  # the admin's only
     assert Destination.objects.filter(project=owner.project).count() == 1
 
 
@@ -195,14 +262,14 @@ def test_a_user_demoted_to_member_during_the_flow_cannot_complete_it(target, own
 
     assert response.status_code == 403
     assert not Destination.objects.exists()
-    assert not any(request.get("grant_type") == "authorization_code" for request in target.provider.token_requests)
+    assert not target.code_exchanges()
 
 
 def test_an_outsider_cannot_start_a_flow_for_another_project(target, owner, outsider):
     response = signed_in(outsider).post(start_url(target.kind), {"project": str(owner.project.pk)})
 
     assert response.status_code == 404
-    assert not target.provider.authorize_requests
+    assert target.authorizations() == 0
 
 
 def test_a_forged_state_is_refused_and_the_real_one_still_completes(target, owner):
@@ -344,7 +411,7 @@ def test_starting_is_a_post_behind_a_confirmation_page(target, owner):
 
     assert page.status_code == 200
     assert b'method="post"' in page.content and b'value="Photos"' in page.content
-    assert not target.provider.authorize_requests
+    assert target.authorizations() == 0
     assert signed_in(owner).get(f"/destinations/oauth/{target.kind}/start").status_code == 404
 
 
@@ -360,7 +427,7 @@ def test_reconnecting_replaces_the_tokens_and_clears_needs_reconnect(target, own
     connect(client, target, owner.project, name="Drive")
     destination = Destination.objects.get()
     before = stored_token(destination)
-    target.provider.revoke_everything()
+    target.withdraw_consent()
     Destination.objects.filter(pk=destination.pk).update(needs_reconnect=True, last_error="refused the token")
 
     page = client.get(f"/projects/{owner.project.pk}/destinations")
@@ -376,7 +443,7 @@ def test_reconnecting_replaces_the_tokens_and_clears_needs_reconnect(target, own
     assert after["access_token"] != before["access_token"] and target.access_token_valid(after["access_token"])
     image = make_staged_image(noisy_jpeg((160, 120)))
     backend_for(reconnected).deliver(image, rendered_path(image))
-    assert target.provider.files
+    assert target.delivered()
 
 
 def test_a_destination_of_another_project_cannot_be_reconnected(target, owner, outsider):
@@ -388,10 +455,12 @@ def test_a_destination_of_another_project_cannot_be_reconnected(target, owner, o
     )
 
     assert response.status_code == 404
-    assert len(target.provider.authorize_requests) == 1
+    assert target.authorizations() == 1
 
 
 def test_disconnecting_revokes_the_grant_at_the_provider_and_forgets_the_tokens(target, owner):
+    if not target.backend.endpoint("revoke_url"):
+        pytest.skip(f"{target.kind} has no revoke endpoint")
     client = signed_in(owner)
     connect(client, target, owner.project)
     destination = Destination.objects.get()
@@ -400,7 +469,7 @@ def test_disconnecting_revokes_the_grant_at_the_provider_and_forgets_the_tokens(
     response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect")
 
     assert response.status_code == 302
-    assert target.revoked() == [token["refresh_token"]]
+    assert target.revoked() == [token["refresh_token"]]  # RFC 7009: the refresh token, which ends the grant
     assert not target.access_token_valid(token["access_token"])
     destination.refresh_from_db()
     assert "token" not in (destination.secrets or {})
@@ -424,15 +493,35 @@ def test_disconnecting_needs_a_post_with_the_csrf_token_from_an_owner_or_admin(t
 
 
 def test_a_provider_that_cannot_revoke_still_disconnects_and_says_so(target, owner):
+    if not target.backend.endpoint("revoke_url"):
+        pytest.skip(f"{target.kind} has no revoke endpoint")
     client = signed_in(owner)
     connect(client, target, owner.project)
     destination = Destination.objects.get()
-    target.provider.client_secret = "rotated-at-the-provider"  # the revoke request is refused (invalid_client)
+    target.refuse_revocation()
 
     response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect", follow=True)
 
-    assert b"did not revoke the grant (invalid_client)" in response.content
+    assert b"did not revoke the grant" in response.content and b"remove Apertur&#x27;s access" in response.content
     assert "token" not in Destination.objects.get().secrets
+
+
+def test_a_provider_without_a_revoke_endpoint_is_disconnected_here_and_the_user_told_where_to_finish(
+    target, owner, settings, monkeypatch
+):
+    if target.kind != dummy_oauth.TYPE:
+        pytest.skip("the dummy drive's revoke endpoint is taken away; real providers have theirs or not")
+    settings.APERTUR_OAUTH[target.kind].pop("revoke_url")
+    monkeypatch.setattr(DummyDriveBackend, "endpoints", replace(DummyDriveBackend.endpoints, revoke_url=None))
+    client = signed_in(owner)
+    connect(client, target, owner.project)
+    destination = Destination.objects.get()
+
+    response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect", follow=True)
+
+    assert b"is disconnected; remove Apertur&#x27;s access in your Dummy Drive account settings" in response.content
+    assert "token" not in Destination.objects.get().secrets
+    assert not target.revoked()
 
 
 def test_a_provider_without_a_client_id_is_shown_as_not_configured(target, owner, settings, api_client):
@@ -447,13 +536,13 @@ def test_a_provider_without_a_client_id_is_shown_as_not_configured(target, owner
     assert page.status_code == 200 and started.status_code == 409
     for response in (page, started):
         assert b"is not configured" in response.content
-        assert b"APERTUR_OAUTH_DUMMY_DRIVE_CLIENT_ID" in response.content
+        assert f"APERTUR_OAUTH_{target.kind.upper()}_CLIENT_ID".encode() in response.content
         assert oauth_connect.redirect_uri(target.kind).encode() in response.content
     assert b"not configured on this server" in listed.content
     assert {"type": target.kind, "oauth": True, "configured": False}.items() <= next(
         entry for entry in types if entry["type"] == target.kind
     ).items()
-    assert not target.provider.authorize_requests
+    assert target.authorizations() == 0
 
 
 def test_the_destination_types_api_tells_which_providers_are_configured(target, owner, api_client):
@@ -480,7 +569,7 @@ def test_a_delivery_waiting_on_a_revoked_grant_completes_after_reconnecting(
     client = signed_in(owner)
     connect(client, target, owner.project)
     destination = Destination.objects.get()
-    target.provider.revoke_everything()  # consent withdrawn at the provider: access and refresh tokens dead
+    target.withdraw_consent()
     session = create_session(api_client, owner, [str(destination.pk)])
     upload_image(api_client, session["id"], noisy_jpeg((160, 120)))
     wait_until(
@@ -491,7 +580,7 @@ def test_a_delivery_waiting_on_a_revoked_grant_completes_after_reconnecting(
     assert client.get(callback).status_code == 302
 
     wait_until(lambda: Delivery.objects.get().status == "delivered", timeout=30)
-    assert len(target.provider.files) == 1
+    assert len(target.delivered()) == 1
     assert not Destination.objects.get().needs_reconnect
 
 
@@ -507,6 +596,7 @@ def test_members_see_the_destinations_page_without_its_buttons_and_outsiders_do_
 
     assert for_the_owner.status_code == for_a_member.status_code == 200
     assert b"Shared drive" in for_a_member.content
-    assert b"Connect Dummy Drive" in for_the_owner.content and b"Disconnect" in for_the_owner.content
-    assert b"Connect Dummy Drive" not in for_a_member.content and b"Disconnect" not in for_a_member.content
+    connect_button = f"Connect {target.backend.label()}".encode()
+    assert connect_button in for_the_owner.content and b"Disconnect" in for_the_owner.content
+    assert connect_button not in for_a_member.content and b"Disconnect" not in for_a_member.content
     assert for_an_outsider.status_code == 404 and b"Shared drive" not in for_an_outsider.content
