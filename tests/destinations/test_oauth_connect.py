@@ -5,6 +5,7 @@ tokens; refused states; roles; reconnect; disconnect with revocation; a provider
 
 Written against `ConnectTarget` so that each provider's backend and local server can run the same cases."""
 
+import re
 import time
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
@@ -600,3 +601,19 @@ def test_members_see_the_destinations_page_without_its_buttons_and_outsiders_do_
     assert connect_button in for_the_owner.content and b"Disconnect" in for_the_owner.content
     assert connect_button not in for_a_member.content and b"Disconnect" not in for_a_member.content
     assert for_an_outsider.status_code == 404 and b"Shared drive" not in for_an_outsider.content
+
+
+def test_the_connect_button_of_the_destinations_page_posts_a_working_form(target, owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner.user)
+    page = client.get(f"/projects/{owner.project.pk}/destinations").content.decode()
+    action = f'action="/destinations/oauth/{target.kind}/start"'
+    form = page[page.index(action) : page.index("</form>", page.index(action))]
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form))
+
+    response = client.post(f"/destinations/oauth/{target.kind}/start", {**fields, "name": "From the page"})
+
+    assert set(fields) == {"csrfmiddlewaretoken", "project"}
+    assert response.status_code == 302 and response["Location"].startswith(f"{target.authorize_url}?")
+    assert client.get(authorize(response["Location"])).status_code == 302
+    assert Destination.objects.get().name == "From the page"
