@@ -49,14 +49,19 @@ def password_cookie_read(request: HttpRequest, session_id: str) -> str | None:
 
 def password_cookie_set(response: HttpResponse, session: UploadSession) -> None:
     """Give the browser the cookie that stands for the password on this session's later requests."""
+    secure = settings.APERTUR_PUBLIC_URL.startswith("https://")
     response.set_signed_cookie(
         password_cookie_name(session.pk),
         password_cookie_value(session),
         salt=PASSWORD_COOKIE_SALT,
         max_age=_cookie_max_age_seconds(),
         httponly=True,
-        samesite="Lax",
-        secure=settings.APERTUR_PUBLIC_URL.startswith("https://"),
+        # The page may be embedded in another site's iframe (docs/upload-page.md "Embedding"), where a Lax cookie
+        # is never sent; browsers take SameSite=None only with Secure, so over plain HTTP it stays Lax. The price:
+        # a site that knows the link could make a browser that passed this session's gate upload into it. The
+        # cookie stands for this one session's password only, and can never be read by script.
+        samesite="None" if secure else "Lax",
+        secure=secure,
     )
 
 

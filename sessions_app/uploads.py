@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.http import multipartparser as django_multipart
 from django.http.multipartparser import MultiPartParserError
 
@@ -75,6 +75,7 @@ class UploadContent:
     envelope: dict | None = None
     filename: str = ""
     source: object = None
+    form: QueryDict | None = None  # every field of a multipart body (the upload page's form checks its CSRF token)
 
     def close(self) -> None:
         if self.file is not None:
@@ -163,7 +164,10 @@ def _read_multipart(request: HttpRequest, limits: UploadLimits) -> UploadContent
         raise AppError(400, "VALIDATION_ERROR", f"Malformed multipart body: {error}") from error
     received = files.get(IMAGE_FIELD)
     return UploadContent(
-        file=received, filename=received.client_name if received else "", source=fields.get(SOURCE_FIELD)
+        file=received,
+        filename=received.client_name if received else "",
+        source=fields.get(SOURCE_FIELD),
+        form=fields,
     )
 
 
