@@ -206,16 +206,9 @@ class OAuthBackend(DestinationBackend):
             # new one: the user would have to reconnect. So a refresh is only started with time to finish it, and
             # then runs outside the attempt's deadline (bounded by its own timeout); the next attempt refreshes.
             raise DeliveryError(f"too little time left in this attempt to refresh the {self.provider} token safely")
-        provider = self.provider_settings()
-        if not provider.get("client_id"):
+        if not self.is_configured():
             raise DeliveryError(f"{self.provider} is not configured on this server (client id missing)", permanent=True)
-        form = {
-            "grant_type": "refresh_token",
-            "refresh_token": current.refresh_token,
-            "client_id": provider["client_id"],
-        }
-        if provider.get("client_secret"):
-            form["client_secret"] = provider["client_secret"]
+        form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token} | self.client_credentials()
         try:
             with token_endpoint_session() as session:
                 response = session.post(
