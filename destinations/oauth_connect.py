@@ -26,10 +26,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
 from django.urls import reverse
+from pydantic import ValidationError as ConfigValidationError
 
+from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from destinations import services
+from destinations.attempts import backend_for
 from destinations.backends import BACKENDS, backend_class
+from destinations.backends.base import DeliveryError
 from destinations.backends.oauth import OAuthBackend, OAuthToken, TokenRequestFailed
 from destinations.models import Destination
 from projects.models import Membership, Project
@@ -219,16 +223,25 @@ def _store(*, kind: str, project: Project, flow: dict[str, Any], token: OAuthTok
 
 def connect_disconnect(*, user: AbstractBaseUser, destination: Destination) -> DisconnectOutcome:
     """Revoke the grant at the provider where it has a revoke endpoint, then forget the tokens. The destination
-    stays (its history, its place in keys' defaults) and needs reconnecting; deleting it is a separate action."""
+    stays (its history, its place in keys' defaults) and needs reconnecting; deleting it is a separate action.
+
+    Revoking comes first because some providers revoke with a valid access token (Dropbox), which the backend may
+    have to refresh — and a refresh writes the token back. A worker refreshing in between is refused by the
+    provider (the grant is gone) and flags the destination, which the disconnect flags anyway."""
     backend = oauth_backend_class(destination.type)
     ensure_can_manage(user=user, project=destination.project)
-    token = services.destination_disconnect(destination=destination)
-    if token is None:
-        return DisconnectOutcome(revoked=False, revoke_error=None)
-    try:
-        revoked = backend.revoke(OAuthToken.model_validate(token))
-    except TokenRequestFailed as error:
-        # The tokens are forgotten either way: the user asked to cut the link, and a provider that cannot be
-        # reached now should not keep a working grant in our database. The page says so.
-        return DisconnectOutcome(revoked=False, revoke_error=str(error))
-    return DisconnectOutcome(revoked=revoked, revoke_error=None)
+    connected = bool((destination.secrets or {}).get("token"))
+    revoked, revoke_error = False, None
+    if connected and backend.endpoint("revoke_url"):
+        with Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT) as deadline:
+            try:
+                backend_for(destination, deadline=deadline).revoke_grant()
+                revoked = True
+            except DeliveryError as error:
+                revoke_error = error.message
+            except ConfigValidationError:
+                revoke_error = "the stored configuration no longer validates"
+    # The tokens are forgotten even when revoking failed: the user asked to cut the link, and a provider that
+    # cannot be reached now should not keep a working grant in our database. The page says so.
+    services.destination_disconnect(destination=destination)
+    return DisconnectOutcome(revoked=revoked, revoke_error=revoke_error)

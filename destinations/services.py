@@ -118,17 +118,16 @@ def destination_reconnect(*, destination: Destination, token: dict[str, Any]) ->
     return destination
 
 
-def destination_disconnect(*, destination: Destination) -> dict[str, Any] | None:
-    """Forget an OAuth destination's tokens (under the secrets lock) and flag it as needing a reconnect; returns
-    the tokens forgotten, for the caller to revoke at the provider, or None when it had none."""
+def destination_disconnect(*, destination: Destination) -> None:
+    """Forget an OAuth destination's tokens (under the secrets lock, so a refresh in flight finishes first) and
+    flag it as needing a reconnect."""
     with DestinationSecretsStore(str(destination.pk)).locked() as stored:
-        token = stored.pop("token", None)
+        stored.pop("token", None)
     Destination.objects.filter(pk=destination.pk).update(
         needs_reconnect=True,
         last_error="Disconnected: connect the destination again to resume deliveries.",
         updated_at=timezone.now(),
     )
-    return token
 
 
 def destination_update(

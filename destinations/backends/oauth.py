@@ -75,8 +75,8 @@ class OAuthBackend(DestinationBackend):
 
     The connect flow (destinations/oauth_connect.py, docs/destinations.md "Connecting an OAuth destination") reads
     `authorize_params` (the provider's extra authorise-URL parameters, e.g. the ones asking for a refresh token)
-    and `supports_pkce`, and calls `exchange_code` and `revoke`; a provider whose token or revoke endpoint departs
-    from RFC 6749 / RFC 7009 overrides those two."""
+    and `supports_pkce`, and calls `exchange_code` and `revoke_grant`; a provider whose token or revoke endpoint
+    departs from RFC 6749 / RFC 7009 overrides those two."""
 
     provider: ClassVar[str]
     endpoints: ClassVar[OAuthEndpoints]
@@ -127,21 +127,6 @@ class OAuthBackend(DestinationBackend):
         return _token_from(body, previous_refresh_token=None)
 
     @classmethod
-    def revoke(cls, token: OAuthToken) -> bool:
-        """Revoke the grant at the provider (RFC 7009: the refresh token, whose revocation ends the grant, else
-        the access token). False when the provider has no revoke endpoint."""
-        if not cls.endpoint("revoke_url"):
-            return False
-        form = {"token": token.refresh_token or token.access_token}
-        form["token_type_hint"] = "refresh_token" if token.refresh_token else "access_token"
-        response = cls._post_to_provider("revoke_url", form | cls.client_credentials())
-        # RFC 7009 §2.2: an invalid (already revoked, expired) token is answered 200 as well.
-        if not 200 <= response.status_code < 300:
-            reason = _json_or_empty(response).get("error") or f"HTTP {response.status_code}"
-            raise TokenRequestFailed(f"{cls.provider} did not revoke the grant ({reason})")
-        return True
-
-    @classmethod
     def _post_to_provider(cls, endpoint_name: str, form: dict[str, str]) -> requests.Response:
         try:
             with token_endpoint_session() as session:
@@ -154,6 +139,27 @@ class OAuthBackend(DestinationBackend):
                 )
         except requests.RequestException as error:
             raise TokenRequestFailed(f"could not reach {cls.provider}: {type(error).__name__}") from error
+
+    def revoke_grant(self) -> None:
+        """Revoke this destination's grant at the provider, for a disconnect (RFC 7009: the refresh token, whose
+        revocation ends the grant, else the access token). Does nothing without a token or a revoke endpoint;
+        raises DeliveryError when the provider cannot be reached or refuses. A provider whose revocation differs
+        overrides it (Dropbox revokes with the access token as a bearer)."""
+        token = self.config.token
+        if token is None or not self.endpoint("revoke_url"):
+            return
+        form = {"token": token.refresh_token or token.access_token}
+        form["token_type_hint"] = "refresh_token" if token.refresh_token else "access_token"
+        try:
+            response = self._post_to_provider("revoke_url", form | self.client_credentials())
+        except TokenRequestFailed as error:
+            raise DeliveryError(str(error)) from error
+        # RFC 7009 §2.2: an invalid (already revoked, expired) token is answered 200 as well.
+        if not 200 <= response.status_code < 300:
+            reason = _json_or_empty(response).get("error") or f"HTTP {response.status_code}"
+            raise DeliveryError(
+                f"{self.provider} did not revoke the grant ({reason})", http_status=response.status_code
+            )
 
     def with_access_token(self, call: Callable[[str], T]) -> T:
         """Run `call(access_token)`; on a 401, refresh once and try again; a second 401 needs a reconnect."""
