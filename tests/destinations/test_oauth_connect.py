@@ -221,6 +221,8 @@ def test_an_owner_connects_a_drive_and_its_tokens_are_stored_encrypted_and_maske
     if target.backend.supports_pkce:
         assert asked["code_challenge_method"] == "S256" and asked["code_challenge"]
         assert len(exchange["code_verifier"]) >= 43
+    else:
+        assert "code_challenge" not in asked and "code_verifier" not in exchange
     # Encrypted at rest, masked by the API.
     raw = raw_secrets_column(destination)
     assert token["access_token"] not in raw and token["refresh_token"] not in raw and "access_token" not in raw
