@@ -122,7 +122,7 @@ class OAuthBackend(DestinationBackend):
         response = cls._post_to_provider("token_url", form)
         body = _json_or_empty(response)
         if not 200 <= response.status_code < 300 or "access_token" not in body:
-            reason = body.get("error") or f"HTTP {response.status_code}"
+            reason = str(body.get("error") or f"HTTP {response.status_code}")[:100]
             raise TokenRequestFailed(f"{cls.provider} refused the authorization code ({reason})")
         return _token_from(body, previous_refresh_token=None)
 
@@ -156,7 +156,7 @@ class OAuthBackend(DestinationBackend):
             raise DeliveryError(str(error)) from error
         # RFC 7009 §2.2: an invalid (already revoked, expired) token is answered 200 as well.
         if not 200 <= response.status_code < 300:
-            reason = _json_or_empty(response).get("error") or f"HTTP {response.status_code}"
+            reason = str(_json_or_empty(response).get("error") or f"HTTP {response.status_code}")[:100]
             raise DeliveryError(
                 f"{self.provider} did not revoke the grant ({reason})", http_status=response.status_code
             )
