@@ -100,6 +100,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "apertur.urls"
+# The pages for signed-in users (the OAuth connect flow) send anonymous visitors here. Until the dashboard's own
+# sign-in arrives this is the admin's (throttled) login, which admits staff users only.
+LOGIN_URL = "admin:login"
 WSGI_APPLICATION = "apertur.wsgi.application"
 ASGI_APPLICATION = "apertur.asgi.application"
 
@@ -273,6 +276,8 @@ def _oauth_providers() -> dict[str, dict[str, str]]:
 
 
 APERTUR_OAUTH = _oauth_providers()
+# How long a started OAuth connection may take to come back to the callback (docs/destinations.md).
+APERTUR_OAUTH_STATE_TTL_SECONDS = env_int("APERTUR_OAUTH_STATE_TTL_SECONDS", 600)
 APERTUR_SWEEP_INTERVAL_SECONDS = float(os.environ.get("APERTUR_SWEEP_INTERVAL_SECONDS", 5))
 APERTUR_SWEEP_RESEND_AFTER_SECONDS = float(os.environ.get("APERTUR_SWEEP_RESEND_AFTER_SECONDS", 60))
 APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 8)

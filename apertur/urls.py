@@ -24,4 +24,5 @@ urlpatterns = [
     path("api/v1/", include("sessions_app.urls")),
     path("api/v1/", include("delivery.urls")),
     path("api/v1/", include("destinations.urls")),
+    path("", include("destinations.page_urls")),
 ]

@@ -5,8 +5,28 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.views import KeyApiView
-from destinations import documents, selectors, services
+from destinations import documents, oauth_connect, selectors, services
+from destinations.backends import BACKENDS
 from destinations.models import Destination
+
+
+class DestinationTypesView(KeyApiView):
+    """GET /destination-types: the types this server delivers to and, for those connected by OAuth, whether the
+    provider is configured here and where a signed-in user connects one (docs/api.md "Destination types")."""
+
+    def get(self, request: Request) -> Response:
+        project = self.project
+        oauth_types = set(oauth_connect.oauth_types())
+        return Response(
+            [
+                documents.destination_type_document(
+                    kind,
+                    provider=oauth_connect.provider_status(kind) if kind in oauth_types else None,
+                    connect_url=oauth_connect.connect_url(kind, project=project) if kind in oauth_types else None,
+                )
+                for kind in sorted(BACKENDS)
+            ]
+        )
 
 
 class DestinationListView(KeyApiView):

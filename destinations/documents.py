@@ -5,6 +5,7 @@ from typing import Any
 from apertur.api.formats import iso
 from destinations.backends.base import CheckResult
 from destinations.models import Destination
+from destinations.oauth_connect import ProviderStatus
 from destinations.services import public_config
 
 
@@ -34,3 +35,16 @@ def check_result_document(result: CheckResult) -> dict:
     if result.error:
         body["error"] = result.error
     return body
+
+
+def destination_type_document(kind: str, *, provider: ProviderStatus | None, connect_url: str | None) -> dict:
+    """One entry of GET /destination-types; `provider` and `connect_url` only for a type connected by OAuth."""
+    if provider is None:
+        return {"type": kind, "oauth": False, "configured": True}
+    return {
+        "type": kind,
+        "oauth": True,
+        "configured": provider.configured,
+        "connectUrl": connect_url,
+        "redirectUri": provider.redirect_uri,
+    }

@@ -12,7 +12,12 @@ from pydantic import ValidationError as ConfigValidationError
 from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from delivery import services as delivery_services
-from destinations.attempts import backend_for, deadline_message, destination_record_outcome
+from destinations.attempts import (
+    DestinationSecretsStore,
+    backend_for,
+    deadline_message,
+    destination_record_outcome,
+)
 from destinations.backends import BACKENDS, backend_class
 from destinations.backends.base import (
     MASK,
@@ -89,6 +94,40 @@ def destination_create(*, project: Project, type: str, name: str, config: dict[s
     _refuse_server_only_fields(backend_class(type).Config, config)
     stored_config, secrets = _validated(type, config)
     return Destination.objects.create(project=project, type=type, name=name, config=stored_config, secrets=secrets)
+
+
+def destination_connect(*, project: Project, type: str, name: str, token: dict[str, Any]) -> Destination:
+    """A destination connected by OAuth, created by the connect flow (destinations/oauth_connect.py) with the
+    tokens it obtained: the type's defaults for everything else, which the API can edit afterwards."""
+    stored_config, secrets = _validated(type, {"token": token})
+    return Destination.objects.create(project=project, type=type, name=name, config=stored_config, secrets=secrets)
+
+
+def destination_reconnect(*, destination: Destination, token: dict[str, Any]) -> Destination:
+    """New tokens from the connect flow replace the old ones and clear the reconnect flag; deliveries waiting on
+    their schedule then succeed at their next attempt.
+
+    Written through the secrets lock the workers' token refreshes hold: a refresh in flight finishes first, and
+    these tokens are not overwritten by its result."""
+    with DestinationSecretsStore(str(destination.pk)).locked() as stored:
+        stored["token"] = token
+    Destination.objects.filter(pk=destination.pk).update(
+        needs_reconnect=False, last_error="", updated_at=timezone.now()
+    )
+    destination.refresh_from_db()
+    return destination
+
+
+def destination_disconnect(*, destination: Destination) -> None:
+    """Forget an OAuth destination's tokens (under the secrets lock, so a refresh in flight finishes first) and
+    flag it as needing a reconnect."""
+    with DestinationSecretsStore(str(destination.pk)).locked() as stored:
+        stored.pop("token", None)
+    Destination.objects.filter(pk=destination.pk).update(
+        needs_reconnect=True,
+        last_error="Disconnected: connect the destination again to resume deliveries.",
+        updated_at=timezone.now(),
+    )
 
 
 def destination_update(

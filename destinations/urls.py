@@ -7,6 +7,7 @@ from destinations import api
 app_name = "destinations"
 
 urlpatterns = [
+    path("destination-types", api.DestinationTypesView.as_view(), name="destination-types"),
     path("projects/<str:project_id>/destinations", api.DestinationListView.as_view(), name="destination-list"),
     path(
         "projects/<str:project_id>/destinations/<str:destination_id>",

@@ -65,13 +65,26 @@ class AccessTokenRejected(Exception):
     """Raised by a provider call whose access token the API refused (HTTP 401)."""
 
 
+class TokenRequestFailed(Exception):
+    """The provider's token or revoke endpoint refused a request of the connect flow, or could not be reached. The
+    message is safe to show: it names the provider's error code, never a token."""
+
+
 class OAuthBackend(DestinationBackend):
     """Subclasses declare `provider`, `endpoints` and `scopes`, and make their API calls through
-    `with_access_token`, raising AccessTokenRejected on a 401."""
+    `with_access_token`, raising AccessTokenRejected on a 401.
+
+    The connect flow (destinations/oauth_connect.py, docs/destinations.md "Connecting an OAuth destination") reads
+    `authorize_params` (the provider's extra authorise-URL parameters, e.g. the ones asking for a refresh token)
+    and `supports_pkce`, and calls `exchange_code` and `revoke_grant`; a provider whose token or revoke endpoint
+    departs from RFC 6749 / RFC 7009 overrides those two."""
 
     provider: ClassVar[str]
     endpoints: ClassVar[OAuthEndpoints]
     scopes: ClassVar[tuple[str, ...]] = ()
+    authorize_params: ClassVar[dict[str, str]] = {}
+    supports_pkce: ClassVar[bool] = False
+    display_name: ClassVar[str] = ""  # the provider's name as its users know it ("Google Drive"); default: the type
     config: OAuthConfig
 
     @classmethod
@@ -86,6 +99,68 @@ class OAuthBackend(DestinationBackend):
     @classmethod
     def is_configured(cls) -> bool:
         return bool(cls.provider_settings().get("client_id"))
+
+    @classmethod
+    def label(cls) -> str:
+        return cls.display_name or cls.provider.replace("_", " ").title()
+
+    @classmethod
+    def client_credentials(cls) -> dict[str, str]:
+        """This server's client id (and secret, where the provider issued one) as token-request form fields."""
+        provider = cls.provider_settings()
+        form = {"client_id": provider.get("client_id", "")}
+        if provider.get("client_secret"):
+            form["client_secret"] = provider["client_secret"]
+        return form
+
+    @classmethod
+    def exchange_code(cls, *, code: str, redirect_uri: str, code_verifier: str | None) -> OAuthToken:
+        """The authorization-code grant (RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5)."""
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        form |= cls.client_credentials()
+        if code_verifier:
+            form["code_verifier"] = code_verifier
+        response = cls._post_to_provider("token_url", form)
+        body = _json_or_empty(response)
+        if not 200 <= response.status_code < 300 or "access_token" not in body:
+            reason = str(body.get("error") or f"HTTP {response.status_code}")[:100]
+            raise TokenRequestFailed(f"{cls.provider} refused the authorization code ({reason})")
+        return _token_from(body, previous_refresh_token=None)
+
+    @classmethod
+    def _post_to_provider(cls, endpoint_name: str, form: dict[str, str]) -> requests.Response:
+        try:
+            with token_endpoint_session() as session:
+                return session.post(
+                    cls.endpoint(endpoint_name),
+                    data=form,
+                    headers={"Accept": "application/json"},
+                    timeout=TOKEN_REQUEST_TIMEOUT_SECONDS,
+                    allow_redirects=False,
+                )
+        except requests.RequestException as error:
+            raise TokenRequestFailed(f"could not reach {cls.provider}: {type(error).__name__}") from error
+
+    def revoke_grant(self) -> None:
+        """Revoke this destination's grant at the provider, for a disconnect (RFC 7009: the refresh token, whose
+        revocation ends the grant, else the access token). Does nothing without a token or a revoke endpoint;
+        raises DeliveryError when the provider cannot be reached or refuses. A provider whose revocation differs
+        overrides it (Dropbox revokes with the access token as a bearer)."""
+        token = self.config.token
+        if token is None or not self.endpoint("revoke_url"):
+            return
+        form = {"token": token.refresh_token or token.access_token}
+        form["token_type_hint"] = "refresh_token" if token.refresh_token else "access_token"
+        try:
+            response = self._post_to_provider("revoke_url", form | self.client_credentials())
+        except TokenRequestFailed as error:
+            raise DeliveryError(str(error)) from error
+        # RFC 7009 §2.2: an invalid (already revoked, expired) token is answered 200 as well.
+        if not 200 <= response.status_code < 300:
+            reason = str(_json_or_empty(response).get("error") or f"HTTP {response.status_code}")[:100]
+            raise DeliveryError(
+                f"{self.provider} did not revoke the grant ({reason})", http_status=response.status_code
+            )
 
     def with_access_token(self, call: Callable[[str], T]) -> T:
         """Run `call(access_token)`; on a 401, refresh once and try again; a second 401 needs a reconnect."""
@@ -138,16 +213,9 @@ class OAuthBackend(DestinationBackend):
             # new one: the user would have to reconnect. So a refresh is only started with time to finish it, and
             # then runs outside the attempt's deadline (bounded by its own timeout); the next attempt refreshes.
             raise DeliveryError(f"too little time left in this attempt to refresh the {self.provider} token safely")
-        provider = self.provider_settings()
-        if not provider.get("client_id"):
+        if not self.is_configured():
             raise DeliveryError(f"{self.provider} is not configured on this server (client id missing)", permanent=True)
-        form = {
-            "grant_type": "refresh_token",
-            "refresh_token": current.refresh_token,
-            "client_id": provider["client_id"],
-        }
-        if provider.get("client_secret"):
-            form["client_secret"] = provider["client_secret"]
+        form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token} | self.client_credentials()
         try:
             with token_endpoint_session() as session:
                 response = session.post(
@@ -174,18 +242,22 @@ class OAuthBackend(DestinationBackend):
                 f"{self.provider}'s token endpoint answered HTTP {response.status_code}",
                 http_status=response.status_code,
             )
-        expires_in = body.get("expires_in")
-        return OAuthToken(
-            access_token=body["access_token"],
-            # Providers that rotate (Box, Dropbox with rotation) send a new one; the others keep the old one valid.
-            refresh_token=body.get("refresh_token") or current.refresh_token,
-            expires_at=time.time() + float(expires_in) if expires_in else None,
-        )
+        return _token_from(body, previous_refresh_token=current.refresh_token)
 
     def _reconnect(self, message: str) -> DeliveryError:
         # Flag the destination at once: the attempt's outcome may come later, or not at all for a stale attempt.
         self.context.record_outcome(error=message, needs_reconnect=True)
         return DeliveryError(message, needs_reconnect=True)
+
+
+def _token_from(body: dict[str, Any], *, previous_refresh_token: str | None) -> OAuthToken:
+    expires_in = body.get("expires_in")
+    return OAuthToken(
+        access_token=body["access_token"],
+        # Providers that rotate (Box, Dropbox with rotation) send a new one; the others keep the old one valid.
+        refresh_token=body.get("refresh_token") or previous_refresh_token,
+        expires_at=time.time() + float(expires_in) if expires_in else None,
+    )
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class OneDriveConfig(OAuthConfig):
 class OneDriveBackend(OAuthBackend):
     type = "onedrive"
     provider = "onedrive"
+    display_name = "OneDrive"
     Config = OneDriveConfig
     config: OneDriveConfig
     # The `common` tenant takes personal and work or school accounts.

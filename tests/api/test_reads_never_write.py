@@ -62,6 +62,7 @@ def reads(world: dict) -> dict[str, str]:
         "destinations:destination-list": reverse(
             "destinations:destination-list", kwargs={"project_id": world["project_id"]}
         ),
+        "destinations:destination-types": reverse("destinations:destination-types"),
         "healthz": reverse("healthz"),
     }
 

@@ -112,6 +112,7 @@ ROUTES = [
         f"/api/v1/upload-sessions/{SESSION}/deliveries/{DELIVERY}/retry",
         delivery_api.DeliveryRetryView,
     ),
+    ("destinations:destination-types", {}, "/api/v1/destination-types", destinations_api.DestinationTypesView),
     (
         "destinations:destination-list",
         {"project_id": PROJECT},

@@ -29,7 +29,13 @@ class DummyDriveBackend(OAuthBackend):
         authorize_url="https://drive.invalid/authorize",
         token_url="https://drive.invalid/token",
         api_base="https://drive.invalid",
+        revoke_url="https://drive.invalid/revoke",
     )
+    scopes = ("files.write",)
+    # What the connect flow adds to the authorise URL, as the real providers' backends do (Google's asks for a
+    # refresh token this way).
+    authorize_params = {"access_type": "offline"}
+    supports_pkce = True
 
     def remote_path(self, image: StagedImage) -> str:
         return normalise_path(f"{self.config.folderPath}/{super().remote_path(image)}")

@@ -1,0 +1,627 @@
+"""The OAuth connect flow (docs/destinations.md "Connecting an OAuth destination") with the Django test client
+against a local OAuth provider (tests/servers/oauth_provider.py) and the dummy drive on the OAuthBackend base:
+start → the provider's authorise endpoint (which answers with a code) → callback → a destination with encrypted
+tokens; refused states; roles; reconnect; disconnect with revocation; a provider that is not configured.
+
+Written against `ConnectTarget` so that each provider's backend and local server can run the same cases."""
+
+import re
+import time
+from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from delivery.models import Delivery
+from destinations import oauth_connect
+from destinations.attempts import backend_for
+from destinations.backends import BACKENDS, backend_class
+from destinations.backends.oauth import OAuthBackend
+from destinations.models import Destination
+from projects.models import Membership
+from tests.destinations import dummy_oauth
+from tests.destinations.contract import make_staged_image, rendered_path
+from tests.destinations.dummy_oauth import DummyDriveBackend
+from tests.destinations.helpers import create_session, upload_image
+from tests.factories import make_persona, noisy_jpeg, wait_until
+from tests.servers.oauth_provider import OAuthProvider
+
+
+class ConnectTarget:
+    """A type connected by OAuth and its local provider server, as the cases below use them. A provider's test
+    module runs the same cases with its own subclass and a `target` fixture that configures its server
+    (APERTUR_OAUTH with the authorise, token and revoke URLs) and registers `oauth_connect.redirect_uri(kind)`
+    with it."""
+
+    kind: str
+    authorize_url: str  # where the start must send the browser
+
+    @property
+    def backend(self) -> type[OAuthBackend]:
+        return backend_class(self.kind)
+
+    def client_id(self) -> str:
+        raise NotImplementedError
+
+    def authorizations(self) -> int:
+        """How many authorise requests the provider received."""
+        raise NotImplementedError
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        """The authorization-code grants the token endpoint received, as forms."""
+        raise NotImplementedError
+
+    def access_token_valid(self, token: str) -> bool:
+        raise NotImplementedError
+
+    def revoked(self) -> list[str]:
+        """The tokens revoked at the provider, in order."""
+        raise NotImplementedError
+
+    def deny_next_authorization(self) -> None:
+        raise NotImplementedError
+
+    def withdraw_consent(self) -> None:
+        """The user removed the app at the provider: every token it issued is dead."""
+        raise NotImplementedError
+
+    def refuse_revocation(self) -> None:
+        raise NotImplementedError
+
+    def delivered(self) -> list[str]:
+        """The paths of the files the provider holds."""
+        raise NotImplementedError
+
+
+class DummyDriveTarget(ConnectTarget):
+    kind = dummy_oauth.TYPE
+
+    def __init__(self, provider: OAuthProvider) -> None:
+        self.provider = provider
+        self.authorize_url = f"{provider.url}/authorize"
+
+    def client_id(self) -> str:
+        return self.provider.client_id
+
+    def authorizations(self) -> int:
+        return len(self.provider.authorize_requests)
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        return [form for form in self.provider.token_requests if form.get("grant_type") == "authorization_code"]
+
+    def access_token_valid(self, token: str) -> bool:
+        return self.provider.token_valid(token)
+
+    def revoked(self) -> list[str]:
+        return self.provider.revoked
+
+    def deny_next_authorization(self) -> None:
+        self.provider.deny_next_authorization()
+
+    def withdraw_consent(self) -> None:
+        self.provider.revoke_everything()
+
+    def refuse_revocation(self) -> None:
+        self.provider.client_secret = "rotated-at-the-provider"  # the revoke request is refused (invalid_client)
+
+    def delivered(self) -> list[str]:
+        return list(self.provider.files)
+
+
+@pytest.fixture
+def target(settings, monkeypatch):
+    provider = OAuthProvider()
+    monkeypatch.setitem(BACKENDS, dummy_oauth.TYPE, "tests.destinations.dummy_oauth.DummyDriveBackend")
+    backend_class.cache_clear()
+    settings.APERTUR_OAUTH = {
+        dummy_oauth.TYPE: {
+            "client_id": provider.client_id,
+            "client_secret": provider.client_secret,
+            "authorize_url": f"{provider.url}/authorize",
+            "token_url": f"{provider.url}/token",
+            "revoke_url": f"{provider.url}/revoke",
+            "api_base": provider.url,
+        }
+    }
+    provider.redirect_uris.add(oauth_connect.redirect_uri(dummy_oauth.TYPE))
+    yield DummyDriveTarget(provider)
+    backend_class.cache_clear()
+    provider.stop()
+
+
+def signed_in(persona_or_user) -> Client:
+    client = Client()
+    client.force_login(getattr(persona_or_user, "user", persona_or_user))
+    return client
+
+
+def start_url(kind: str) -> str:
+    return f"/destinations/oauth/{kind}/start"
+
+
+def start(client: Client, target: ConnectTarget, project, **fields) -> str:
+    """POST the start form; the provider's authorise URL it redirects to."""
+    response = client.post(start_url(target.kind), {"project": str(project.pk), **fields})
+    assert response.status_code == 302, response.content
+    assert response["Location"].startswith(f"{target.authorize_url}?")
+    return response["Location"]
+
+
+def authorize(authorize_url: str) -> str:
+    """What the user's browser does at the provider: the provider consents and redirects to the callback; the
+    callback's path and query on this server."""
+    # The browser trusts what the server trusts: a local provider on TLS has its certificate in the CA bundle.
+    verify = settings.APERTUR_OUTBOUND_CA_BUNDLE or True
+    answer = requests.get(authorize_url, allow_redirects=False, timeout=10, verify=verify)
+    assert answer.status_code == 302, answer.text
+    callback = urlsplit(answer.headers["Location"])
+    assert f"{callback.scheme}://{callback.netloc}" == settings.APERTUR_PUBLIC_URL
+    return f"{callback.path}?{callback.query}"
+
+
+def connect(client: Client, target: ConnectTarget, project, **fields):
+    return client.get(authorize(start(client, target, project, **fields)))
+
+
+def with_query(callback: str, **changes: str) -> str:
+    path, query = callback.split("?", 1)
+    values = {name: value[0] for name, value in parse_qs(query).items()} | changes
+    return f"{path}?{'&'.join(f'{name}={value}' for name, value in values.items())}"
+
+
+def stored_token(destination: Destination) -> dict:
+    return Destination.objects.get(pk=destination.pk).secrets["token"]
+
+
+def raw_secrets_column(destination: Destination) -> str:
+    """The secrets as the database holds them, not decrypted by the model field."""
+    key = Destination._meta.pk.get_db_prep_value(destination.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secrets FROM destinations_destination WHERE id = %s", [key])
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def member(owner):
+    persona = make_persona("member")
+    Membership.objects.create(user=persona.user, project=owner.project, role=Membership.Role.MEMBER)
+    return persona
+
+
+@pytest.fixture
+def project_admin(owner):
+    persona = make_persona("project-admin")
+    Membership.objects.create(user=persona.user, project=owner.project, role=Membership.Role.ADMIN)
+    return persona
+
+
+def test_an_owner_connects_a_drive_and_its_tokens_are_stored_encrypted_and_masked(target, owner, api_client):
+    client = signed_in(owner)
+
+    authorize_url = start(client, target, owner.project, name="Team drive")
+    asked = {name: value[0] for name, value in parse_qs(urlsplit(authorize_url).query).items()}
+    response = client.get(authorize(authorize_url))
+
+    destination = Destination.objects.get(project=owner.project)
+    assert response.status_code == 302
+    assert response["Location"] == f"/projects/{owner.project.pk}/destinations"
+    assert (destination.type, destination.name, destination.needs_reconnect) == (target.kind, "Team drive", False)
+    token = stored_token(destination)
+    assert target.access_token_valid(token["access_token"])
+    assert token["refresh_token"] and token["expires_at"] > time.time() + 3000
+    # What was asked of the provider: this server's client, the callback, the scopes, PKCE S256, offline access.
+    assert asked["client_id"] == target.client_id()
+    assert asked["redirect_uri"] == oauth_connect.redirect_uri(target.kind)
+    assert asked.get("scope", "") == " ".join(target.backend.scopes)
+    assert target.backend.authorize_params.items() <= asked.items()
+    assert len(asked["state"]) >= 32
+    [exchange] = target.code_exchanges()
+    if target.backend.supports_pkce:
+        assert asked["code_challenge_method"] == "S256" and asked["code_challenge"]
+        assert len(exchange["code_verifier"]) >= 43
+    else:
+        assert "code_challenge" not in asked and "code_verifier" not in exchange
+    # Encrypted at rest, masked by the API.
+    raw = raw_secrets_column(destination)
+    assert token["access_token"] not in raw and token["refresh_token"] not in raw and "access_token" not in raw
+    listed = api_client.get(f"/api/v1/projects/{owner.project.pk}/destinations", **owner.auth)
+    assert token["access_token"] not in listed.content.decode()
+    assert token["refresh_token"] not in listed.content.decode()
+    assert listed.json()[0]["config"]["token"]["access_token"] == f"••••{token['access_token'][-4:]}"
+    # The page lists it, and the tokens work.
+    page = client.get(response["Location"])
+    assert b"Team drive" in page.content and b"Reconnect" in page.content and b"is connected" in page.content
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend_for(destination).deliver(image, rendered_path(image))
+    assert len(target.delivered()) == 1
+
+
+def test_a_destination_connected_without_a_name_is_named_after_its_type(target, owner):
+    connect(signed_in(owner), target, owner.project)
+
+    assert Destination.objects.get(project=owner.project).name == target.backend.label()
+
+
+def test_a_project_admin_may_connect_and_a_member_may_not(target, owner, project_admin, member):
+    assert connect(signed_in(project_admin), target, owner.project).status_code == 302
+
+    refused = signed_in(member).post(start_url(target.kind), {"project": str(owner.project.pk)})
+    confirm_page = signed_in(member).get(start_url(target.kind), {"project": str(owner.project.pk)})
+
+    assert refused.status_code == confirm_page.status_code == 403
+    assert b"owners and admins" in refused.content
+    assert target.authorizations() == 1  # the admin's only
+    assert Destination.objects.filter(project=owner.project).count() == 1
+
+
+def test_a_user_demoted_to_member_during_the_flow_cannot_complete_it(target, owner, project_admin):
+    client = signed_in(project_admin)
+    callback = authorize(start(client, target, owner.project))
+    Membership.objects.filter(user=project_admin.user).update(role=Membership.Role.MEMBER)
+
+    response = client.get(callback)
+
+    assert response.status_code == 403
+    assert not Destination.objects.exists()
+    assert not target.code_exchanges()
+
+
+def test_an_outsider_cannot_start_a_flow_for_another_project(target, owner, outsider):
+    response = signed_in(outsider).post(start_url(target.kind), {"project": str(owner.project.pk)})
+
+    assert response.status_code == 404
+    assert target.authorizations() == 0
+
+
+def test_a_forged_state_is_refused_and_the_real_one_still_completes(target, owner):
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+
+    forged = client.get(with_query(callback, state="forged-state-forged-state-forged-state"))
+    missing = client.get(callback.split("?")[0] + "?code=abc")
+
+    assert forged.status_code == missing.status_code == 400
+    assert b"was not started here" in forged.content
+    assert not Destination.objects.exists()
+    assert client.get(callback).status_code == 302
+    assert Destination.objects.count() == 1
+
+
+def test_a_replayed_callback_is_refused(target, owner):
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+    assert client.get(callback).status_code == 302
+
+    replayed = client.get(callback)
+
+    assert replayed.status_code == 400
+    assert b"already used" in replayed.content
+    assert Destination.objects.count() == 1
+
+
+def test_an_expired_state_is_refused(target, owner):
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+    session = client.session
+    for flow in session[oauth_connect.SESSION_KEY].values():
+        flow["expires_at"] = time.time() - 1
+    session.save()
+
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert b"expired" in response.content
+    assert not Destination.objects.exists()
+
+
+def test_another_user_cannot_complete_someone_elses_flow(target, owner, outsider):
+    owners_client = signed_in(owner)
+    callback = authorize(start(owners_client, target, owner.project))
+
+    response = signed_in(outsider).get(callback)
+
+    assert response.status_code == 400
+    assert not Destination.objects.exists()
+    assert owners_client.get(callback).status_code == 302  # the owner's flow was not spent by the attempt
+    assert Destination.objects.get().project == owner.project
+
+
+def test_a_flow_carried_into_another_users_session_is_refused(target, owner, outsider):
+    owners_client, outsiders_client = signed_in(owner), signed_in(outsider)
+    callback = authorize(start(owners_client, target, owner.project))
+    session = outsiders_client.session
+    session[oauth_connect.SESSION_KEY] = owners_client.session[oauth_connect.SESSION_KEY]
+    session.save()
+
+    response = outsiders_client.get(callback)
+
+    assert response.status_code == 400
+    assert b"started by another user" in response.content
+    assert not Destination.objects.exists()
+
+
+def test_signing_in_as_another_user_in_the_same_browser_ends_the_flow(target, owner, outsider):
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+
+    client.force_login(outsider.user)  # Django starts a new session when another user signs in
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert not Destination.objects.exists()
+
+
+def test_a_state_cannot_be_used_on_another_types_callback(target, owner):
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+
+    response = client.get(callback.replace(f"/oauth/{target.kind}/", "/oauth/s3/"))
+
+    assert response.status_code == 404
+    assert client.get(callback).status_code == 302
+
+
+def test_a_refused_consent_changes_nothing(target, owner):
+    client = signed_in(owner)
+    target.deny_next_authorization()
+
+    response = connect(client, target, owner.project)
+
+    assert response.status_code == 400
+    assert b"you did not allow access" in response.content
+    assert not Destination.objects.exists()
+
+
+def test_a_code_the_provider_refuses_is_reported_and_changes_nothing(target, owner):
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+
+    response = client.get(with_query(callback, code="not-a-code"))
+
+    assert response.status_code == 400
+    assert b"refused the authorization code (invalid_grant)" in response.content
+    assert not Destination.objects.exists()
+
+
+def test_the_code_is_bound_to_the_pkce_verifier_of_the_flow(target, owner):
+    if not target.backend.supports_pkce:
+        pytest.skip(f"{target.kind} does not support PKCE")
+    client = signed_in(owner)
+    callback = authorize(start(client, target, owner.project))
+    session = client.session
+    for flow in session[oauth_connect.SESSION_KEY].values():
+        flow["code_verifier"] = "another-verifier-another-verifier-another-verifier"
+    session.save()
+
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert b"invalid_grant" in response.content
+    assert not Destination.objects.exists()
+
+
+def test_signing_in_is_required(target, owner):
+    response = Client().post(start_url(target.kind), {"project": str(owner.project.pk)})
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+def test_starting_is_a_post_behind_a_confirmation_page(target, owner):
+    client = signed_in(owner)
+
+    page = client.get(start_url(target.kind), {"project": str(owner.project.pk), "name": "Photos"})
+
+    assert page.status_code == 200
+    assert b'method="post"' in page.content and b'value="Photos"' in page.content
+    assert target.authorizations() == 0
+    assert signed_in(owner).get(f"/destinations/oauth/{target.kind}/start").status_code == 404
+
+
+def test_a_type_not_connected_by_oauth_has_no_flow(target, owner):
+    response = signed_in(owner).post(start_url("s3"), {"project": str(owner.project.pk)})
+
+    assert response.status_code == 404
+    assert signed_in(owner).post(start_url("no_such_type"), {"project": str(owner.project.pk)}).status_code == 404
+
+
+def test_reconnecting_replaces_the_tokens_and_clears_needs_reconnect(target, owner):
+    client = signed_in(owner)
+    connect(client, target, owner.project, name="Drive")
+    destination = Destination.objects.get()
+    before = stored_token(destination)
+    target.withdraw_consent()
+    Destination.objects.filter(pk=destination.pk).update(needs_reconnect=True, last_error="refused the token")
+
+    page = client.get(f"/projects/{owner.project.pk}/destinations")
+    authorize_url = start(client, target, owner.project, destination=str(destination.pk))
+    response = client.get(authorize(authorize_url))
+
+    assert b"needs reconnecting" in page.content
+    assert response.status_code == 302
+    reconnected = Destination.objects.get()
+    assert reconnected.pk == destination.pk and reconnected.name == "Drive"
+    assert (reconnected.needs_reconnect, reconnected.last_error) == (False, "")
+    after = stored_token(reconnected)
+    assert after["access_token"] != before["access_token"] and target.access_token_valid(after["access_token"])
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend_for(reconnected).deliver(image, rendered_path(image))
+    assert target.delivered()
+
+
+def test_a_destination_of_another_project_cannot_be_reconnected(target, owner, outsider):
+    connect(signed_in(outsider), target, outsider.project)
+    others = Destination.objects.get(project=outsider.project)
+
+    response = signed_in(owner).post(
+        start_url(target.kind), {"project": str(owner.project.pk), "destination": str(others.pk)}
+    )
+
+    assert response.status_code == 404
+    assert target.authorizations() == 1
+
+
+def test_disconnecting_revokes_the_grant_at_the_provider_and_forgets_the_tokens(target, owner):
+    if not target.backend.endpoint("revoke_url"):
+        pytest.skip(f"{target.kind} has no revoke endpoint")
+    client = signed_in(owner)
+    connect(client, target, owner.project)
+    destination = Destination.objects.get()
+    token = stored_token(destination)
+
+    response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect")
+
+    assert response.status_code == 302
+    # RFC 7009 revokes the refresh token, which ends the grant; Dropbox revokes through the access token.
+    assert len(target.revoked()) == 1 and target.revoked()[0] in (token["refresh_token"], token["access_token"])
+    assert not target.access_token_valid(token["access_token"])
+    destination.refresh_from_db()
+    assert "token" not in (destination.secrets or {})
+    assert destination.needs_reconnect and destination.deleted_at is None
+    page = client.get(response["Location"])
+    assert b"access revoked" in page.content and b"needs reconnecting" in page.content
+
+
+def test_disconnecting_needs_a_post_with_the_csrf_token_from_an_owner_or_admin(target, owner, member):
+    connect(signed_in(owner), target, owner.project)
+    destination = Destination.objects.get()
+    url = f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect"
+    csrf_checking = Client(enforce_csrf_checks=True)
+    csrf_checking.force_login(owner.user)
+
+    assert signed_in(owner).get(url).status_code == 405
+    assert csrf_checking.post(url).status_code == 403
+    assert signed_in(member).post(url).status_code == 403
+    assert not target.revoked()
+    assert "token" in Destination.objects.get().secrets
+
+
+def test_a_provider_that_cannot_revoke_still_disconnects_and_says_so(target, owner):
+    if not target.backend.endpoint("revoke_url"):
+        pytest.skip(f"{target.kind} has no revoke endpoint")
+    client = signed_in(owner)
+    connect(client, target, owner.project)
+    destination = Destination.objects.get()
+    target.refuse_revocation()
+
+    response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect", follow=True)
+
+    assert b"is disconnected here, but" in response.content
+    assert b"remove Apertur&#x27;s access" in response.content
+    assert "token" not in Destination.objects.get().secrets
+
+
+def test_a_provider_without_a_revoke_endpoint_is_disconnected_here_and_the_user_told_where_to_finish(
+    target, owner, settings, monkeypatch
+):
+    if target.kind != dummy_oauth.TYPE:
+        pytest.skip("the dummy drive's revoke endpoint is taken away; real providers have theirs or not")
+    settings.APERTUR_OAUTH[target.kind].pop("revoke_url")
+    monkeypatch.setattr(DummyDriveBackend, "endpoints", replace(DummyDriveBackend.endpoints, revoke_url=None))
+    client = signed_in(owner)
+    connect(client, target, owner.project)
+    destination = Destination.objects.get()
+
+    response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect", follow=True)
+
+    assert b"is disconnected; remove Apertur&#x27;s access in your Dummy Drive account settings" in response.content
+    assert "token" not in Destination.objects.get().secrets
+    assert not target.revoked()
+
+
+def test_a_provider_without_a_client_id_is_shown_as_not_configured(target, owner, settings, api_client):
+    settings.APERTUR_OAUTH = {}
+    client = signed_in(owner)
+
+    page = client.get(start_url(target.kind), {"project": str(owner.project.pk)})
+    started = client.post(start_url(target.kind), {"project": str(owner.project.pk)})
+    listed = client.get(f"/projects/{owner.project.pk}/destinations")
+    types = api_client.get("/api/v1/destination-types", **owner.auth).json()
+
+    assert page.status_code == 200 and started.status_code == 409
+    for response in (page, started):
+        assert b"is not configured" in response.content
+        assert f"APERTUR_OAUTH_{target.kind.upper()}_CLIENT_ID".encode() in response.content
+        assert oauth_connect.redirect_uri(target.kind).encode() in response.content
+    assert b"not configured on this server" in listed.content
+    assert {"type": target.kind, "oauth": True, "configured": False}.items() <= next(
+        entry for entry in types if entry["type"] == target.kind
+    ).items()
+    assert target.authorizations() == 0
+
+
+def test_the_destination_types_api_tells_which_providers_are_configured(target, owner, api_client):
+    response = api_client.get("/api/v1/destination-types", **owner.auth)
+
+    assert response.status_code == 200
+    base = settings.APERTUR_PUBLIC_URL
+    types = {entry["type"]: entry for entry in response.json()}
+    assert types["s3"] == {"type": "s3", "oauth": False, "configured": True}
+    assert types[target.kind] == {
+        "type": target.kind,
+        "oauth": True,
+        "configured": True,
+        "connectUrl": f"{base}/destinations/oauth/{target.kind}/start?project={owner.project.pk}",
+        "redirectUri": f"{base}/destinations/oauth/{target.kind}/callback",
+    }
+    assert api_client.get("/api/v1/destination-types").status_code == 401
+
+
+def test_a_delivery_waiting_on_a_revoked_grant_completes_after_reconnecting(
+    target, owner, worker, settings, api_client
+):
+    settings.APERTUR_RETRY_DELAYS = [1, 1, 2, 4, 8]
+    client = signed_in(owner)
+    connect(client, target, owner.project)
+    destination = Destination.objects.get()
+    target.withdraw_consent()
+    session = create_session(api_client, owner, [str(destination.pk)])
+    upload_image(api_client, session["id"], noisy_jpeg((160, 120)))
+    wait_until(
+        lambda: Destination.objects.get().needs_reconnect and Delivery.objects.get().status == "pending", timeout=20
+    )
+
+    callback = authorize(start(client, target, owner.project, destination=str(destination.pk)))
+    assert client.get(callback).status_code == 302
+
+    wait_until(lambda: Delivery.objects.get().status == "delivered", timeout=30)
+    assert len(target.delivered()) == 1
+    assert not Destination.objects.get().needs_reconnect
+
+
+def test_members_see_the_destinations_page_without_its_buttons_and_outsiders_do_not_see_it(
+    target, owner, member, outsider
+):
+    connect(signed_in(owner), target, owner.project, name="Shared drive")
+    url = f"/projects/{owner.project.pk}/destinations"
+
+    for_the_owner = signed_in(owner).get(url)
+    for_a_member = signed_in(member).get(url)
+    for_an_outsider = signed_in(outsider).get(url)
+
+    assert for_the_owner.status_code == for_a_member.status_code == 200
+    assert b"Shared drive" in for_a_member.content
+    connect_button = f"Connect {target.backend.label()}".encode()
+    assert connect_button in for_the_owner.content and b"Disconnect" in for_the_owner.content
+    assert connect_button not in for_a_member.content and b"Disconnect" not in for_a_member.content
+    assert for_an_outsider.status_code == 404 and b"Shared drive" not in for_an_outsider.content
+
+
+def test_the_connect_button_of_the_destinations_page_posts_a_working_form(target, owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner.user)
+    page = client.get(f"/projects/{owner.project.pk}/destinations").content.decode()
+    action = f'action="/destinations/oauth/{target.kind}/start"'
+    form = page[page.index(action) : page.index("</form>", page.index(action))]
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form))
+
+    response = client.post(f"/destinations/oauth/{target.kind}/start", {**fields, "name": "From the page"})
+
+    assert set(fields) == {"csrfmiddlewaretoken", "project"}
+    assert response.status_code == 302 and response["Location"].startswith(f"{target.authorize_url}?")
+    assert client.get(authorize(response["Location"])).status_code == 302
+    assert Destination.objects.get().name == "From the page"
