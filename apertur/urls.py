@@ -7,7 +7,7 @@ from django.urls import include, path
 
 from apertur.health import healthz
 from apertur.pages import home
-from sessions_app.pages import done_form, password_form, upload_page
+from sessions_app.pages import done_form, password_form, upload_page, upload_page_slash
 
 handler400 = "apertur.api.errors.handler400"
 handler403 = "apertur.api.errors.handler403"
@@ -17,6 +17,7 @@ handler500 = "apertur.api.errors.handler500"
 urlpatterns = [
     path("", home, name="home"),
     path("u/<str:session_id>", upload_page, name="upload-page"),
+    path("u/<str:session_id>/", upload_page_slash),
     path("u/<str:session_id>/password", password_form, name="upload-page-password"),
     path("u/<str:session_id>/done", done_form, name="upload-page-done"),
     path("healthz", healthz, name="healthz"),

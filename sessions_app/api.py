@@ -233,7 +233,7 @@ class CompleteView(PublicSessionApiView):
         passwords.ensure_password(
             session=session,
             password=request.headers.get("x-session-password"),
-            cookie=passwords.password_cookie_read(request, session.pk),
+            cookie=passwords.api_password_cookie_read(request, session.pk),
             ip=client_ip(request),
         )
         session = services.session_complete(session=session)
@@ -257,7 +257,7 @@ class ImageUploadView(PublicSessionApiView):
             read_body=partial(read_upload_body, http_request),
             encryption_scheme=request.headers.get("X-Aptr-Encrypted") or ("default" if json_body else None),
             password=request.headers.get("x-session-password"),
-            password_cookie=passwords.password_cookie_read(request, session_id),
+            password_cookie=passwords.api_password_cookie_read(request, session_id),
             ip=client_ip(request),
         )
         return Response(

@@ -44,7 +44,7 @@ def counter(images_count: int, max_images: int) -> str:
 
 
 def _counter_form(count: int) -> str:
-    return ngettext("%(count)s of %(max)s photos sent", "%(count)s of %(max)s photos sent", count)
+    return ngettext("%(count)s of %(max)s photos received", "%(count)s of %(max)s photos received", count)
 
 
 def _wait_in_words(seconds: int) -> str:
@@ -104,8 +104,18 @@ def script_words(session: UploadSession) -> dict[str, str]:
             f"counter{form}": _counter_form(count) % {"count": "{count}", "max": "{max}"}
             for form, count in (("0", 0), ("1", 1), ("N", 2))
         },
+        "waitSecond": ngettext("%(n)s second", "%(n)s seconds", 1) % {"n": "{n}"},
         "waitSeconds": ngettext("%(n)s second", "%(n)s seconds", 2) % {"n": "{n}"},
+        "waitMinute": ngettext("%(n)s minute", "%(n)s minutes", 1) % {"n": "{n}"},
         "waitMinutes": ngettext("%(n)s minute", "%(n)s minutes", 2) % {"n": "{n}"},
+        "gateNetwork": _("The connection was lost. Check your signal and try again."),
+        "cookieBlocked": _(
+            "This browser does not let the embedded page remember the password. Open the page on its own to send "
+            "photos."
+        ),
+        "openAlone": _("Open the page on its own"),
+        "retryPhoto": _("Retry %(name)s") % {"name": "{name}"},
+        "removePhoto": _("Remove %(name)s") % {"name": "{name}"},
         "queued": _("Waiting to send…"),
         "preparing": _("Preparing…"),
         "uploading": _("Sending… %(percent)s%%") % {"percent": "{percent}"},

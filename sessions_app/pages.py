@@ -9,10 +9,13 @@ A GET only reads: an open session past its expiry is shown as expired without be
 it within seconds).
 """
 
+import re
 from functools import partial
 from urllib.parse import urlencode
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, QueryDict
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -33,6 +36,7 @@ from sessions_app.uploads import MEBIBYTE, UploadContent, UploadLimits, read_upl
 
 # Codes whose answer is about the session, not the file: the page becomes the friendly page of that state.
 SESSION_STATE_CODES = {"NOT_FOUND": "not_found", "SESSION_EXPIRED": "expired", "SESSION_CLOSED": "closed"}
+IMAGE_ID = re.compile(r"img_[0-9A-Z]{26}")
 
 
 def page_view(view):
@@ -46,7 +50,11 @@ def page_view(view):
         # PostgreSQL refuses a NUL character in a text query, and no id has one.
         session = None if "\x00" in session_id else UploadSession.objects.filter(pk=session_id).first()
         with translation.override(page_words.language_of(request)):
-            response = view(request, session_id, session)
+            try:
+                response = view(request, session_id, session)
+            except (MultiPartParserError, SuspiciousOperation, RequestDataTooBig):
+                # A hostile or broken form body (Django refuses it while reading): the friendly page, not JSON.
+                response = _state_page(request, session, "bad_request")
         return page_headers(response, session=session)
 
     return wrapped
@@ -62,23 +70,43 @@ def upload_page(request: HttpRequest, session_id: str, session: UploadSession | 
     if request.method == "POST":
         return _receive_form_upload(request, session)
     state = page_state(session)
-    if state == "closed" and "done" in request.GET:
-        return _state_page(request, session, "thanks")
+    received = _received_image(request, session)
+    if state == "closed" and ("done" in request.GET or received is not None):
+        return _state_page(request, session, "thanks")  # the user just finished: thanks, not "finished"
     if state != "open":
         return _state_page(request, session, state)
     try:
         _ensure_page_password(request, session)
     except AppError as error:
         return _password_page(request, session, error=None if error.code == "PASSWORD_REQUIRED" else error)
-    received = None
-    if received_id := request.GET.get("received"):
-        received = Image.objects.filter(session=session, pk=received_id[:40]).first()
     return _open_page(request, session, received=received)
+
+
+def _received_image(request: HttpRequest, session: UploadSession) -> Image | None:
+    """The image a plain form post just sent (`?received=<image id>`, the redirect after it), of this session."""
+    image_id = request.GET.get("received", "")
+    if not IMAGE_ID.fullmatch(image_id):
+        return None
+    return Image.objects.filter(session=session, pk=image_id).first()
+
+
+def _back_to_page(request: HttpRequest, session_id: str) -> HttpResponse:
+    """A GET of a form's address (a restored tab, a shared link): the page itself."""
+    response = HttpResponseRedirect(_with_page_params(request, reverse("upload-page", args=[session_id])))
+    response.status_code = 303
+    return response
+
+
+def upload_page_slash(request: HttpRequest, session_id: str) -> HttpResponse:
+    """`/u/<id>/`: chat apps and hand-typed links add a slash."""
+    return _back_to_page(request, session_id)
 
 
 @page_view
 def password_form(request: HttpRequest, session_id: str, session: UploadSession | None) -> HttpResponse:
     """POST of the password gate's form: the signed cookie and back to the page, or the gate with the error."""
+    if request.method in ("GET", "HEAD"):
+        return _back_to_page(request, session_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if session is None:
@@ -102,6 +130,8 @@ def password_form(request: HttpRequest, session_id: str, session: UploadSession 
 @page_view
 def done_form(request: HttpRequest, session_id: str, session: UploadSession | None) -> HttpResponse:
     """POST of the "Done" form: complete the session, then the thank-you page."""
+    if request.method in ("GET", "HEAD"):
+        return _back_to_page(request, session_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if session is None:
@@ -236,7 +266,14 @@ def _password_page(request: HttpRequest, session: UploadSession, *, error: AppEr
     return response
 
 
-STATE_STATUS = {"not_found": 404, "expired": 410, "closed": 409, "form_expired": 403, "thanks": 200}
+STATE_STATUS = {
+    "not_found": 404,
+    "expired": 410,
+    "closed": 409,
+    "form_expired": 403,
+    "bad_request": 400,
+    "thanks": 200,
+}
 
 
 def _state_page(request: HttpRequest, session: UploadSession | None, state: str) -> HttpResponse:

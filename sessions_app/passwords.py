@@ -7,12 +7,14 @@ import contextlib
 import hashlib
 import hmac
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.core.cache import cache
 from django.core.signing import BadSignature
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from apertur.errors import AppError
 from sessions_app.models import UploadSession
@@ -47,19 +49,42 @@ def password_cookie_read(request: HttpRequest, session_id: str) -> str | None:
         return None
 
 
+def api_password_cookie_read(request: HttpRequest, session_id: str) -> str | None:
+    """The password cookie, for the upload API's writes (upload, complete): only when the request comes from the
+    page itself. The cookie may be SameSite=None (embedding), so another site could make a browser that passed the
+    gate send it; a browser says where a request comes from (`Sec-Fetch-Site`, else `Origin`). A client that sends
+    neither is not a browser acting for another site."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if fetch_site is not None:
+        same_origin = fetch_site in ("same-origin", "none")
+    elif origin is not None:
+        same_origin = origin in (f"{request.scheme}://{request.get_host()}", _origin_of(settings.APERTUR_PUBLIC_URL))
+    else:
+        same_origin = True
+    return password_cookie_read(request, session_id) if same_origin else None
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def password_cookie_set(response: HttpResponse, session: UploadSession) -> None:
     """Give the browser the cookie that stands for the password on this session's later requests."""
     secure = settings.APERTUR_PUBLIC_URL.startswith("https://")
+    # It lives as long as the session may take photos: a phone that opens many protected links does not collect
+    # cookies that outlive them.
+    remaining = int((session.expires_at - timezone.now()).total_seconds())
     response.set_signed_cookie(
         password_cookie_name(session.pk),
         password_cookie_value(session),
         salt=PASSWORD_COOKIE_SALT,
-        max_age=_cookie_max_age_seconds(),
+        max_age=min(max(remaining, 60), _cookie_max_age_seconds()),
         httponly=True,
         # The page may be embedded in another site's iframe (docs/upload-page.md "Embedding"), where a Lax cookie
-        # is never sent; browsers take SameSite=None only with Secure, so over plain HTTP it stays Lax. The price:
-        # a site that knows the link could make a browser that passed this session's gate upload into it. The
-        # cookie stands for this one session's password only, and can never be read by script.
+        # is never sent; browsers take SameSite=None only with Secure, so over plain HTTP it stays Lax. The upload
+        # API takes it only from the page itself (`api_password_cookie_read`), the page's forms carry CSRF tokens.
         samesite="None" if secure else "Lax",
         secure=secure,
     )

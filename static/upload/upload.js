@@ -14,6 +14,12 @@
   const TRANSIENT_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
   const AUTO_RETRIES = 3;
   const STALL_MILLISECONDS = 30000; // an upload with no progress this long is taken as a lost connection
+  // Once every byte is sent, the answer may take a while (the server decodes the photo); longer than this, and the
+  // connection is taken as lost.
+  const ANSWER_MILLISECONDS = 90000;
+  // A photo whose bytes all went out before the connection dropped may have been taken: its arrival is awaited on
+  // the event stream this long before it is sent again.
+  const ARRIVAL_MILLISECONDS = 30000;
   const JPEG_QUALITY = 0.9;
 
   function say(key, values) {
@@ -23,7 +29,9 @@
   }
 
   function waitInWords(seconds) {
-    return seconds < 60 ? say("waitSeconds", { n: seconds }) : say("waitMinutes", { n: Math.ceil(seconds / 60) });
+    if (seconds < 60) return say(seconds === 1 ? "waitSecond" : "waitSeconds", { n: seconds });
+    const minutes = Math.ceil(seconds / 60);
+    return say(minutes === 1 ? "waitMinute" : "waitMinutes", { n: minutes });
   }
 
   function refusalInWords(code, retryAfter) {
@@ -37,7 +45,27 @@
 
   // --- the password gate -------------------------------------------------------------------------------
   const gate = document.getElementById("password-form");
+  const gateKey = `apertur:verified:${config.sessionId}`;
   if (gate) {
+    let verifiedAt = null;
+    try {
+      verifiedAt = Number(sessionStorage.getItem(gateKey));
+      sessionStorage.removeItem(gateKey);
+    } catch (error) {
+      verifiedAt = null;
+    }
+    if (verifiedAt && Date.now() - verifiedAt < 15000 && window.parent !== window) {
+      const notice = document.getElementById("password-error");
+      notice.textContent = say("cookieBlocked");
+      notice.hidden = false;
+      const link = document.createElement("a");
+      link.href = window.location.href;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.className = "button button-primary";
+      link.textContent = say("openAlone");
+      gate.after(link);
+    }
     // Through the API rather than the form: in an iframe the form's CSRF cookie may not be sent.
     gate.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -53,13 +81,20 @@
         });
         const body = await response.json().catch(() => ({}));
         if (response.ok && body.valid) {
+          // Remembered for one reload: if the gate comes back at once, the browser refused the cookie (an
+          // embedded page whose browser blocks third-party cookies).
+          try {
+            sessionStorage.setItem(gateKey, String(Date.now()));
+          } catch (error) {
+            /* storage refused too: nothing to remember with */
+          }
           window.location.reload();
           return;
         }
         const code = response.ok ? "INVALID_PASSWORD" : body.code;
         notice.textContent = refusalInWords(code, Number(response.headers.get("Retry-After")));
       } catch (error) {
-        notice.textContent = say("NETWORK");
+        notice.textContent = say("gateNetwork");
       }
       notice.hidden = false;
       button.disabled = false;
@@ -77,6 +112,7 @@
   const doneForm = document.getElementById("done-form");
   const doneButton = document.getElementById("done-button");
   const heading = document.getElementById("heading");
+  const announcer = document.getElementById("announcer");
   const items = [];
   const readyByImage = new Map(); // imageId → image:ready data, for photos this page did not (knowingly) send
   const deliveries = new Map(); // imageId → {delivered: Set, failed: Map(destinationId → final)}
@@ -84,11 +120,11 @@
   let active = 0;
   let finished = false;
   let stream = null;
+  let streamDead = false; // the event stream is closed for good: deliveries can no longer be followed
+  let preparing = Promise.resolve(); // photos are prepared one at a time: each decode takes tens of MB
 
   pickers.hidden = false;
-  plainForm.hidden = true;
-  const formError = document.getElementById("form-error");
-  if (formError) formError.hidden = true;
+  if (plainForm) plainForm.hidden = true;
 
   for (const [inputId, source] of [["camera-input", "camera"], ["gallery-input", "gallery"]]) {
     const input = document.getElementById(inputId);
@@ -103,6 +139,12 @@
       count: imagesCount,
       max: config.maxImages,
     });
+    refreshDone();
+  }
+
+  // One polite announcement per state change (not per progress step) for screen readers.
+  function announce(item, text) {
+    announcer.textContent = `${item.name}: ${text}`;
   }
 
   function showNotice(text) {
@@ -131,7 +173,7 @@
       if (!next) break;
       start(next);
     }
-    doneButton.disabled = finished;
+    refreshDone();
   }
 
   // --- one photo's row --------------------------------------------------------------------------------
@@ -144,7 +186,8 @@
     thumb.width = 56;
     thumb.height = 56;
     thumb.addEventListener("error", () => thumb.classList.add("thumb-missing"));
-    thumb.src = URL.createObjectURL(item.file);
+    item.thumbUrl = URL.createObjectURL(item.file);
+    thumb.src = item.thumbUrl;
     const body = document.createElement("div");
     body.className = "file-body";
     const name = document.createElement("p");
@@ -167,6 +210,7 @@
         pump();
       } else {
         row.remove();
+        URL.revokeObjectURL(item.thumbUrl);
         items.splice(items.indexOf(item), 1);
         refreshDone();
       }
@@ -178,10 +222,12 @@
   }
 
   function setState(item, state, text, percent) {
+    const changed = item.state !== state;
     item.state = state;
     item.element.dataset.state = state;
     const wordsKey = { queued: "queued", preparing: "preparing", processing: "processing" }[state];
     item.stateText.textContent = text || (wordsKey ? say(wordsKey) : "");
+    if (changed && state !== "uploading") announce(item, item.stateText.textContent);
     if (percent !== undefined) item.progress.value = percent;
     if (["received", "delivering", "sent", "delivery-retrying", "delivery-failed"].includes(state)) {
       item.progress.value = 100;
@@ -190,8 +236,9 @@
     refreshDone();
   }
 
+  // Done completes the session: only once something was received (a session completed empty is a dead link).
   function refreshDone() {
-    doneButton.disabled = finished;
+    doneButton.disabled = finished || imagesCount === 0;
   }
 
   async function start(item) {
@@ -199,7 +246,17 @@
     item.attempts += 1;
     setState(item, "preparing");
     try {
-      if (!item.blob) item.blob = await prepared(item.file);
+      if (!item.blob) {
+        const ready = preparing.then(() => prepared(item.file));
+        preparing = ready.catch(() => undefined);
+        item.blob = await ready;
+        if (item.blob !== item.file) {
+          // Show the small prepared photo rather than decoding the full-size one for a thumbnail.
+          URL.revokeObjectURL(item.thumbUrl);
+          item.thumbUrl = URL.createObjectURL(item.blob);
+          item.thumb.src = item.thumbUrl;
+        }
+      }
       if (item.blob.size > config.maxImageSizeBytes) {
         refuse(item, "FILE_TOO_LARGE");
       } else {
@@ -224,6 +281,9 @@
     const type = typeOf(file);
     const allowed = config.allowedMimeTypes;
     const typeAllowed = !type || allowed.includes(type);
+    // Only an iPhone's HEIC is converted for a session that does not take it (docs/upload-page.md); any other type
+    // the session does not take is refused as the server would, with the accepted types named.
+    if (!typeAllowed && type !== "image/heic") throw { code: "UNSUPPORTED_MEDIA_TYPE" };
     const maxDimension = config.maxImageDimension;
     if (typeAllowed && !maxDimension) return file;
     let bitmap;
@@ -279,7 +339,12 @@
           setState(item, "uploading", say("uploading", { percent }), percent);
         }
       });
-      request.upload.addEventListener("load", () => setState(item, "processing", null, 100));
+      request.upload.addEventListener("load", () => {
+        item.bodySent = true;
+        clearTimeout(stallTimer);
+        stallTimer = setTimeout(() => request.abort(), ANSWER_MILLISECONDS);
+        setState(item, "processing", null, 100);
+      });
       request.addEventListener("load", () => {
         clearTimeout(stallTimer);
         let body = {};
@@ -301,6 +366,7 @@
           connectionLost(item).then(resolve);
         });
       }
+      item.bodySent = false;
       setState(item, "uploading", say("uploading", { percent: 0 }), 0);
       stalled();
       request.send(form);
@@ -352,6 +418,7 @@
     const { retry = false, retryAfter = 0 } = options || {};
     item.retryable = retry;
     item.retryButton.textContent = say(retry ? "retry" : "remove");
+    item.retryButton.setAttribute("aria-label", say(retry ? "retryPhoto" : "removePhoto", { name: item.name }));
     setState(item, "error", refusalInWords(code, retryAfter));
     item.element.classList.add("file-error");
     tell("apertur:error", { sessionId: config.sessionId, code, message: item.stateText.textContent, filename: item.name });
@@ -363,9 +430,16 @@
     setState(item, "offline", say("offline"));
     if (!navigator.onLine) await new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
     await streamCaughtUp();
-    const match = [...readyByImage.values()].find(
-      (ready) => ready.sizeBytes === item.blob.size && ready.filename === (item.blob.name || item.name),
-    );
+    const arrived = () =>
+      [...readyByImage.values()].find(
+        (ready) => ready.sizeBytes === item.blob.size && ready.filename === (item.blob.name || item.name),
+      );
+    // Every byte went out: the server may still be checking the photo. Its arrival is awaited a while (the
+    // stream tells it) before sending it again; a photo cut mid-way cannot have been taken.
+    for (let waited = 0; item.bodySent && !arrived() && !streamDead && waited < ARRIVAL_MILLISECONDS; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const match = arrived();
     if (match) {
       accepted(item, { id: match.imageId, image_index: match.imageIndex, filename: match.filename });
       return;
@@ -387,8 +461,8 @@
   function showDelivery(item) {
     if (!item.imageId) return;
     const delivery = deliveryOf(item.imageId);
-    if (!item.destinations) {
-      setState(item, "received", say("received"));
+    if (!item.destinations || (streamDead && delivery.delivered.size < item.destinations)) {
+      setState(item, "received", say("received")); // nothing to follow, or no way left to follow it
     } else if (delivery.delivered.size >= item.destinations) {
       setState(item, "sent", say("sent"));
     } else if ([...delivery.failed.values()].some((final) => final)) {
@@ -407,8 +481,18 @@
 
   let lastStreamMessage = 0;
   function openStream() {
-    if (!window.EventSource) return;
+    if (!window.EventSource) {
+      streamDead = true;
+      return;
+    }
     stream = new EventSource(config.urls.events);
+    // The browser reconnects by itself after a network error; CLOSED means the server refused the stream (the
+    // password changed, the events service is down): rows then say "Received" rather than wait forever.
+    stream.addEventListener("error", () => {
+      if (stream.readyState !== EventSource.CLOSED || finished) return;
+      streamDead = true;
+      for (const item of items) if (item.imageId) showDelivery(item);
+    });
     const on = (name, handle) =>
       stream.addEventListener(name, (event) => {
         lastStreamMessage = Date.now();
@@ -458,6 +542,7 @@
     finished = true;
     pickers.hidden = true;
     doneForm.hidden = true;
+    refreshDone();
     heading.textContent = words.thanksHeading;
     showNotice(say(imagesCount === 1 ? "thanksOne" : "thanksMany", { count: imagesCount }));
     notice.classList.add("notice-ok");
@@ -494,7 +579,7 @@
       showNotice(say("doneFailed"));
     }
     doneButton.textContent = words.done;
-    doneButton.disabled = finished;
+    refreshDone();
   });
 
   showCounter();

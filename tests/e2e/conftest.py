@@ -17,8 +17,8 @@ CHROMIUM_ARGUMENTS = [
 ]
 # A mid-range Android phone.
 PHONE = {
-    "viewport": {"width": 393, "height": 851},
-    "device_scale_factor": 2.75,
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
     "is_mobile": True,
     "has_touch": True,
     "user_agent": (

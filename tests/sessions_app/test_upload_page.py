@@ -80,7 +80,7 @@ def test_an_open_session_answers_the_upload_page(browser, session):
     assert "Take photo" in page and 'capture="environment"' in page
     assert "Choose from gallery" in page and "multiple" in page
     assert 'name="viewport"' in page
-    assert "0 of 3 photos sent" in page
+    assert "0 of 3 photos received" in page
     config = page_config(response)
     assert config["maxImages"] == 3 and config["imagesCount"] == 0
     assert config["urls"]["images"] == f"/api/v1/upload/{session['id']}/images"
@@ -91,7 +91,7 @@ def test_an_open_session_answers_the_upload_page(browser, session):
 def test_the_page_counts_the_photos_received(browser, api_client, session):
     assert upload(api_client, session["id"], image_bytes()).status_code == 201
     response = get_page(browser, session["id"])
-    assert "1 of 3 photos sent" in response.content.decode()
+    assert "1 of 3 photos received" in response.content.decode()
     assert page_config(response)["imagesCount"] == 1
 
 
@@ -139,7 +139,7 @@ def test_a_full_session_is_closed(browser, api_client, persona):
 def test_head_answers_like_get_and_other_methods_are_refused(browser, session):
     assert browser.head(f"/u/{session['id']}").status_code == 200
     assert browser.put(f"/u/{session['id']}").status_code == 405
-    assert browser.get(f"/u/{session['id']}/done").status_code == 405
+    assert browser.put(f"/u/{session['id']}/done").status_code == 405
 
 
 # --- the password gate --------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def test_the_plain_form_sends_one_photo_through_the_upload_service(browser, sess
     result = get_page(browser, session["id"], f"?received={image.pk}")
     assert result.status_code == 200
     assert "Received: kitchen.jpg" in result.content.decode()
-    assert "1 of 3 photos sent" in result.content.decode()
+    assert "1 of 3 photos received" in result.content.decode()
 
 
 def test_the_plain_form_without_its_csrf_token_is_refused_and_nothing_is_kept(browser, session):
@@ -332,7 +332,7 @@ def test_a_french_page_says_french_things(browser, session):
 
     assert '<html lang="fr"' in page
     assert "Envoyez vos photos" in page and "Prendre une photo" in page and "Choisir dans la galerie" in page
-    assert "0 photo envoyée sur 3" in page
+    assert "0 photo reçue sur 3" in page
     config = page_config(get_page(browser, session["id"], "?lang=fr"))
     assert config["words"]["FILE_TOO_LARGE"] == "Cette photo est trop lourde : la limite est de 20 Mo."
 
@@ -441,3 +441,104 @@ def test_the_password_cookie_can_cross_into_an_iframe_over_https(browser, protec
 
     cookie = response.cookies[password_cookie_name(protected["id"])]
     assert cookie["samesite"] == "None" and cookie["secure"] and cookie["httponly"]
+
+
+# --- hostile and odd requests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("received", ["%00", "img_%00", "x" * 500, "img_01ABC"])
+def test_a_hostile_received_parameter_is_ignored(browser, session, received):
+    response = get_page(browser, session["id"], f"?received={received}")
+    assert response.status_code == 200
+    assert "Received:" not in response.content.decode()
+
+
+def test_the_last_photo_of_a_plain_form_post_is_confirmed_with_thanks(browser, api_client, persona):
+    session = create_session(api_client, persona, max_images=1)
+    token = csrf_token(get_page(browser, session["id"]))
+
+    response = post_photo(browser, session["id"], image_bytes(), token=token)
+
+    assert response.status_code == 303
+    thanks = get_page(browser, session["id"], response["Location"].split(session["id"], 1)[1])
+    assert thanks.status_code == 200
+    assert "Thank you!" in thanks.content.decode() and "Your photo was received." in thanks.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/password", "/done", "/"])
+def test_a_get_of_a_forms_address_or_with_a_slash_leads_back_to_the_page(browser, session, path):
+    response = browser.get(f"/u/{session['id']}{path}?lang=fr")
+    assert response.status_code == 303
+    assert response["Location"] == f"/u/{session['id']}?lang=fr"
+
+
+def test_a_malformed_form_body_gets_the_friendly_page_with_its_headers(browser, protected):
+    get_page(browser, protected["id"])
+    response = browser.generic(
+        "POST",
+        f"/u/{protected['id']}/password",
+        b"--x\r\nbroken",
+        content_type="multipart/form-data; boundary=x",
+    )
+    assert response.status_code in (400, 403)
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    assert "Open the page again" in response.content.decode()
+    assert "frame-ancestors" in response["Content-Security-Policy"]
+
+
+def test_too_many_fields_get_the_friendly_page(browser, session, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    token = csrf_token(get_page(browser, session["id"]))
+    fields = {f"f{index}": "x" for index in range(10)}
+    response = browser.post(f"/u/{session['id']}/done", {"csrfmiddlewaretoken": token, **fields})
+    assert response.status_code == 400
+    assert "Something went wrong" in response.content.decode()
+    assert UploadSession.objects.get(pk=session["id"]).closed_at is None
+
+
+def test_done_is_offered_only_once_a_photo_was_received(browser, api_client, session):
+    assert re.search(r'id="done-button"[^>]* disabled', get_page(browser, session["id"]).content.decode())
+    assert upload(api_client, session["id"], image_bytes()).status_code == 201
+    assert not re.search(r'id="done-button"[^>]* disabled', get_page(browser, session["id"]).content.decode())
+
+
+def test_the_password_cookie_lives_as_long_as_the_session(browser, api_client, persona):
+    protected = create_session(api_client, persona, password=PASSWORD, expires_in_hours=2)
+    token = csrf_token(get_page(browser, protected["id"]))
+
+    response = browser.post(f"/u/{protected['id']}/password", {"password": PASSWORD, "csrfmiddlewaretoken": token})
+
+    max_age = int(response.cookies[password_cookie_name(protected["id"])]["max-age"])
+    assert 2 * 3600 - 60 <= max_age <= 2 * 3600
+
+
+@pytest.mark.parametrize(
+    ("headers", "accepted"),
+    [
+        ({"HTTP_SEC_FETCH_SITE": "cross-site"}, False),
+        ({"HTTP_SEC_FETCH_SITE": "same-site"}, False),
+        ({"HTTP_ORIGIN": "https://evil.example"}, False),
+        ({"HTTP_SEC_FETCH_SITE": "same-origin"}, True),
+        ({"HTTP_ORIGIN": "http://testserver"}, True),
+        ({}, True),
+    ],
+)
+def test_the_upload_api_takes_the_password_cookie_only_from_the_page_itself(browser, protected, headers, accepted):
+    token = csrf_token(get_page(browser, protected["id"]))
+    browser.post(f"/u/{protected['id']}/password", {"password": PASSWORD, "csrfmiddlewaretoken": token})
+
+    complete = browser.post(
+        f"/api/v1/upload/{protected['id']}/complete", {}, content_type="application/json", **headers
+    )
+    sent = browser.post(
+        f"/api/v1/upload/{protected['id']}/images",
+        {"file": SimpleUploadedFile("p.jpg", image_bytes(), "image/jpeg")},
+        **headers,
+    )
+
+    if accepted:
+        assert complete.status_code == 200
+    else:
+        assert (complete.status_code, complete.json()["code"]) == (401, "PASSWORD_REQUIRED")
+        assert (sent.status_code, sent.json()["code"]) == (401, "PASSWORD_REQUIRED")
+        assert UploadSession.objects.get(pk=protected["id"]).closed_at is None
