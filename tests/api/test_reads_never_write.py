@@ -62,6 +62,10 @@ def reads(world: dict) -> dict[str, str]:
         "destinations:destination-list": reverse(
             "destinations:destination-list", kwargs={"project_id": world["project_id"]}
         ),
+        "projects:key-list": reverse("projects:key-list", kwargs={"project_id": world["project_id"]}),
+        "sessions_app:upload-list": reverse("sessions_app:upload-list"),
+        "sessions_app:upload-recent": reverse("sessions_app:upload-recent"),
+        "sessions_app:stats": reverse("sessions_app:stats"),
         "healthz": reverse("healthz"),
     }
 
