@@ -1,6 +1,6 @@
 """Every route of the site. Each app names its API routes in its own urls.py, included here under api/v1/ with
 the app's label as namespace: `reverse("sessions_app:session-create")`, `reverse("delivery:delivery-retry")`,
-`reverse("destinations:destination-list")` (docs/api.md "Endpoints")."""
+`reverse("destinations:destination-list")`, `reverse("projects:key-list")` (docs/api.md "Endpoints")."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -26,4 +26,5 @@ urlpatterns = [
     path("api/v1/", include("delivery.urls")),
     path("api/v1/", include("destinations.urls")),
     path("", include("destinations.page_urls")),
+    path("api/v1/", include("projects.urls")),
 ]

@@ -8,7 +8,9 @@ from django.urls import reverse
 
 from apertur.api.formats import iso
 from destinations.models import Destination
+from projects.models import Project
 from sessions_app import qr
+from sessions_app.activity import ProjectStats, UploadRow
 from sessions_app.models import Image, UploadSession
 from sessions_app.selectors import SessionListRow
 from sessions_app.status import displayed_status
@@ -100,14 +102,54 @@ def session_row_document(row: SessionListRow) -> dict:
     }
 
 
+def page_document(data: list[dict], *, total: int, page: int, page_size: int) -> dict:
+    """One page of a paginated list and where it sits (docs/api.md "Listing sessions", "Uploads")."""
+    return {"data": data, "total": total, "page": page, "pageSize": page_size, "totalPages": -(-total // page_size)}
+
+
 def session_page_document(rows: list[SessionListRow], *, total: int, page: int, page_size: int) -> dict:
     """GET /api/v1/sessions: one page of rows and where it sits (docs/api.md "Listing sessions")."""
+    return page_document([session_row_document(row) for row in rows], total=total, page=page, page_size=page_size)
+
+
+def upload_row_document(row: UploadRow) -> dict:
+    """One row of GET /api/v1/uploads and /api/v1/uploads/recent (docs/api.md "Uploads")."""
+    image, session = row.image, row.image.session
     return {
-        "data": [session_row_document(row) for row in rows],
-        "total": total,
-        "page": page,
-        "pageSize": page_size,
-        "totalPages": -(-total // page_size),
+        "id": image.pk,
+        "filename": image.filename,
+        "sizeBytes": image.size_bytes,
+        "mimeType": image.mime_type,
+        "source": image.source,
+        "isEncrypted": image.is_encrypted,
+        "env": session.env,
+        "createdAt": iso(image.created_at),
+        "sessionId": session.pk,
+        "projectId": str(session.project_id),
+        "projectName": session.project.name,
+        "destinationsTotal": row.destinations_total,
+        "destinationsDelivered": row.destinations_delivered,
+        "destinationsFailed": row.destinations_failed,
+        "destinationsBreakdown": [
+            {"type": destination_type, "count": count} for destination_type, count in row.destinations_by_type.items()
+        ],
+        "status": str(row.status),
+    }
+
+
+def stats_document(project: Project, stats: ProjectStats) -> dict:
+    """GET /api/v1/stats for a key: its one project (docs/api.md "Stats")."""
+    finished = stats.deliveries_delivered + stats.deliveries_failed
+    return {
+        "sessionsThisMonth": stats.sessions_this_month,
+        "sessionsInRange": stats.sessions_in_range,
+        "sessionsTotal": stats.sessions_total,
+        "imagesUploaded": stats.images_uploaded,
+        "imagesDelivered": stats.images_delivered,
+        "deliverySuccessRate": round(100 * stats.deliveries_delivered / finished, 1) if finished else 0.0,
+        "totalProjects": 1,
+        "activeKeys": stats.active_keys,
+        "topProjects": [{"id": str(project.pk), "name": project.name, "sessions": stats.sessions_in_range}],
     }
 
 

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from apertur.api.waiting import streaming_view, waiting_view
-from sessions_app import api, polling_api
+from sessions_app import activity_api, api, polling_api
 
 app_name = "sessions_app"
 
@@ -14,6 +14,9 @@ urlpatterns = [
     path("upload-sessions/<str:session_id>/qr", api.SessionQrView.as_view(), name="session-qr"),
     path("sessions", api.SessionListView.as_view(), name="session-list"),
     path("sessions/recent", api.RecentSessionsView.as_view(), name="session-recent"),
+    path("uploads", activity_api.UploadListView.as_view(), name="upload-list"),
+    path("uploads/recent", activity_api.RecentUploadsView.as_view(), name="upload-recent"),
+    path("stats", activity_api.StatsView.as_view(), name="stats"),
     path(
         "sessions/<str:session_id>/events",
         streaming_view(api.SessionEventStreamView.as_view()),

@@ -1,8 +1,9 @@
 """The official Python client (`apertur-sdk`, unchanged) against a live server: the compatibility target."""
 
+import httpx
 import pytest
 from apertur_sdk import Apertur
-from apertur_sdk.errors import AuthenticationError, NotFoundError, ValidationError
+from apertur_sdk.errors import AperturError, AuthenticationError, NotFoundError, ValidationError
 
 from delivery.models import Delivery
 from tests.factories import image_bytes, make_persona, wait_until
@@ -86,3 +87,80 @@ def test_official_client_encrypted_upload_is_decrypted_and_delivered_as_the_orig
     [delivered] = webhook_receiver.wait_for_requests(1)
     assert delivered.body == original
     assert sdk.sessions.get(session["id"])["serverPublicKey"] == public_key
+
+
+def test_official_client_manages_keys_and_reads_uploads_and_stats(client, webhook_receiver):
+    sdk, persona = client
+    project_id = str(persona.project.pk)
+    assert [key["id"] for key in sdk.keys.list(project_id)] == [str(persona.api_key.pk)]
+
+    created = sdk.keys.create(project_id, label="Kiosk", max_images=3, allowed_mime_types=["image/jpeg", "image/png"])
+    key, plain = created["key"], created["plainTextKey"]
+    assert plain.startswith("aptr_live_") and key["prefix"] == plain[:14]
+    assert (key["label"], key["maxImages"], key["env"], key["isActive"]) == ("Kiosk", 3, "live", True)
+    assert all(plain not in str(row) for row in sdk.keys.list(project_id))
+    updated = sdk.keys.update(
+        project_id, key["id"], label="Kiosk 2", max_images=4, allowed_ips=["127.0.0.1"], allowed_domains=["a.example"]
+    )
+    assert (updated["label"], updated["maxImages"], updated["allowedIps"]) == ("Kiosk 2", 4, ["127.0.0.1"])
+    destination = sdk.destinations.create(
+        project_id,
+        type="webhook",
+        name="Receiver",
+        config={"url": f"{webhook_receiver.url}/in", "secret": "sdk-secret-1"},
+    )
+    assert sdk.keys.set_destinations(key["id"], [destination["id"]], long_polling_enabled=True) == {
+        "destinations": [{"id": destination["id"], "type": "webhook", "name": "Receiver", "isActive": True}],
+        "longPollingEnabled": True,
+    }
+    with pytest.raises(AperturError) as refused:
+        sdk.keys.delete(project_id, str(persona.api_key.pk))
+    assert refused.value.status_code == 403
+
+    signing = httpx.post(
+        f"{sdk._http._base_url}/api/v1/projects/{project_id}/keys/{key['id']}/signing-secret",
+        headers={"Authorization": f"Bearer {persona.plain_key}"},
+    )
+    assert signing.status_code == 201, signing.text
+    secret = signing.json()["signingSecret"]
+    base_url = sdk._http._base_url
+    with Apertur(api_key=plain, base_url=base_url, signing_secret=secret) as kiosk:
+        session = kiosk.sessions.create(tags=["kiosk"])
+        assert (session["max_images"], session["long_polling"]) == (4, True)
+        assert session["destinations"] == [{"id": destination["id"], "type": "webhook", "name": "Receiver"}]
+        uploaded = kiosk.upload.image(session["id"], image_bytes(), filename="one.jpg")
+        public_key = kiosk.encryption.get_server_key()["publicKey"]
+        encrypted = kiosk.upload.image_encrypted(session["id"], image_bytes("PNG"), public_key, filename="two.png")
+        webhook_receiver.wait_for_requests(2)
+        wait_until(lambda: Delivery.objects.filter(status="delivered").count() == 2)
+
+        page = kiosk.uploads.list(page=1, page_size=1)
+        recent = kiosk.uploads.recent(limit=5)
+        stats = kiosk.stats.get()
+    for wrong in (None, "0" * 64):
+        with (
+            Apertur(api_key=plain, base_url=base_url, signing_secret=wrong) as unsigned,
+            pytest.raises(AuthenticationError),
+        ):
+            unsigned.uploads.recent()
+
+    assert (page["total"], page["totalPages"], [row["id"] for row in page["data"]]) == (2, 2, [encrypted["id"]])
+    assert [row["id"] for row in recent] == [encrypted["id"], uploaded["id"]]
+    assert [(row["filename"], row["isEncrypted"], row["status"]) for row in recent] == [
+        ("two.png", True, "delivered"),
+        ("one.jpg", False, "delivered"),
+    ]
+    assert recent[0]["destinationsBreakdown"] == [{"type": "webhook", "count": 1}]
+    assert (stats["sessionsTotal"], stats["imagesUploaded"], stats["imagesDelivered"]) == (1, 2, 2)
+    assert (stats["deliverySuccessRate"], stats["totalProjects"], stats["activeKeys"]) == (100.0, 1, 2)
+    assert stats["topProjects"] == [{"id": project_id, "name": persona.project.name, "sessions": 1}]
+    [own, kiosk_row] = sdk.keys.list(project_id)
+    assert kiosk_row["signingEnabled"] is True and kiosk_row["lastUsedAt"] is not None
+
+    assert sdk.keys.delete(project_id, key["id"]) is None
+    with (
+        Apertur(api_key=plain, base_url=base_url, signing_secret=secret) as revoked,
+        pytest.raises(AuthenticationError),
+    ):
+        revoked.stats.get()
+    assert [row["id"] for row in sdk.keys.list(project_id)] == [own["id"]]

@@ -7,7 +7,6 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.utils import timezone
@@ -16,10 +15,10 @@ from rest_framework.request import Request
 
 from apertur.errors import AppError
 from projects.models import ApiKey, Project, key_digest
+from projects.services import api_key_mark_used
 
 logger = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE_SECONDS = 300
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def _networks(entries: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6
     return networks
 
 
-def _host_of(value: str) -> str:
+def host_of(value: str) -> str:
     """The lower-case host name of an Origin/Referer header or an allowedDomains entry (URL or bare host)."""
     try:
         return (urlsplit(value if "://" in value else f"//{value}").hostname or "").rstrip(".")
@@ -76,12 +75,12 @@ def _domain_allowed(request: Request, allowed: list[str]) -> bool:
     sent = request.META.get("HTTP_ORIGIN") or request.META.get("HTTP_REFERER")
     if not sent:
         return True
-    host = _host_of(sent)
+    host = host_of(sent)
     for entry in allowed:
         if entry.startswith("*."):
-            if host.endswith("." + _host_of(entry[2:])):
+            if host.endswith("." + host_of(entry[2:])):
                 return True
-        elif host and host == _host_of(entry):
+        elif host and host == host_of(entry):
             return True
     return False
 
@@ -138,9 +137,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AppError(403, "FORBIDDEN", "This API key may not be used from this origin.")
         if api_key.signing_secret and not _is_multipart_upload(request):
             _verify_signature(request, api_key.signing_secret)
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key_mark_used(api_key=api_key, now=timezone.now())
         return KeyPrincipal(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:

@@ -59,6 +59,8 @@ REQUESTS = [
     ("patch", "/api/v1/projects/{project}/destinations/{destination}", {"name": "renamed", "isActive": False}),
     ("delete", "/api/v1/projects/{project}/destinations/{destination}", None),
     ("post", "/api/v1/projects/{project}/destinations/{destination}/test", None),
+    ("get", "/api/v1/projects/{project}/keys", None),
+    ("post", "/api/v1/projects/{project}/keys", {"label": "intruder"}),
 ]
 
 

@@ -63,6 +63,10 @@ def reads(world: dict) -> dict[str, str]:
             "destinations:destination-list", kwargs={"project_id": world["project_id"]}
         ),
         "destinations:destination-types": reverse("destinations:destination-types"),
+        "projects:key-list": reverse("projects:key-list", kwargs={"project_id": world["project_id"]}),
+        "sessions_app:upload-list": reverse("sessions_app:upload-list"),
+        "sessions_app:upload-recent": reverse("sessions_app:upload-recent"),
+        "sessions_app:stats": reverse("sessions_app:stats"),
         "healthz": reverse("healthz"),
     }
 

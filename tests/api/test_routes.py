@@ -5,14 +5,16 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from delivery import api as delivery_api
 from destinations import api as destinations_api
+from projects import api as projects_api
+from sessions_app import activity_api, polling_api
 from sessions_app import api as sessions_api
-from sessions_app import polling_api
 
 SESSION = "sess_01JABCDEFGHJKMNPQRSTVWXYZ0"
 PROJECT = "6f1c2a0e-8d4b-4c6e-9a57-3b2f1d0e9c8a"
 DESTINATION = "0b9e7c3a-2f4d-4e1b-8c6a-5d7f9e1a2b3c"
 DELIVERY = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a090"
 IMAGE = "img_01JABCDEFGHJKMNPQRSTVWXYZ0"
+KEY = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 # name, kwargs, the path clients call, the view that answers it
 ROUTES = [
@@ -62,6 +64,9 @@ ROUTES = [
     ("sessions_app:image-ack", {"image_id": IMAGE}, f"/api/v1/images/{IMAGE}/ack", polling_api.ImageAckView),
     ("sessions_app:session-list", {}, "/api/v1/sessions", sessions_api.SessionListView),
     ("sessions_app:session-recent", {}, "/api/v1/sessions/recent", sessions_api.RecentSessionsView),
+    ("sessions_app:upload-list", {}, "/api/v1/uploads", activity_api.UploadListView),
+    ("sessions_app:upload-recent", {}, "/api/v1/uploads/recent", activity_api.RecentUploadsView),
+    ("sessions_app:stats", {}, "/api/v1/stats", activity_api.StatsView),
     (
         "sessions_app:session-events",
         {"session_id": SESSION},
@@ -130,6 +135,25 @@ ROUTES = [
         {"project_id": PROJECT, "destination_id": DESTINATION},
         f"/api/v1/projects/{PROJECT}/destinations/{DESTINATION}/test",
         destinations_api.DestinationTestView,
+    ),
+    ("projects:key-list", {"project_id": PROJECT}, f"/api/v1/projects/{PROJECT}/keys", projects_api.KeyListView),
+    (
+        "projects:key-detail",
+        {"project_id": PROJECT, "key_id": KEY},
+        f"/api/v1/projects/{PROJECT}/keys/{KEY}",
+        projects_api.KeyDetailView,
+    ),
+    (
+        "projects:key-signing-secret",
+        {"project_id": PROJECT, "key_id": KEY},
+        f"/api/v1/projects/{PROJECT}/keys/{KEY}/signing-secret",
+        projects_api.KeySigningSecretView,
+    ),
+    (
+        "projects:key-destinations",
+        {"key_id": KEY},
+        f"/api/v1/keys/{KEY}/destinations",
+        projects_api.KeyDestinationsView,
     ),
 ]
 
