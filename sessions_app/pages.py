@@ -18,7 +18,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
-from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.datastructures import MultiValueDict
@@ -313,7 +312,6 @@ def page_config(request: HttpRequest, session: UploadSession) -> dict:
         "allowedMimeTypes": session.allowed_mime_types,
         "maxImageSizeBytes": session.effective_max_image_size_mb * MEBIBYTE,
         "maxImageDimension": session.max_image_dimension,
-        "longPolling": session.long_polling,
         "destinationsCount": session.destinations.alive().filter(is_active=True).count(),
         "passwordProtected": session.password_protected,
         "maxParallelUploads": 3,
@@ -322,8 +320,6 @@ def page_config(request: HttpRequest, session: UploadSession) -> dict:
             "complete": reverse("sessions_app:upload-complete", args=[session.pk]),
             "events": reverse("sessions_app:upload-events", args=[session.pk]),
             "verifyPassword": reverse("sessions_app:upload-verify-password", args=[session.pk]),
-            "thanks": _page_url(request, session, done="1"),
-            "icons": static("upload/icons.svg"),
         },
         "words": page_words.script_words(session),
     }
