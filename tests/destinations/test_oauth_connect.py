@@ -37,10 +37,9 @@ from tests.servers.onedrive import OneDriveServer
 
 
 class ConnectTarget:
-    """A type connected by OAuth and its local provider server, as the cases below use them. A provider's test
-    module runs the same cases with its own subclass and a `target` fixture that configures its server
-    (APERTUR_OAUTH with the authorise, token and revoke URLs) and registers `oauth_connect.redirect_uri(kind)`
-    with it."""
+    """A type connected by OAuth and its local provider server, as the cases below use them. Each provider has a
+    subclass and a `<type>_target` fixture that empties its server and points APERTUR_OAUTH[type] there (the
+    authorise, token and revoke URLs, the API base); the `target` fixture runs every case once per provider."""
 
     kind: str
     authorize_url: str  # where the start must send the browser
