@@ -1,9 +1,10 @@
-"""The OAuth connect flow (docs/destinations.md "Connecting an OAuth destination") with the Django test client
-against a local OAuth provider (tests/servers/oauth_provider.py) and the dummy drive on the OAuthBackend base:
+"""The OAuth connect flow (docs/destinations.md "Connecting an OAuth destination") with the Django test client:
 start → the provider's authorise endpoint (which answers with a code) → callback → a destination with encrypted
 tokens; refused states; roles; reconnect; disconnect with revocation; a provider that is not configured.
 
-Written against `ConnectTarget` so that each provider's backend and local server can run the same cases."""
+Every case runs against each provider through `ConnectTarget`: the dummy drive on the OAuthBackend base with the
+generic local provider (tests/servers/oauth_provider.py), and the four drives — google_drive, dropbox, onedrive,
+box — each with its real backend against its own local provider server (tests/servers/<type>.py)."""
 
 import re
 import time
@@ -28,14 +29,17 @@ from tests.destinations.contract import make_staged_image, rendered_path
 from tests.destinations.dummy_oauth import DummyDriveBackend
 from tests.destinations.helpers import create_session, upload_image
 from tests.factories import make_persona, noisy_jpeg, wait_until
+from tests.servers.box import BoxServer
+from tests.servers.dropbox import DropboxServer
+from tests.servers.google_drive import CLIENT_ID, CLIENT_SECRET, ROOT_ID, GoogleServer
 from tests.servers.oauth_provider import OAuthProvider
+from tests.servers.onedrive import OneDriveServer
 
 
 class ConnectTarget:
-    """A type connected by OAuth and its local provider server, as the cases below use them. A provider's test
-    module runs the same cases with its own subclass and a `target` fixture that configures its server
-    (APERTUR_OAUTH with the authorise, token and revoke URLs) and registers `oauth_connect.redirect_uri(kind)`
-    with it."""
+    """A type connected by OAuth and its local provider server, as the cases below use them. Each provider has a
+    subclass and a `<type>_target` fixture that empties its server and points APERTUR_OAUTH[type] there (the
+    authorise, token and revoke URLs, the API base); the `target` fixture runs every case once per provider."""
 
     kind: str
     authorize_url: str  # where the start must send the browser
@@ -112,8 +116,149 @@ class DummyDriveTarget(ConnectTarget):
         return list(self.provider.files)
 
 
+class GoogleDriveTarget(ConnectTarget):
+    kind = "google_drive"
+
+    def __init__(self, google: GoogleServer) -> None:
+        self.google = google
+        self.authorize_url = f"{google.url}/o/oauth2/v2/auth"
+
+    def client_id(self) -> str:
+        return self.google.client_id
+
+    def authorizations(self) -> int:
+        return sum(1 for method, path in self.google.requests if path.startswith("/o/oauth2/v2/auth?"))
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        return [form for form in self.google.token_forms if form.get("grant_type") == "authorization_code"]
+
+    def access_token_valid(self, token: str) -> bool:
+        return self.google.token_valid(f"Bearer {token}")
+
+    def revoked(self) -> list[str]:
+        return self.google.revoked
+
+    def deny_next_authorization(self) -> None:
+        self.google.deny_next_authorization()
+
+    def withdraw_consent(self) -> None:
+        self.google.revoke_everything()
+
+    def refuse_revocation(self) -> None:
+        self.google.fail_next("POST", "/revoke", status=503)
+
+    def delivered(self) -> list[str]:
+        return list(self.google.files_below(ROOT_ID))
+
+
+class DropboxTarget(ConnectTarget):
+    kind = "dropbox"
+
+    def __init__(self, dropbox: DropboxServer) -> None:
+        self.dropbox = dropbox
+        self.authorize_url = f"{dropbox.url}/oauth2/authorize"
+
+    def client_id(self) -> str:
+        return self.dropbox.client_id
+
+    def authorizations(self) -> int:
+        return len(self.dropbox.authorize_requests)
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        return [form for form in self.dropbox.token_forms if form.get("grant_type") == "authorization_code"]
+
+    def access_token_valid(self, token: str) -> bool:
+        return self.dropbox.tokens.token_valid(token)
+
+    def revoked(self) -> list[str]:
+        return self.dropbox.revoked
+
+    def deny_next_authorization(self) -> None:
+        self.dropbox.refuse_authorization = True
+
+    def withdraw_consent(self) -> None:
+        self.dropbox.tokens.revoke_everything()
+
+    def refuse_revocation(self) -> None:
+        self.dropbox.fail("auth/token/revoke", status=500)
+
+    def delivered(self) -> list[str]:
+        return list(self.dropbox.delivered())
+
+
+class OneDriveTarget(ConnectTarget):
+    kind = "onedrive"
+
+    def __init__(self, onedrive: OneDriveServer) -> None:
+        self.onedrive = onedrive
+        self.authorize_url = onedrive.settings()["authorize_url"]
+
+    def client_id(self) -> str:
+        return self.onedrive.client_id
+
+    def authorizations(self) -> int:
+        return sum(1 for method, path in self.onedrive.requests if path.endswith("/oauth2/v2.0/authorize"))
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        return [form for form in self.onedrive.token_forms if form.get("grant_type") == "authorization_code"]
+
+    def access_token_valid(self, token: str) -> bool:
+        with self.onedrive.lock:
+            return self.onedrive.access_tokens.get(token, 0) > time.time()
+
+    def revoked(self) -> list[str]:
+        return []  # Microsoft has no revoke endpoint for a client (docs/destinations.md)
+
+    def deny_next_authorization(self) -> None:
+        self.onedrive.deny_next = True
+
+    def withdraw_consent(self) -> None:
+        self.onedrive.revoke_grants()
+
+    def refuse_revocation(self) -> None:
+        raise AssertionError("OneDrive has no revoke endpoint")
+
+    def delivered(self) -> list[str]:
+        return list(self.onedrive.files())
+
+
+class BoxTarget(ConnectTarget):
+    kind = "box"
+
+    def __init__(self, box: BoxServer) -> None:
+        self.box = box
+        self.authorize_url = box.settings()["authorize_url"]
+
+    def client_id(self) -> str:
+        return self.box.client_id
+
+    def authorizations(self) -> int:
+        return sum(1 for request in self.box.requests if request.path == "/api/oauth2/authorize")
+
+    def code_exchanges(self) -> list[dict[str, str]]:
+        return [form for form in self.box.token_forms if form.get("grant_type") == "authorization_code"]
+
+    def access_token_valid(self, token: str) -> bool:
+        return self.box.token_valid(token)
+
+    def revoked(self) -> list[str]:
+        return self.box.revoked
+
+    def deny_next_authorization(self) -> None:
+        self.box.deny_next = True
+
+    def withdraw_consent(self) -> None:
+        self.box.revoke_everything()
+
+    def refuse_revocation(self) -> None:
+        self.box.fail_next(r"^POST /oauth2/revoke$", 503)
+
+    def delivered(self) -> list[str]:
+        return list(self.box.files())
+
+
 @pytest.fixture
-def target(settings, monkeypatch):
+def dummy_drive_target(settings, monkeypatch):
     provider = OAuthProvider()
     monkeypatch.setitem(BACKENDS, dummy_oauth.TYPE, "tests.destinations.dummy_oauth.DummyDriveBackend")
     backend_class.cache_clear()
@@ -131,6 +276,49 @@ def target(settings, monkeypatch):
     yield DummyDriveTarget(provider)
     backend_class.cache_clear()
     provider.stop()
+
+
+@pytest.fixture
+def google_drive_target(google_server, settings):
+    google_server.reset()
+    settings.APERTUR_OAUTH = {
+        "google_drive": {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "authorize_url": f"{google_server.url}/o/oauth2/v2/auth",
+            "token_url": f"{google_server.url}/token",
+            "revoke_url": f"{google_server.url}/revoke",
+            "api_base": f"{google_server.url}/",
+        }
+    }
+    return GoogleDriveTarget(google_server)
+
+
+@pytest.fixture
+def dropbox_target(dropbox_server):
+    return DropboxTarget(dropbox_server)  # the fixture resets it and points APERTUR_OAUTH["dropbox"] there
+
+
+@pytest.fixture
+def onedrive_target(onedrive_server, settings):
+    onedrive_server.reset()
+    settings.APERTUR_OAUTH = {"onedrive": onedrive_server.settings()}
+    settings.APERTUR_OUTBOUND_CA_BUNDLE = str(onedrive_server.certificate)  # its TLS certificate names localhost
+    return OneDriveTarget(onedrive_server)
+
+
+@pytest.fixture
+def box_target(box_server, settings):
+    box_server.reset()
+    settings.APERTUR_OAUTH = {"box": box_server.settings()}
+    yield BoxTarget(box_server)
+    box_server.token_gate.set()
+
+
+@pytest.fixture(params=["dummy_drive", "google_drive", "dropbox", "onedrive", "box"])
+def target(request) -> ConnectTarget:
+    """Each case once per provider; only the provider servers a run needs are started."""
+    return request.getfixturevalue(f"{request.param}_target")
 
 
 def signed_in(persona_or_user) -> Client:
@@ -154,9 +342,12 @@ def start(client: Client, target: ConnectTarget, project, **fields) -> str:
 def authorize(authorize_url: str) -> str:
     """What the user's browser does at the provider: the provider consents and redirects to the callback; the
     callback's path and query on this server."""
-    # The browser trusts what the server trusts: a local provider on TLS has its certificate in the CA bundle.
-    verify = settings.APERTUR_OUTBOUND_CA_BUNDLE or True
-    answer = requests.get(authorize_url, allow_redirects=False, timeout=10, verify=verify)
+    # The browser trusts what the server trusts: a local provider on TLS has its certificate in the CA bundle, and
+    # the environment's bundle (REQUESTS_CA_BUNDLE) must not replace it.
+    with requests.Session() as browser:
+        browser.trust_env = False
+        browser.verify = settings.APERTUR_OUTBOUND_CA_BUNDLE or True
+        answer = browser.get(authorize_url, allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     callback = urlsplit(answer.headers["Location"])
     assert f"{callback.scheme}://{callback.netloc}" == settings.APERTUR_PUBLIC_URL
@@ -518,17 +709,19 @@ def test_a_provider_that_cannot_revoke_still_disconnects_and_says_so(target, own
 def test_a_provider_without_a_revoke_endpoint_is_disconnected_here_and_the_user_told_where_to_finish(
     target, owner, settings, monkeypatch
 ):
-    if target.kind != dummy_oauth.TYPE:
-        pytest.skip("the dummy drive's revoke endpoint is taken away; real providers have theirs or not")
-    settings.APERTUR_OAUTH[target.kind].pop("revoke_url")
-    monkeypatch.setattr(DummyDriveBackend, "endpoints", replace(DummyDriveBackend.endpoints, revoke_url=None))
+    if target.kind == dummy_oauth.TYPE:  # the dummy drive's revoke endpoint is taken away
+        settings.APERTUR_OAUTH[target.kind].pop("revoke_url")
+        monkeypatch.setattr(DummyDriveBackend, "endpoints", replace(DummyDriveBackend.endpoints, revoke_url=None))
+    elif target.backend.endpoint("revoke_url"):
+        pytest.skip(f"{target.kind} has a revoke endpoint")
     client = signed_in(owner)
     connect(client, target, owner.project)
     destination = Destination.objects.get()
 
     response = client.post(f"/destinations/oauth/{target.kind}/{destination.pk}/disconnect", follow=True)
 
-    assert b"is disconnected; remove Apertur&#x27;s access in your Dummy Drive account settings" in response.content
+    label = target.backend.label().encode()
+    assert b"is disconnected; remove Apertur&#x27;s access in your " + label + b" account settings" in response.content
     assert "token" not in Destination.objects.get().secrets
     assert not target.revoked()
 

@@ -33,13 +33,6 @@ from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.onedrive import DRIVE_ID, OneDriveServer
 
 
-@pytest.fixture(scope="session")
-def onedrive_server(tmp_path_factory):
-    server = OneDriveServer(tmp_path_factory.mktemp("onedrive"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def drive(onedrive_server, settings) -> OneDriveServer:
     """The server, emptied, with the settings pointing the onedrive type at it."""

@@ -104,6 +104,8 @@ class BoxServer(TokenIssuer):
         self.part_size = PART_SIZE
         self.commit_pending = 0  # answer this many commits with 202 + Retry-After (parts still processing)
         self.revoked: list[str] = []
+        self.token_forms: list[dict[str, str]] = []  # every token request's form, client secret included
+        self.deny_next = False
         self.failing_tokens: set[str] = set()  # Content API calls with these access tokens get a 500
         self._ids = itertools.count(1000)
         server = self
@@ -231,6 +233,8 @@ class BoxServer(TokenIssuer):
             self.codes.clear()
             self.grants.clear()
             self.revoked.clear()
+            self.token_forms.clear()
+            self.deny_next = False
             self.failing_tokens.clear()
             self.part_size = PART_SIZE
             self.min_session_file_size = BOX_MIN_SESSION_FILE_SIZE
@@ -277,6 +281,8 @@ class BoxServer(TokenIssuer):
             self.token_requests_arrived.release()
             self.token_gate.wait(10)
             form = parse_qs(body.decode())
+            with self.lock:
+                self.token_forms.append({name: values[0] for name, values in form.items()})
             grant = (form.get("grant_type") or [""])[0]
             status, payload = self.exchange_code(form) if grant == "authorization_code" else self.refresh(form)
             if status == 400 and payload.get("error") == "invalid_grant":
@@ -294,8 +300,13 @@ class BoxServer(TokenIssuer):
 
         if value("response_type") != "code" or value("client_id") != self.client_id or not value("redirect_uri"):
             raise BoxError(400, "invalid_request", "response_type=code, client_id and redirect_uri are required")
-        code = self.issue_code(redirect_uri=value("redirect_uri"))
-        answer = {"code": code, **({"state": value("state")} if value("state") else {})}
+        with self.lock:
+            denied, self.deny_next = self.deny_next, False
+        if denied:  # the user clicked "Deny" on Box's consent page
+            answer = {"error": "access_denied", "error_description": "The end user denied the request for access"}
+        else:
+            answer = {"code": self.issue_code(redirect_uri=value("redirect_uri"))}
+        answer |= {"state": value("state")} if value("state") else {}
         separator = "&" if "?" in value("redirect_uri") else "?"
         return 302, None, {"Location": f"{value('redirect_uri')}{separator}{urlencode(answer)}"}
 

@@ -196,6 +196,9 @@ class DropboxServer:
             self.calls: list[str] = []
             self.codes: dict[str, dict[str, str]] = {}
             self.refuse_authorization = False
+            self.authorize_requests: list[dict[str, str]] = []
+            self.token_forms: list[dict[str, str]] = []  # every token request's form, client secret included
+            self.revoked: list[str] = []  # the access tokens revoked through auth/token/revoke, in order
         tokens = self.tokens
         with tokens.lock:
             tokens.refresh_tokens.clear()
@@ -245,6 +248,8 @@ class DropboxServer:
 
     def authorize(self, query: dict[str, list[str]]) -> tuple[int, str, str]:
         params = {name: values[0] for name, values in query.items()}
+        with self.lock:
+            self.authorize_requests.append(params)
         if params.get("client_id") != self.client_id:
             return 400, "", "Invalid client_id"
         if params.get("response_type") != "code" or not params.get("redirect_uri"):
@@ -271,6 +276,8 @@ class DropboxServer:
             client_id, _, client_secret = base64.b64decode(authorization[6:]).decode().partition(":")
             values.setdefault("client_id", client_id)
             values.setdefault("client_secret", client_secret)
+        with self.lock:
+            self.token_forms.append(dict(values))
         if values.get("grant_type") == "refresh_token":
             self.tokens.token_requests_arrived.release()
             self.tokens.token_gate.wait(10)
@@ -324,6 +331,7 @@ class DropboxServer:
             self.calls.append(route)
             if route == "auth/token/revoke":
                 self.tokens.revoke(access_token)
+                self.revoked.append(access_token)
                 return None
             if route in CONTENT_ROUTES and arg.get("content_hash") and arg["content_hash"] != content_hash(body):
                 raise ApiRefusal("content_hash_mismatch", {".tag": "content_hash_mismatch"})

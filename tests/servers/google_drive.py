@@ -4,8 +4,11 @@ documents them, so google-api-python-client and google-auth run unmodified again
 - OAuth (https://developers.google.com/identity/protocols/oauth2/web-server): `GET /o/oauth2/v2/auth` answers
   with a redirect carrying `code` and `state` (no consent page); `POST /token` takes the authorization_code grant
   (PKCE S256 checked when a challenge was sent) and the refresh_token grant, answers `invalid_grant` for a revoked
-  or unknown grant; `POST /revoke` revokes a token and its grant. A refresh token is issued only for
-  `access_type=offline`; Google does not rotate refresh tokens, but `rotate_refresh_tokens` makes it.
+  or unknown grant; `POST /revoke` revokes a token and, as Google does, the whole grant it belongs to (revoking the
+  refresh token ends its access tokens; revoking an access token ends its refresh token). A refresh token is issued
+  only for `access_type=offline`; Google does not rotate refresh tokens, but `rotate_refresh_tokens` makes it.
+  `deny_next_authorization()` makes the next authorisation answer `error=access_denied`, as when the user clicks
+  "Cancel" on the consent screen.
 - Drive v3 (https://developers.google.com/drive/api/reference/rest/v3/files): `GET /drive/v3/files` with the
   `q` clauses `name =`, `'<id>' in parents`, `trashed = false`, `mimeType =`/`!=`; `POST /drive/v3/files`
   (metadata only: folders); `DELETE /drive/v3/files/<id>`; `POST /upload/drive/v3/files` and
@@ -105,10 +108,14 @@ class GoogleServer:
             self.files: dict[str, DriveFile] = {}
             self.access_tokens: dict[str, float] = {}  # token → expiry (unix seconds)
             self.refresh_tokens: dict[str, Grant] = {}
+            self.access_grants: dict[str, str] = {}  # access token → the refresh token of its grant
             self.codes: dict[str, dict[str, str]] = {}
             self.uploads: dict[str, UploadSession] = {}
             self.faults: list[Fault] = []
             self.requests: list[tuple[str, str]] = []  # (method, path with query), in arrival order
+            self.token_forms: list[dict[str, str]] = []  # every token request's form, client secret included
+            self.revoked: list[str] = []  # the tokens revoked through /revoke, in order
+            self.deny_next = False
             self.refreshes = 0
             self._clock = 0
         # Hold refresh-token requests until released: lets a test line two refreshes up at once.
@@ -123,6 +130,7 @@ class GoogleServer:
         with self.lock:
             self.access_tokens[access] = time.time() + lifetime
             self.refresh_tokens[refresh] = Grant(refresh, scope)
+            self.access_grants[access] = refresh
         return {"access_token": access, "refresh_token": refresh, "expires_at": time.time() + lifetime}
 
     def expire_access_tokens(self) -> None:
@@ -133,6 +141,10 @@ class GoogleServer:
         with self.lock:
             self.access_tokens.clear()
             self.refresh_tokens.clear()
+
+    def deny_next_authorization(self) -> None:
+        with self.lock:
+            self.deny_next = True
 
     def fail_next(self, method: str, path_part: str, *, times: int = 1, **fault: Any) -> None:
         """Make the next `times` requests whose method is `method` and whose path (with query) contains
@@ -155,10 +167,11 @@ class GoogleServer:
     def path_of(self, file_id: str, below: str) -> str:
         """The file's path of names from the folder `below` (exclusive)."""
         names, current = [], self.files[file_id]
-        while current.id != below:
+        while True:  # `below` may be the root, which is no entry of `files`
             names.append(current.name)
+            if current.parents[0] == below:
+                return "/".join(reversed(names))
             current = self.files[current.parents[0]]
-        return "/".join(reversed(names))
 
     def files_below(self, folder_id: str) -> dict[str, bytes]:
         """Every non-folder file under `folder_id`, by path from it."""
@@ -221,12 +234,18 @@ class GoogleServer:
             return 400, {}, _oauth_error("invalid_client", "The OAuth client was not found.")
         if query.get("response_type") != "code":
             return _redirect(redirect_uri, {"error": "unsupported_response_type", "state": query.get("state", "")})
+        with self.lock:
+            denied, self.deny_next = self.deny_next, False
+        if denied:
+            return _redirect(redirect_uri, {"error": "access_denied", "state": query.get("state", "")})
         code = secrets.token_urlsafe(24)
         with self.lock:
             self.codes[code] = dict(query)
         return _redirect(redirect_uri, {"code": code, "scope": query.get("scope", ""), "state": query.get("state", "")})
 
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, str], dict]:
+        with self.lock:
+            self.token_forms.append(dict(form))
         if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
             return 401, {}, _oauth_error("invalid_client", "Unauthorized")
         grant_type = form.get("grant_type")
@@ -259,6 +278,7 @@ class GoogleServer:
             if request.get("access_type") == "offline":
                 answer["refresh_token"] = f"1//{secrets.token_urlsafe(32)}"
                 self.refresh_tokens[answer["refresh_token"]] = Grant(answer["refresh_token"], answer["scope"])
+                self.access_grants[access] = answer["refresh_token"]
         return 200, {}, answer
 
     def _refresh(self, form: dict[str, str]) -> tuple[int, dict[str, str], dict]:
@@ -271,21 +291,33 @@ class GoogleServer:
             self.access_tokens[access] = time.time() + self.expires_in
             answer = {"access_token": access, "expires_in": self.expires_in, "token_type": "Bearer"}
             answer["scope"] = grant.scope
+            refresh = grant.refresh_token
             if self.rotate_refresh_tokens:
                 del self.refresh_tokens[grant.refresh_token]
-                answer["refresh_token"] = f"1//{secrets.token_urlsafe(32)}"
-                self.refresh_tokens[answer["refresh_token"]] = Grant(answer["refresh_token"], grant.scope)
+                refresh = answer["refresh_token"] = f"1//{secrets.token_urlsafe(32)}"
+                self.refresh_tokens[refresh] = Grant(refresh, grant.scope)
+                for other, owner in self.access_grants.items():
+                    if owner == grant.refresh_token:
+                        self.access_grants[other] = refresh
+            self.access_grants[access] = refresh
         return 200, {}, answer
 
     def revoke(self, token: str) -> tuple[int, dict[str, str], dict]:
+        """Google revokes the grant, not only the token: "If the token is an access token and it has a
+        corresponding refresh token, the refresh token will also be revoked", and a revoked refresh token ends the
+        access tokens issued for it (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke)."""
         with self.lock:
-            if token in self.refresh_tokens:
-                del self.refresh_tokens[token]
-                return 200, {}, {}
-            if token in self.access_tokens:
-                del self.access_tokens[token]
-                return 200, {}, {}
-        return 400, {}, _oauth_error("invalid_token", "Token expired or revoked")
+            refresh = token if token in self.refresh_tokens else self.access_grants.get(token)
+            if token not in self.refresh_tokens and token not in self.access_tokens:
+                return 400, {}, _oauth_error("invalid_token", "Token expired or revoked")
+            self.revoked.append(token)
+            self.access_tokens.pop(token, None)
+            if refresh is not None:
+                self.refresh_tokens.pop(refresh, None)
+                for access in [access for access, owner in self.access_grants.items() if owner == refresh]:
+                    self.access_tokens.pop(access, None)
+                    del self.access_grants[access]
+        return 200, {}, {}
 
     def token_valid(self, authorization: str) -> bool:
         token = authorization.removeprefix("Bearer ")

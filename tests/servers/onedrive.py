@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+import pytest
+
 from tests.servers.https_receiver import HOST_NAME, write_localhost_certificate
 
 CHUNK_ALIGNMENT = 320 * 1024
@@ -133,6 +135,7 @@ class OneDriveServer:
             self.faults: list[Fault] = []
             self.requests: list[tuple[str, str]] = []  # (method, path without the query)
             self.token_forms: list[dict[str, str]] = []
+            self.deny_next = False
             self.refreshes = 0
             self.rotate_refresh_tokens = True
             self.expires_in = 3600
@@ -278,6 +281,12 @@ class OneDriveServer:
             return self.answer(request, 400, {"error": "unauthorized_client"})
         if query.get("response_type") != "code":
             params = {"error": "unsupported_response_type", "state": query.get("state", "")}
+            return self.answer(request, 302, None, {"Location": f"{redirect_uri}?{urlencode(params)}"})
+        with self.lock:
+            denied, self.deny_next = self.deny_next, False
+        if denied:  # the user cancelled on the consent screen
+            params = {"error": "access_denied", "error_description": "AADSTS65004: User declined to consent."}
+            params |= {"state": query["state"]} if "state" in query else {}
             return self.answer(request, 302, None, {"Location": f"{redirect_uri}?{urlencode(params)}"})
         code = secrets.token_urlsafe(24)
         challenge = query.get("code_challenge")
@@ -641,3 +650,11 @@ def aad_error(status: int, error: str, code: int, description: str) -> tuple[int
         "trace_id": str(uuid.uuid4()),
         "correlation_id": str(uuid.uuid4()),
     }
+
+
+@pytest.fixture(scope="session")
+def onedrive_server(tmp_path_factory):
+    """One local Microsoft identity platform + Graph drive for the test session; tests call `reset()`."""
+    server = OneDriveServer(tmp_path_factory.mktemp("onedrive"))
+    yield server
+    server.stop()
