@@ -1,0 +1,166 @@
+"""Benchmark: first load of the phone upload page on a throttled phone (docs/benchmarks.md "Phone upload page:
+first load").
+
+Starts the real site (bench/live_site.py), creates an open session through the API, then loads its upload page
+--runs times in Debian's Chromium (a 390x844 touch phone), each time in a fresh browser context (empty cache, new
+connections: a first visit), with Chrome DevTools' "Slow 4G" network emulation and --cpu-slowdown CPU throttling
+through the DevTools protocol.
+
+Time to interactive, here: from the navigation's start until the page can be used — the deferred script has run
+and shown the "Take photo" / "Choose from gallery" pickers (it un-hides `#pickers`; a MutationObserver notes the
+moment) and DOMContentLoaded has finished; the later of the two. First contentful paint is reported too.
+
+Page weight: the bytes the browser received for the HTML, CSS and JS (headers included, as served: neither the
+page nor WhiteNoise's finder-served static files are compressed by the server by default) and what gzip -9 makes
+of each body (what a compressing proxy or `collectstatic` with compression would send). The event stream the
+script opens afterwards is not part of the load.
+
+    .venv/bin/python bench/upload_page_load.py
+    .venv/bin/python bench/upload_page_load.py --runs 9 --cpu-slowdown 1
+"""
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live_site import CHROMIUM, CHROMIUM_ARGUMENTS, PHONE, live_site
+
+# Chrome DevTools' "Slow 4G" preset (renamed from "Fast 3G" in 2024), as ChromeDevTools/devtools-frontend
+# front_end/core/sdk/NetworkManager.ts defines it: ~1.6 Mbps down, ~750 Kbps up, each x 0.9, and a 150 ms RTT
+# x 3.75 applied per request (Lighthouse's `mobileSlow4G`, core/config/constants.js, uses the same numbers).
+SLOW_4G = {
+    "offline": False,
+    "downloadThroughput": 1.6 * 1000 * 1000 / 8 * 0.9,  # 180,000 bytes/s
+    "uploadThroughput": 750 * 1000 / 8 * 0.9,  # 84,375 bytes/s
+    "latency": 150 * 3.75,  # 562.5 ms
+}
+# Lighthouse's mobile default pairs Slow 4G with a 4x CPU slowdown, its stand-in for a mid-range phone
+# (`cpuSlowdownMultiplier: 4`, core/config/constants.js).
+CPU_SLOWDOWN = 4
+TARGET_INTERACTIVE_MS = 1500
+TARGET_COMPRESSED_BYTES = 60 * 1024
+
+PICKERS_SHOWN = """
+new MutationObserver((records, observer) => {
+  const pickers = document.getElementById("pickers");
+  if (pickers && !pickers.hidden) {
+    window.pickersShownAt = performance.now();
+    observer.disconnect();
+  }
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["hidden"]});
+"""
+
+TIMINGS = """() => {
+  const navigation = performance.getEntriesByType("navigation")[0];
+  const paint = performance.getEntriesByName("first-contentful-paint")[0];
+  const arrived = (ending) => performance.getEntriesByType("resource").find(entry => entry.name.endsWith(ending));
+  return {
+    htmlArrived: navigation.responseEnd,
+    cssArrived: arrived(".css")?.responseEnd,
+    jsArrived: arrived(".js")?.responseEnd,
+    pickersShown: window.pickersShownAt,
+    domContentLoaded: navigation.domContentLoadedEventEnd,
+    load: navigation.loadEventEnd,
+    firstContentfulPaint: paint ? paint.startTime : null,
+  };
+}"""
+
+WEIGHED = {"Document": "html", "Stylesheet": "css", "Script": "js"}
+
+
+def load_once(browser, url: str, cpu_slowdown: float) -> tuple[dict, dict]:
+    """One first visit: its timings (ms) and what was transferred per kind ({kind: (url, bytes)})."""
+    context = browser.new_context(**PHONE)
+    try:
+        page = context.new_page()
+        page.add_init_script(PICKERS_SHOWN)
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", SLOW_4G)
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": cpu_slowdown})
+        requests: dict[str, tuple[str, str]] = {}
+        transferred: dict[str, tuple[str, int]] = {}
+        cdp.on(
+            "Network.responseReceived",
+            lambda event: requests.__setitem__(event["requestId"], (event["type"], event["response"]["url"])),
+        )
+
+        def finished(event: dict) -> None:
+            kind, address = requests.get(event["requestId"], ("", ""))
+            if kind in WEIGHED:
+                transferred[WEIGHED[kind]] = (address, int(event["encodedDataLength"]))
+
+        cdp.on("Network.loadingFinished", finished)
+        response = page.goto(url, wait_until="load")
+        assert response.status == 200, response.status
+        page.wait_for_function("() => window.pickersShownAt !== undefined")
+        timings = page.evaluate(TIMINGS)
+        return timings, transferred
+    finally:
+        context.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cpu-slowdown", type=float, default=CPU_SLOWDOWN, help="1 = no CPU throttling")
+    options = parser.parse_args()
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    load_before = os.getloadavg()[0]
+    with live_site() as site, sync_playwright() as playwright:
+        session = site.api.post("/upload-sessions", json={"long_polling": True, "max_images": 10}).json()
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGUMENTS)
+        try:
+            load_once(browser, session["upload_url"], 1)  # warm-up: the server's first request (templates, imports)
+            runs = [load_once(browser, session["upload_url"], options.cpu_slowdown) for _ in range(options.runs)]
+        finally:
+            browser.close()
+        # What gzip -9 makes of each body (the same bodies: the page's HTML differs only in its CSRF token).
+        _, transferred = runs[-1]
+        bodies = {kind: httpx.get(address).content for kind, (address, _) in transferred.items()}
+
+    interactive = [max(timings["pickersShown"], timings["domContentLoaded"]) for timings, _ in runs]
+    paints = [timings["firstContentfulPaint"] for timings, _ in runs if timings["firstContentfulPaint"] is not None]
+    weight = {kind: size for kind, (_, size) in transferred.items()}
+    compressed = {kind: len(gzip.compress(body, compresslevel=9)) for kind, body in bodies.items()}
+    result = {
+        "benchmark": "upload_page_load",
+        "network": "Slow 4G (180,000 B/s down, 84,375 B/s up, 562.5 ms latency)",
+        "cpu_slowdown": options.cpu_slowdown,
+        "runs": options.runs,
+        "interactive_ms_median": round(statistics.median(interactive)),
+        "interactive_ms_max": round(max(interactive)),
+        "first_contentful_paint_ms_median": round(statistics.median(paints)) if paints else None,
+        "load_ms_median": round(statistics.median(timings["load"] for timings, _ in runs)),
+        # Where the time goes: when each part had arrived (medians).
+        **{
+            f"{part}_arrived_ms_median": round(statistics.median(timings[f"{part}Arrived"] for timings, _ in runs))
+            for part in ("html", "css", "js")
+        },
+        "transferred_bytes": weight,
+        "transferred_bytes_total": sum(weight.values()),
+        "body_bytes": {kind: len(body) for kind, body in bodies.items()},
+        "gzip_bytes": compressed,
+        "gzip_bytes_total": sum(compressed.values()),
+        "target_interactive_ms": TARGET_INTERACTIVE_MS,
+        "target_compressed_bytes": TARGET_COMPRESSED_BYTES,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        # The browser's CPU throttling multiplies whatever else the machine is doing: say how busy it was.
+        "load_average_1min_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+    }
+    for key, value in result.items():
+        print(f"{key:34} {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
