@@ -96,7 +96,7 @@ class Shots:
             path = self.output / f"{state}-{scheme}-{language}.png"
             small_png(page.screenshot(full_page=True, animations="disabled", caret="hide"), path)
             self.saved.append(path)
-            print(f"{path.relative_to(REPO)}  {path.stat().st_size // 1024} KB", flush=True)
+            print(f"{path}  {path.stat().st_size // 1024} KB", flush=True)
         finally:
             context.close()
         if problems:
