@@ -15,17 +15,27 @@ page nor WhiteNoise's finder-served static files are compressed by the server by
 of each body (what a compressing proxy or `collectstatic` with compression would send). The event stream the
 script opens afterwards is not part of the load.
 
-    .venv/bin/python bench/upload_page_load.py
-    .venv/bin/python bench/upload_page_load.py --runs 9 --cpu-slowdown 1
+With --what-if-inlined it also loads a copy of the page with its CSS and JS inlined (one request instead of two in
+a row), to show what that would change.
+
+    .venv/bin/python bench/upload_page_load.py --runs 9 --what-if-inlined
+    .venv/bin/python bench/upload_page_load.py --runs 9 --what-if-inlined --cpu-slowdown 1
 """
 
 import argparse
+import base64
+import contextlib
 import gzip
+import hashlib
 import json
 import os
 import platform
+import re
 import statistics
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -106,10 +116,53 @@ def load_once(browser, url: str, cpu_slowdown: float) -> tuple[dict, dict]:
         context.close()
 
 
+@contextlib.contextmanager
+def inlined_copy(html: bytes, css: bytes, js: bytes) -> Iterator[str]:
+    """What if: the same page with its stylesheet and script inlined (one request instead of two in a row),
+    allowed by a CSP that names their hashes rather than `unsafe-inline`. Served by a plain local server; its
+    URL. The script runs at the end of <body>, where a deferred one would. Its later API calls are not measured."""
+
+    def sha256(data: bytes) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode() + "'"
+
+    page = re.sub(rb'<link rel="stylesheet" href="[^"]+">', lambda _: b"<style>" + css + b"</style>", html)
+    page = re.sub(rb'<script src="[^"]+" defer></script>', b"", page)
+    page = page.replace(b"</body>", b"<script>" + js + b"</script></body>")
+    policy = (
+        f"default-src 'none'; script-src {sha256(js)}; style-src {sha256(css)}; img-src 'self' blob: data:;"
+        " connect-src 'self'"
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == "/u/inlined"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Security-Policy", policy)
+            self.send_header("Content-Length", str(len(page) if found else 0))
+            self.end_headers()
+            if found:
+                self.wfile.write(page)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/u/inlined"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cpu-slowdown", type=float, default=CPU_SLOWDOWN, help="1 = no CPU throttling")
+    parser.add_argument(
+        "--what-if-inlined", action="store_true", help="also load a copy with the CSS and JS inlined (see inlined_copy)"
+    )
     options = parser.parse_args()
 
     import httpx
@@ -122,11 +175,15 @@ def main() -> None:
         try:
             load_once(browser, session["upload_url"], 1)  # warm-up: the server's first request (templates, imports)
             runs = [load_once(browser, session["upload_url"], options.cpu_slowdown) for _ in range(options.runs)]
+            # What gzip -9 makes of each body (the same bodies: the page's HTML differs only in its CSRF token).
+            _, transferred = runs[-1]
+            bodies = {kind: httpx.get(address).content for kind, (address, _) in transferred.items()}
+            inlined_runs = []
+            if options.what_if_inlined:
+                with inlined_copy(bodies["html"], bodies["css"], bodies["js"]) as url:
+                    inlined_runs = [load_once(browser, url, options.cpu_slowdown) for _ in range(options.runs)]
         finally:
             browser.close()
-        # What gzip -9 makes of each body (the same bodies: the page's HTML differs only in its CSRF token).
-        _, transferred = runs[-1]
-        bodies = {kind: httpx.get(address).content for kind, (address, _) in transferred.items()}
 
     interactive = [max(timings["pickersShown"], timings["domContentLoaded"]) for timings, _ in runs]
     paints = [timings["firstContentfulPaint"] for timings, _ in runs if timings["firstContentfulPaint"] is not None]
@@ -151,6 +208,18 @@ def main() -> None:
         "body_bytes": {kind: len(body) for kind, body in bodies.items()},
         "gzip_bytes": compressed,
         "gzip_bytes_total": sum(compressed.values()),
+        **(
+            {
+                "inlined_interactive_ms_median": round(
+                    statistics.median(max(t["pickersShown"], t["domContentLoaded"]) for t, _ in inlined_runs)
+                ),
+                "inlined_interactive_ms_max": round(
+                    max(max(t["pickersShown"], t["domContentLoaded"]) for t, _ in inlined_runs)
+                ),
+            }
+            if inlined_runs
+            else {}
+        ),
         "target_interactive_ms": TARGET_INTERACTIVE_MS,
         "target_compressed_bytes": TARGET_COMPRESSED_BYTES,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
