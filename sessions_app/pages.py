@@ -29,6 +29,7 @@ from apertur.api.authentication import client_ip
 from apertur.errors import AppError
 from sessions_app import page_words, passwords, receiving, services
 from sessions_app.models import Image, UploadSession
+from sessions_app.page_assets import page_script, page_style
 from sessions_app.page_security import page_headers
 from sessions_app.status import Status, displayed_status
 from sessions_app.uploads import MEBIBYTE, UploadContent, UploadLimits, read_upload_body
@@ -286,6 +287,8 @@ def _state_page(request: HttpRequest, session: UploadSession | None, state: str)
 
 def _language_context(request: HttpRequest) -> dict:
     return {
+        "page_style": page_style().text,
+        "page_script": page_script().text,
         "language": translation.get_language(),
         "color_scheme": page_words.color_scheme_of(request),
         "page_params": _page_params(request),

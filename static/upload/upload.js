@@ -113,6 +113,7 @@
   const doneButton = document.getElementById("done-button");
   const heading = document.getElementById("heading");
   const announcer = document.getElementById("announcer");
+  const hint = document.querySelector(".hint");
   const items = [];
   const readyByImage = new Map(); // imageId → image:ready data, for photos this page did not (knowingly) send
   const deliveries = new Map(); // imageId → {delivered: Set, failed: Map(destinationId → final)}
@@ -162,7 +163,11 @@
       item.element = renderItem(item);
       items.push(item);
       list.append(item.element);
-      if (imagesCount + pending().length > config.maxImages) refuse(item, "SESSION_FULL", { retry: true });
+      if (imagesCount + pending().length > config.maxImages) {
+        refuse(item, "SESSION_FULL", { retry: true });
+      } else {
+        setState(item, "queued");
+      }
     }
     pump();
   }
@@ -227,6 +232,7 @@
     item.element.dataset.state = state;
     const wordsKey = { queued: "queued", preparing: "preparing", processing: "processing" }[state];
     item.stateText.textContent = text || (wordsKey ? say(wordsKey) : "");
+    if (state === "error") item.progress.value = 0;
     if (changed && state !== "uploading") announce(item, item.stateText.textContent);
     if (percent !== undefined) item.progress.value = percent;
     if (["received", "delivering", "sent", "delivery-retrying", "delivery-failed"].includes(state)) {
@@ -534,6 +540,7 @@
     finished = true;
     pickers.hidden = true;
     doneForm.hidden = true;
+    if (hint) hint.hidden = true;
     showNotice(refusalInWords(code));
     for (const item of items) if (item.state === "queued") refuse(item, code);
   }
@@ -542,7 +549,16 @@
     finished = true;
     pickers.hidden = true;
     doneForm.hidden = true;
+    if (hint) hint.hidden = true;
     refreshDone();
+    // Nothing can be sent any more: a refused photo can only be removed from the list.
+    for (const item of items) {
+      if (item.state === "error" && item.retryable) {
+        item.retryable = false;
+        item.retryButton.textContent = say("remove");
+        item.retryButton.setAttribute("aria-label", say("removePhoto", { name: item.name }));
+      }
+    }
     heading.textContent = words.thanksHeading;
     showNotice(say(imagesCount === 1 ? "thanksOne" : "thanksMany", { count: imagesCount }));
     notice.classList.add("notice-ok");
