@@ -172,7 +172,7 @@ def main() -> None:
             _, transferred = runs[-1]
             bodies = {kind: httpx.get(address).content for kind, (address, _) in transferred.items()}
             inlined_runs = []
-            if options.what_if_inlined:
+            if options.what_if_inlined and {"css", "js"} <= bodies.keys():  # a page that still links its files
                 with inlined_copy(bodies["html"], bodies["css"], bodies["js"]) as url:
                     inlined_runs = [load_once(browser, url, options.cpu_slowdown) for _ in range(options.runs)]
         finally:
@@ -195,6 +195,7 @@ def main() -> None:
         **{
             f"{part}_arrived_ms_median": round(statistics.median(timings[f"{part}Arrived"] for timings, _ in runs))
             for part in ("html", "css", "js")
+            if all(timings[f"{part}Arrived"] is not None for timings, _ in runs)  # inlined: no request of its own
         },
         "transferred_bytes": weight,
         "transferred_bytes_total": sum(weight.values()),
