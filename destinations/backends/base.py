@@ -10,6 +10,7 @@ import copy
 import functools
 import hashlib
 import io
+import math
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -186,10 +187,26 @@ class DeliveryReceipt:
     http_status: int | None = None
 
 
+# The longest wait a destination may ask for: the retry schedule's own longest step (docs/api.md "Delivery").
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def _bounded_wait(seconds: object) -> float | None:
+    try:
+        seconds = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
 class DeliveryError(Exception):
     """One failed attempt. `permanent`: retrying cannot help; `needs_reconnect`: credentials were refused;
     `retry_after`: seconds the destination asked us to wait (a rate limit's Retry-After) — the next attempt waits
-    at least that long."""
+    at least that long. The destination writes it: a value that is not a finite number of seconds is ignored, and a
+    larger one is cut to MAX_RETRY_AFTER_SECONDS (else `inf` or 1e300 would overflow the schedule, and 1e9 would
+    park the delivery for decades)."""
 
     def __init__(
         self,
@@ -205,7 +222,7 @@ class DeliveryError(Exception):
         self.permanent = permanent
         self.needs_reconnect = needs_reconnect
         self.http_status = http_status
-        self.retry_after = retry_after
+        self.retry_after = _bounded_wait(retry_after)
 
 
 @dataclass(frozen=True)

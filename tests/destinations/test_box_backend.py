@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from django.db import connection
+from django.utils import timezone
 
 from destinations.attempts import backend_for
 from destinations.backends import backend_class
@@ -27,7 +28,7 @@ from tests.destinations.contract import (
     rendered_path,
     stored_destination,
 )
-from tests.factories import make_persona, noisy_jpeg
+from tests.factories import image_bytes, make_persona, noisy_jpeg
 from tests.servers.box import BoxServer
 
 SMALL_PART = 64 * 1024
@@ -485,3 +486,25 @@ def test_the_api_edits_the_folder_but_never_the_token(box, api_client, owner):
     assert (refused.status_code, list(refused.json()["fields"])) == (400, ["config.folderId"])
     assert (forged.status_code, list(forged.json()["fields"])) == (400, ["config.token"])
     assert Destination.objects.get(pk=destination.pk).secrets["token"]["access_token"] != "x"
+
+
+@pytest.mark.parametrize("header", ["inf", "999999999999", "1e300", "-5"])
+def test_a_hostile_retry_after_never_breaks_the_schedule(box, api_client, transactional_db, settings, header):
+    """A Retry-After that is not a sane number of seconds is ignored or cut to an hour: the attempt is recorded
+    and the delivery waits at most an hour (an overflow here once left it stuck in `delivering`)."""
+    from delivery import services
+    from delivery.models import Delivery, DeliveryAttempt
+
+    settings.APERTUR_RETRY_DELAYS = [1.0] * 5
+    box.fail_next(r"POST /api/2\.0/files/content", 429, retry_after=header)
+    session_id, _ = box_session(api_client, make_persona("hostile"), box.grant())
+    upload_image(api_client, session_id, image_bytes())
+    delivery = Delivery.objects.get()
+
+    services.delivery_execute(delivery_id=str(delivery.pk))
+
+    delivery.refresh_from_db()
+    assert delivery.status == "pending"
+    assert list(DeliveryAttempt.objects.values_list("outcome", flat=True)) == ["failed"]
+    wait = (delivery.next_retry_at - timezone.now()).total_seconds()
+    assert 0 < wait <= 3600
