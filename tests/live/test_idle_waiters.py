@@ -110,11 +110,16 @@ def test_two_hundred_idle_waiters_hold_no_connection_or_thread_and_all_wake_on_a
             streams = [asyncio.create_task(stream()) for _ in range(WAITERS // 2)]
             polls = [asyncio.create_task(poll_from()) for _ in range(WAITERS // 2)]
             await asyncio.wait_for(parked_all.wait(), 30)
-            await asyncio.sleep(0.5)  # the polls were sent with the streams; give the last ones time to park
-            counts = {
-                "connections": await asyncio.to_thread(settled_database_connections, pid),
-                "threads": threads(pid),
-            }
+            # The polls give no sign when they are parked: their arrival (a key lookup each, in a pool thread that
+            # closes its connection) may still be going on. Wait for the connections to settle while all 200 wait:
+            # a waiter that held one would keep the count up until the deadline.
+            deadline = time.monotonic() + 20
+            while True:
+                connections = await asyncio.to_thread(settled_database_connections, pid)
+                if connections <= connections_before + 2 or time.monotonic() > deadline:
+                    break
+            assert not woken, "nothing has woken the waiters yet"
+            counts = {"connections": connections, "threads": threads(pid)}
             uploaded_at = time.monotonic()
             upload = await client.post(
                 f"/api/v1/upload/{session_id}/images", files={"file": ("a.jpg", image_bytes(), "image/jpeg")}
