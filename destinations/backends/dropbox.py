@@ -65,7 +65,8 @@ PERMANENT_UPLOAD_ERRORS = frozenset({"payload_too_large", "encryption_not_suppor
 
 
 class DropboxConfig(OAuthConfig):
-    """SPEC §6.2: `folderPath`, the folder images go to (default `/Apps/Apertur`), and the connection's token."""
+    """`folderPath`, the folder images go to (default `/Apps/Apertur`; docs/api.md "Destination types"), and the
+    connection's token."""
 
     folderPath: str = "/Apps/Apertur"
 
