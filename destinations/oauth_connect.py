@@ -31,9 +31,8 @@ from pydantic import ValidationError as ConfigValidationError
 from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from destinations import services
-from destinations.attempts import backend_for
 from destinations.backends import BACKENDS, backend_class
-from destinations.backends.base import DeliveryError
+from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore, merge_secrets
 from destinations.backends.oauth import OAuthBackend, OAuthToken, TokenRequestFailed
 from destinations.models import Destination
 from projects.models import Membership, Project
@@ -222,26 +221,28 @@ def _store(*, kind: str, project: Project, flow: dict[str, Any], token: OAuthTok
 
 
 def connect_disconnect(*, user: AbstractBaseUser, destination: Destination) -> DisconnectOutcome:
-    """Revoke the grant at the provider where it has a revoke endpoint, then forget the tokens. The destination
+    """Forget the tokens, then revoke the grant at the provider where it has a revoke endpoint. The destination
     stays (its history, its place in keys' defaults) and needs reconnecting; deleting it is a separate action.
 
-    Revoking comes first because some providers revoke with a valid access token (Dropbox), which the backend may
-    have to refresh — and a refresh writes the token back. A worker refreshing in between is refused by the
-    provider (the grant is gone) and flags the destination, which the disconnect flags anyway."""
-    backend = oauth_backend_class(destination.type)
+    The tokens are taken out under the secrets lock first, so what is revoked is the grant as stored at that
+    moment (a worker may have rotated the refresh token since `destination` was loaded) and no worker can refresh
+    it afterwards. The revocation then runs on that taken-out copy: a provider that revokes with a valid access
+    token (Dropbox) may need a refresh first, which stays in the copy. The tokens are forgotten even when
+    revoking fails: the user asked to cut the link, and a provider that cannot be reached now should not keep a
+    working grant in our database. The page says so."""
+    backend_type = oauth_backend_class(destination.type)
     ensure_can_manage(user=user, project=destination.project)
-    connected = bool((destination.secrets or {}).get("token"))
+    removed = services.destination_disconnect(destination=destination)
     revoked, revoke_error = False, None
-    if connected and backend.endpoint("revoke_url"):
+    if removed.get("token") and backend_type.endpoint("revoke_url"):
         with Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT) as deadline:
             try:
-                backend_for(destination, deadline=deadline).revoke_grant()
+                config = backend_type.Config.model_validate(merge_secrets(destination.config, removed))
+                context = AttemptContext(secrets=MemorySecretsStore(removed), deadline=deadline)
+                backend_type(config, context).revoke_grant()
                 revoked = True
             except DeliveryError as error:
                 revoke_error = error.message
             except ConfigValidationError:
                 revoke_error = "the stored configuration no longer validates"
-    # The tokens are forgotten even when revoking failed: the user asked to cut the link, and a provider that
-    # cannot be reached now should not keep a working grant in our database. The page says so.
-    services.destination_disconnect(destination=destination)
     return DisconnectOutcome(revoked=revoked, revoke_error=revoke_error)

@@ -1,6 +1,7 @@
 """Every state change of destinations (docs/api.md "Destinations"). Config is validated strictly by the type's
 backend."""
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -118,16 +119,19 @@ def destination_reconnect(*, destination: Destination, token: dict[str, Any]) ->
     return destination
 
 
-def destination_disconnect(*, destination: Destination) -> None:
-    """Forget an OAuth destination's tokens (under the secrets lock, so a refresh in flight finishes first) and
-    flag it as needing a reconnect."""
+def destination_disconnect(*, destination: Destination) -> dict[str, Any]:
+    """Forget an OAuth destination's tokens and flag it as needing a reconnect. Returns the secrets as they were
+    stored at that moment, read under the secrets lock (a refresh in flight finishes first): the grant to revoke
+    is the one stored now, not the one the caller loaded earlier, which a rotating provider may have replaced."""
     with DestinationSecretsStore(str(destination.pk)).locked() as stored:
+        removed = copy.deepcopy(stored)
         stored.pop("token", None)
     Destination.objects.filter(pk=destination.pk).update(
         needs_reconnect=True,
         last_error="Disconnected: connect the destination again to resume deliveries.",
         updated_at=timezone.now(),
     )
+    return removed
 
 
 def destination_update(

@@ -7,11 +7,13 @@ in an `AttemptContext`.
 """
 
 import copy
+import email.utils
 import functools
 import hashlib
 import io
 import math
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -199,6 +201,21 @@ def _bounded_wait(seconds: object) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A Retry-After header as seconds from now: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None when it is
+    absent or neither. DeliveryError bounds what it returns."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
 
 
 class DeliveryError(Exception):

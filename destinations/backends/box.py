@@ -47,7 +47,7 @@ from django.conf import settings
 from pydantic import field_validator
 
 from apertur.http import provider_session
-from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
+from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage, parse_retry_after
 from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints
 
 T = TypeVar("T")
@@ -347,11 +347,9 @@ def _conflicting_file(error: BoxAPIError, name: str) -> str | None:
 
 
 def _retry_after(error: BoxAPIError) -> float | None:
-    headers = {name.lower(): value for name, value in (error.response_info.headers or {}).items()}
-    try:
-        return max(float(headers["retry-after"]), 0.0)
-    except (KeyError, ValueError):
-        return None
+    headers = {str(name).lower(): value for name, value in (error.response_info.headers or {}).items()}
+    value = headers.get("retry-after")
+    return parse_retry_after(value) if isinstance(value, str) else None
 
 
 def _sha1_of(opener: Callable[[], IO[bytes]]) -> Any:

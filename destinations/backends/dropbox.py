@@ -44,8 +44,14 @@ from pydantic import field_validator
 from stone.backends.python_rsrc.stone_validators import ValidationError
 
 from apertur.http import USER_AGENT, provider_session
-from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
-from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints
+from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage, parse_retry_after
+from destinations.backends.oauth import (
+    UNREADABLE_ANSWER_ERRORS,
+    AccessTokenRejected,
+    OAuthBackend,
+    OAuthConfig,
+    OAuthEndpoints,
+)
 from destinations.paths import normalise_path
 
 T = TypeVar("T")
@@ -168,6 +174,12 @@ class DropboxBackend(OAuthBackend):
 
         def with_token(access_token: str) -> T:
             client = self._client(session, access_token)
+            answers: list[tuple[int, str | None]] = []
+
+            def remember(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+                answers.append((response.status_code, response.headers.get("Retry-After")))
+
+            session.hooks["response"].append(remember)
             try:
                 return request(client)
             except AuthError as error:
@@ -175,6 +187,15 @@ class DropboxBackend(OAuthBackend):
                 if tag.split("/")[0] in REFRESHABLE_AUTH_ERRORS:
                     raise AccessTokenRejected() from error
                 raise self._reconnect(f"Dropbox refused access during {route} ({tag})") from error
+            except (ValidationError, *UNREADABLE_ANSWER_ERRORS) as error:
+                # Before any answer, the SDK refused our own argument (a path it cannot take): permanent, below.
+                # After one, it could not read Dropbox's answer (a Retry-After that is an HTTP date, a body that
+                # does not match the route's schema): that says nothing of the next answer.
+                if not answers:
+                    raise
+                raise _unreadable_answer(route, *answers[-1]) from error
+            finally:
+                session.hooks["response"].remove(remember)
 
         try:
             return self.with_access_token(with_token)
@@ -237,6 +258,15 @@ def _delivery_error(route: str, error: Exception) -> DeliveryError:
     if isinstance(error, requests.RequestException):
         return DeliveryError(f"Dropbox unreachable or connection lost during {route}: {type(error).__name__}")
     return DeliveryError(f"Dropbox failed {route}: {type(error).__name__}")
+
+
+def _unreadable_answer(route: str, status: int, retry_after: str | None) -> DeliveryError:
+    if status == 429:
+        wait = parse_retry_after(retry_after)
+        after = f"; retry after {wait:g} s" if wait is not None else ""
+        return DeliveryError(f"Dropbox rate limit during {route}{after}", http_status=429, retry_after=wait)
+    said = f"Dropbox answered {route} with HTTP {status} in a form that could not be read"
+    return DeliveryError(said, http_status=status)
 
 
 def _summary(value: Any) -> str:

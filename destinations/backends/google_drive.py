@@ -16,10 +16,8 @@
   landing trashed, and is then created again.
 """
 
-import email.utils
 import json
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,7 +34,7 @@ from googleapiclient.http import MediaIoBaseUpload
 from pydantic import field_validator
 
 from apertur.http import provider_session
-from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
+from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage, parse_retry_after
 from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints
 from destinations.paths import DEFAULT_PATH_TEMPLATE, PathTemplateError, image_path, validate_template
 
@@ -253,7 +251,9 @@ def _create_folder(drive: Any, parent: str, name: str) -> str:
     picks the same one) and remove ours, so a session's images never spread over twin folders."""
     metadata = {"name": name, "parents": [parent], "mimeType": FOLDER_MIME_TYPE}
     created = drive.files().create(body=metadata, fields="id").execute()["id"]
-    oldest = _children(drive, parent, name, folder=True)[0]["id"]
+    # Drive's listing may not show a folder made a moment ago: then ours is the one there is.
+    twins = _children(drive, parent, name, folder=True)
+    oldest = twins[0]["id"] if twins else created
     if oldest != created:
         drive.files().delete(fileId=created).execute()
     return oldest
@@ -289,7 +289,7 @@ def _delivery_error(error: HttpError) -> DeliveryError:
         return DeliveryError(
             f"Google Drive rate limit ({', '.join(sorted(reasons)) or 'HTTP 429'}); retrying later",
             http_status=status,
-            retry_after=_retry_after(error.resp.get("retry-after")),
+            retry_after=parse_retry_after(error.resp.get("retry-after")),
         )
     if status == 404:
         return DeliveryError(
@@ -313,16 +313,3 @@ def _error_details(error: HttpError) -> tuple[frozenset[str], str]:
     details = body.get("errors") if isinstance(body.get("errors"), list) else []
     reasons = frozenset(str(item.get("reason")) for item in details if isinstance(item, dict) and item.get("reason"))
     return reasons, str(body.get("message") or "")[:300]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(moment.timestamp() - time.time(), 0.0)

@@ -9,11 +9,10 @@ from urllib.parse import quote
 import requests
 
 from apertur.deadlines import Deadline
-from destinations.backends.base import DeliveryError
+from destinations.backends.base import DeliveryError, parse_retry_after
 from destinations.backends.oauth import AccessTokenRejected
 
 GRAPH_TIMEOUT_SECONDS = 30
-MAX_RETRY_AFTER_SECONDS = 3600.0
 # Graph's answers worth retrying although 4xx: throttled (429), a lock or conflict of the moment (409, 423).
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 423, 429})
 
@@ -171,15 +170,8 @@ def graph_error(response: requests.Response, doing: str) -> DeliveryError:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    """Graph's Retry-After in seconds (it sends whole seconds, never a date), capped at an hour as MSAL caps it."""
-    value = response.headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    if not 0 <= seconds < float("inf"):
-        return None
-    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+    """Graph's Retry-After (it sends whole seconds; a date is read too). DeliveryError caps it at an hour."""
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def first_missing_offset(answer: dict[str, Any]) -> int:

@@ -13,6 +13,8 @@ libraries at local servers. Tokens are secrets of the destination; this module h
   succeed once the destination is reconnected.
 """
 
+import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from apertur.http import token_endpoint_session
 from destinations.backends.base import BackendConfig, DeliveryError, DestinationBackend, Secret
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Refresh this long before the provider says the token expires: clocks differ and an upload takes time.
 REFRESH_AHEAD_SECONDS = 120
@@ -32,6 +35,12 @@ TOKEN_REQUEST_TIMEOUT_SECONDS = 15
 # Token-endpoint errors that mean the grant itself is gone: only the user can fix it, by reconnecting.
 # https://www.rfc-editor.org/rfc/rfc6749#section-5.2
 RECONNECT_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "access_denied", "consent_required"})
+# The longest lifetime a token answer may claim: beyond it, `expires_in` is nonsense rather than a lifetime.
+MAX_TOKEN_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
+# What a client library raises when it cannot read a provider's answer (a JSON body that is not JSON, a
+# Retry-After that is a date where it expects seconds, a field of the wrong type). Raised inside a provider call,
+# these say nothing about our settings: the attempt is retried (see `with_access_token`).
+UNREADABLE_ANSWER_ERRORS = (ValueError, AssertionError, KeyError, IndexError, TypeError, AttributeError)
 
 
 class OAuthToken(BaseModel):
@@ -68,6 +77,11 @@ class AccessTokenRejected(Exception):
 class TokenRequestFailed(Exception):
     """The provider's token or revoke endpoint refused a request of the connect flow, or could not be reached. The
     message is safe to show: it names the provider's error code, never a token."""
+
+
+class TokenAnswerInvalid(TokenRequestFailed):
+    """The token endpoint answered 2xx with something that is not a usable token. The message names the field
+    at fault, never its value (which may be a token)."""
 
 
 class OAuthBackend(DestinationBackend):
@@ -123,9 +137,8 @@ class OAuthBackend(DestinationBackend):
         response = cls._post_to_provider("token_url", form)
         body = _json_or_empty(response)
         if not 200 <= response.status_code < 300 or "access_token" not in body:
-            reason = str(body.get("error") or f"HTTP {response.status_code}")[:100]
-            raise TokenRequestFailed(f"{cls.provider} refused the authorization code ({reason})")
-        return _token_from(body, previous_refresh_token=None)
+            raise TokenRequestFailed(f"{cls.provider} refused the authorization code ({_reason(body, response)})")
+        return token_from_answer(body, provider=cls.provider, previous_refresh_token=None)
 
     @classmethod
     def _post_to_provider(cls, endpoint_name: str, form: dict[str, str]) -> requests.Response:
@@ -157,22 +170,36 @@ class OAuthBackend(DestinationBackend):
             raise DeliveryError(str(error)) from error
         # RFC 7009 §2.2: an invalid (already revoked, expired) token is answered 200 as well.
         if not 200 <= response.status_code < 300:
-            reason = str(_json_or_empty(response).get("error") or f"HTTP {response.status_code}")[:100]
+            reason = _reason(_json_or_empty(response), response)
             raise DeliveryError(
                 f"{self.provider} did not revoke the grant ({reason})", http_status=response.status_code
             )
 
     def with_access_token(self, call: Callable[[str], T]) -> T:
-        """Run `call(access_token)`; on a 401, refresh once and try again; a second 401 needs a reconnect."""
+        """Run `call(access_token)`; on a 401, refresh once and try again; a second 401 needs a reconnect.
+
+        A client library that cannot read the provider's answer (UNREADABLE_ANSWER_ERRORS) fails the attempt as
+        a transient error: the base's guard would take its ValueError for a refused setting and fail the delivery
+        for good, when the next answer may well be readable."""
         token = self.access_token()
         try:
-            return call(token)
+            return self._call_reading_answers(call, token)
         except AccessTokenRejected:
             token = self.refresh_access_token(rejected=token)
         try:
-            return call(token)
+            return self._call_reading_answers(call, token)
         except AccessTokenRejected as error:
             raise self._reconnect(f"{self.provider} refused a freshly refreshed access token") from error
+
+    def _call_reading_answers(self, call: Callable[[str], T], access_token: str) -> T:
+        try:
+            return call(access_token)
+        except UNREADABLE_ANSWER_ERRORS as error:
+            # Not the library's text: it may quote the answer, tokens included. The log has the type and where.
+            logger.warning("%s: unreadable answer (%s)", self.provider, type(error).__name__)
+            raise DeliveryError(
+                f"{self.label()} sent an answer that could not be read ({type(error).__name__}); trying again later"
+            ) from error
 
     def access_token(self) -> str:
         token = self.config.token
@@ -214,7 +241,8 @@ class OAuthBackend(DestinationBackend):
             # then runs outside the attempt's deadline (bounded by its own timeout); the next attempt refreshes.
             raise DeliveryError(f"too little time left in this attempt to refresh the {self.provider} token safely")
         if not self.is_configured():
-            raise DeliveryError(f"{self.provider} is not configured on this server (client id missing)", permanent=True)
+            # The operator's settings, not the delivery, are at fault: once they are fixed, the retries deliver.
+            raise DeliveryError(f"{self.provider} is not configured on this server (client id missing)")
         form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token} | self.client_credentials()
         try:
             with token_endpoint_session() as session:
@@ -228,7 +256,7 @@ class OAuthBackend(DestinationBackend):
         except requests.RequestException as error:
             raise DeliveryError(f"could not reach {self.provider}'s token endpoint: {type(error).__name__}") from error
         body = _json_or_empty(response)
-        error_code = body.get("error")
+        error_code = body.get("error") if isinstance(body.get("error"), str) else None
         if response.status_code in (400, 401) and error_code in RECONNECT_ERRORS:
             raise DeliveryError(f"{self.provider} refused the refresh token ({error_code})", needs_reconnect=True)
         if error_code == "invalid_client":
@@ -242,7 +270,10 @@ class OAuthBackend(DestinationBackend):
                 f"{self.provider}'s token endpoint answered HTTP {response.status_code}",
                 http_status=response.status_code,
             )
-        return _token_from(body, previous_refresh_token=current.refresh_token)
+        try:
+            return token_from_answer(body, provider=self.provider, previous_refresh_token=current.refresh_token)
+        except TokenAnswerInvalid as error:
+            raise DeliveryError(str(error), http_status=response.status_code) from error
 
     def _reconnect(self, message: str) -> DeliveryError:
         # Flag the destination at once: the attempt's outcome may come later, or not at all for a stale attempt.
@@ -250,14 +281,46 @@ class OAuthBackend(DestinationBackend):
         return DeliveryError(message, needs_reconnect=True)
 
 
-def _token_from(body: dict[str, Any], *, previous_refresh_token: str | None) -> OAuthToken:
-    expires_in = body.get("expires_in")
+def token_from_answer(body: dict[str, Any], *, provider: str, previous_refresh_token: str | None) -> OAuthToken:
+    """The token of a successful token-endpoint answer (RFC 6749 §5.1), checked field by field: an access token
+    that is not a non-empty string, a refresh token that is not a string, or an `expires_in` that is not a finite
+    number of seconds raises TokenAnswerInvalid. Unchecked, a list would have been stored as a token, and `inf`
+    would have made a token fresh forever."""
+    access_token = body.get("access_token")
+    if not isinstance(access_token, str) or not access_token.strip():
+        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered without a usable access_token")
+    refresh_token = body.get("refresh_token")
+    if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token.strip()):
+        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered a refresh_token that is not a token")
     return OAuthToken(
-        access_token=body["access_token"],
+        access_token=access_token,
         # Providers that rotate (Box, Dropbox with rotation) send a new one; the others keep the old one valid.
-        refresh_token=body.get("refresh_token") or previous_refresh_token,
-        expires_at=time.time() + float(expires_in) if expires_in else None,
+        refresh_token=refresh_token or previous_refresh_token,
+        expires_at=_expires_at(body.get("expires_in"), provider),
     )
+
+
+def _expires_at(expires_in: Any, provider: str) -> float | None:
+    if expires_in is None or expires_in == "":
+        return None  # the provider gave no lifetime: used until refused (RFC 6749 §5.1 makes it optional)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float | str):
+        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered an expires_in that is not a number")
+    try:
+        seconds = float(expires_in)
+    except (ValueError, OverflowError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TOKEN_LIFETIME_SECONDS:
+        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered an expires_in that is not a lifetime")
+    return time.time() + seconds
+
+
+def _reason(body: dict[str, Any], response: requests.Response) -> str:
+    """The provider's error code from an error answer, for messages: only a short code-like string, else the
+    HTTP status (an `error` that is an object or a long text could carry anything)."""
+    error = body.get("error")
+    if isinstance(error, str) and error and len(error) <= 100 and error.isprintable():
+        return error
+    return f"HTTP {response.status_code}"
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:

@@ -21,7 +21,6 @@ One attempt:
 import functools
 import re
 import threading
-import time
 from collections import OrderedDict
 from typing import IO, Annotated, Any, ClassVar
 from urllib.parse import quote
@@ -205,10 +204,9 @@ class OneDriveBackend(OAuthBackend):
             # As in the base: never cut a refresh half-way, which could lose the rotated refresh token.
             raise DeliveryError("too little time left in this attempt to refresh the onedrive token safely")
         provider = self.provider_settings()
-        if not provider.get("client_id") or not provider.get("client_secret"):
-            raise DeliveryError(
-                "onedrive is not configured on this server (client id or secret missing)", permanent=True
-            )
+        if not self.is_configured():
+            # The operator's settings are at fault, not the delivery: once they are fixed, the retries deliver.
+            raise DeliveryError("onedrive is not configured on this server (client id or secret missing)")
         try:
             with token_endpoint_session() as session:
                 # MSAL takes no timeout with its own http_client, and the gate follows no redirects.
@@ -222,10 +220,17 @@ class OneDriveBackend(OAuthBackend):
                     http_client=session,
                 )
                 result = application.acquire_token_by_refresh_token(current.refresh_token, scopes=self.msal_scopes())
-        except (requests.RequestException, msal.exceptions.MsalError, ValueError) as error:
-            # ValueError: MSAL's OpenID discovery refused or unreadable; its text may quote the answer, so not shown.
+        except (requests.RequestException, msal.exceptions.MsalError, *REFRESH_ANSWER_ERRORS) as error:
+            # MSAL's OpenID discovery refused or unreadable, or a token answer MSAL itself could not read (an
+            # expires_in of Infinity overflows its cache); its text may quote the answer, so it is not shown.
             raise DeliveryError(f"could not refresh the onedrive token: {type(error).__name__}") from error
         return _token_from(result, current)
+
+    @classmethod
+    def is_configured(cls) -> bool:
+        """Microsoft issues web apps a client secret, and MSAL's confidential client cannot refresh without it."""
+        provider = cls.provider_settings()
+        return bool(provider.get("client_id") and provider.get("client_secret"))
 
     @classmethod
     def authority(cls) -> str:
@@ -234,8 +239,7 @@ class OneDriveBackend(OAuthBackend):
         if not token_url.endswith(TOKEN_PATH_SUFFIX):
             raise DeliveryError(
                 f"APERTUR_OAUTH_ONEDRIVE_TOKEN_URL must end with {TOKEN_PATH_SUFFIX} (a Microsoft identity platform "
-                "v2.0 token endpoint)",
-                permanent=True,
+                "v2.0 token endpoint)"
             )
         return token_url.removesuffix(TOKEN_PATH_SUFFIX)
 
@@ -244,12 +248,21 @@ class OneDriveBackend(OAuthBackend):
         return [scope for scope in cls.scopes if scope not in MSAL_RESERVED_SCOPES]
 
 
-def _token_from(result: dict[str, Any], current: OAuthToken) -> OAuthToken:
+# What MSAL raises on a token answer it cannot read (an expires_in of Infinity overflows its cache).
+REFRESH_ANSWER_ERRORS = (*oauth.UNREADABLE_ANSWER_ERRORS, OverflowError)
+
+
+def _token_from(result: Any, current: OAuthToken) -> OAuthToken:
+    if not isinstance(result, dict):
+        raise DeliveryError("onedrive's token endpoint answered something that is not a token answer")
     error = result.get("error")
     if error:
+        error = error if isinstance(error, str) and len(error) <= 100 else "unreadable error"
         # AADSTS codes say why (70008 expired, 50173 password changed, 700082 inactive…); the description may
         # name the user, so only the numbers are kept.
-        codes = ", ".join(f"AADSTS{code}" for code in result.get("error_codes") or [])
+        error_codes = result.get("error_codes")
+        numbers = [code for code in error_codes if isinstance(code, int)] if isinstance(error_codes, list) else []
+        codes = ", ".join(f"AADSTS{code}" for code in numbers[:5])
         detail = f"{error}, {codes}" if codes else error
         if error in MICROSOFT_RECONNECT_ERRORS:
             raise DeliveryError(f"onedrive refused the refresh token ({detail})", needs_reconnect=True)
@@ -258,14 +271,10 @@ def _token_from(result: dict[str, Any], current: OAuthToken) -> OAuthToken:
                 f"onedrive refused this server's client credentials ({detail}); check APERTUR_OAUTH_ONEDRIVE_* settings"
             )
         raise DeliveryError(f"onedrive's token endpoint answered {detail}")
-    if "access_token" not in result:
-        raise DeliveryError("onedrive's token endpoint answered without an access token")
-    expires_in = result.get("expires_in")
-    return OAuthToken(
-        access_token=result["access_token"],
-        refresh_token=result.get("refresh_token") or current.refresh_token,
-        expires_at=time.time() + float(expires_in) if expires_in else None,
-    )
+    try:
+        return oauth.token_from_answer(result, provider="onedrive", previous_refresh_token=current.refresh_token)
+    except oauth.TokenAnswerInvalid as invalid:
+        raise DeliveryError(str(invalid)) from invalid
 
 
 def onedrive_chunk_size() -> int:

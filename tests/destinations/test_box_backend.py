@@ -3,12 +3,14 @@ tests/servers/box.py: the contract, both upload paths read back by SHA-256, fold
 deleted, retries that replace, Box's rotating refresh tokens, and its failures (429, 5xx, a connection broken
 mid-part)."""
 
+import email.utils
 import hashlib
 import io
 import math
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -321,6 +323,18 @@ def test_a_429_is_transient_and_carries_boxs_retry_after(box):
     assert raised.value.http_status == 429
     assert raised.value.retry_after == 42
     assert len(requests_to(box, "POST", "/api/2.0/files/content")) == 1  # one call per attempt: no SDK retries
+
+
+def test_a_429_whose_retry_after_is_an_http_date_waits_until_then(box):
+    moment = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    box.fail_next(r"POST /api/2\.0/files/content", 429, retry_after=moment)
+    image = image_of(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        box_backend(box.grant()).deliver(image, rendered_path(image))
+
+    assert raised.value.permanent is False
+    assert 70 <= raised.value.retry_after <= 90
 
 
 def test_a_5xx_is_transient_and_the_next_attempt_delivers(box):

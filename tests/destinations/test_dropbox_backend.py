@@ -3,11 +3,13 @@ files/upload and the upload-session path, parent folders, retries that replace, 
 reconnect, rate limits and server errors."""
 
 import base64
+import email.utils
 import hashlib
 import io
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -592,3 +594,22 @@ def test_a_destination_created_through_the_api_waits_for_its_connection(api_clie
     assert tested["error"] == "dropbox is not connected"
     assert Destination.objects.get(pk=destination["id"]).needs_reconnect is True
     assert dropbox_server.calls == []
+
+
+@pytest.mark.parametrize("json_body", [False, True])
+def test_a_rate_limit_whose_retry_after_is_an_http_date_is_transient_and_waits_until_then(dropbox_server, json_body):
+    """The SDK reads Retry-After with int() (a ValueError on a date) and the body's retry_after by its schema (a
+    validation error on a string): either way it is Dropbox's answer it could not read, not our path."""
+    moment = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    dropbox_server.fail("files/upload", status=429, retry_after=moment, json_body=json_body)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend = dropbox_backend(dropbox_server.tokens.grant())
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, backend.remote_path(image))
+
+    assert raised.value.permanent is False
+    assert raised.value.http_status == 429
+    assert 100 <= raised.value.retry_after <= 120
+    backend.deliver(image, backend.remote_path(image))
+    assert len(dropbox_server.delivered()) == 1

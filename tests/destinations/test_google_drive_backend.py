@@ -580,3 +580,37 @@ def test_the_api_edits_the_folder_of_a_connected_drive_and_never_shows_or_takes_
     assert bad_template.status_code == 400
     assert list(bad_template.json()["fields"]) == ["config.pathTemplate"]
     assert Destination.objects.get(pk=created["id"]).secrets == {"token": grant}
+
+
+def test_a_folder_the_listing_does_not_show_yet_right_after_its_creation_is_used(google, folder):
+    """Drive's search may lag behind a create: the confirming listing comes back empty, and the folder just made
+    is the one to use (it used to be an IndexError)."""
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    # Let the first listing (the look-up) through; the second (the confirmation after the create) is stale.
+    google.fail_next("GET", "/drive/v3/files?", skip=1, answer=(200, {}, {"kind": "drive#fileList", "files": []}))
+
+    drive_backend(google.grant(), folderId=folder).deliver(image, rendered_path(image))
+
+    assert list(google.files_below(folder)) == [rendered_path(image)]
+    assert len(google.folders_named(image.session_id)) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"kind": "drive#fileList", "files": [{"name": "x"}]},  # a file without an id
+        {"kind": "drive#fileList", "files": "none"},  # files is not a list
+        ["not", "an", "object"],
+    ],
+)
+def test_an_answer_drive_should_not_send_fails_the_attempt_for_now(google, folder, answer):
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend = drive_backend(google.grant(), folderId=folder)
+    google.fail_next("GET", "/drive/v3/files?", answer=(200, {}, answer))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, rendered_path(image))
+
+    assert raised.value.permanent is False and raised.value.needs_reconnect is False
+    backend.deliver(image, rendered_path(image))
+    assert list(google.files_below(folder)) == [rendered_path(image)]

@@ -2,8 +2,10 @@
 refresh ahead of expiry, rotated refresh tokens saved under the lock, one refresh for two racing workers, and a
 reconnect when the grant is gone."""
 
+import email.utils
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
@@ -12,7 +14,7 @@ from django.db import connection
 from apertur.deadlines import Deadline
 from destinations.attempts import backend_for, database_lock
 from destinations.backends import BACKENDS, backend_class, oauth
-from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore
+from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore, parse_retry_after
 from destinations.models import Destination
 from tests.destinations import dummy_oauth
 from tests.destinations.contract import (
@@ -316,3 +318,118 @@ def test_the_api_can_neither_create_nor_patch_an_oauth_token(provider, api_clien
     assert stored_token(destination)["access_token"] != ""  # the grant survived
     destination.refresh_from_db()
     assert destination.config == {"folderPath": "Apertur"}
+
+
+# --- a hostile or broken provider (docs/destinations.md "Connecting an OAuth destination") -----------------------
+
+SECRET_MARK = "leaked-secret-0123456789"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"access_token": [SECRET_MARK], "expires_in": 3600},
+        {"access_token": {"value": SECRET_MARK}, "expires_in": 3600},
+        {"access_token": 12345678901234, "expires_in": 3600},
+        {"access_token": "", "expires_in": 3600},
+        {"access_token": SECRET_MARK, "refresh_token": [SECRET_MARK], "expires_in": 3600},
+        {"access_token": SECRET_MARK, "expires_in": float("inf")},  # sent as the JSON literal Infinity
+        {"access_token": SECRET_MARK, "expires_in": float("nan")},
+        {"access_token": SECRET_MARK, "expires_in": 1e400},  # parsed as inf
+        {"access_token": SECRET_MARK, "expires_in": "soon"},
+        {"access_token": SECRET_MARK, "expires_in": -30},
+        {"access_token": SECRET_MARK, "expires_in": True},
+        {"access_token": SECRET_MARK, "expires_in": [3600]},
+        {"error": {"code": SECRET_MARK}},  # an error that is an object, with a 400
+        [SECRET_MARK],  # not an object at all
+    ],
+)
+def test_a_token_answer_that_is_not_a_token_fails_the_attempt_for_now_and_keeps_the_stored_token(
+    provider, owner, payload, caplog
+):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    before = stored_token(destination)
+    provider.answer_next_token_request(400 if isinstance(payload, dict) and "error" in payload else 200, payload)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert not raised.value.permanent and not raised.value.needs_reconnect
+    assert SECRET_MARK not in raised.value.message and SECRET_MARK not in caplog.text
+    assert stored_token(destination) == before
+    assert not Destination.objects.get(pk=destination.pk).needs_reconnect
+    # The next attempt, with a sane answer, delivers.
+    backend_for(destination).deliver(image, rendered_path(image))
+    assert list(provider.files) == [rendered_path(image)]
+
+
+def test_a_token_answer_with_a_lifetime_as_a_string_is_understood(provider, owner):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    provider.answer_next_token_request(200, {"access_token": provider.grant()["access_token"], "expires_in": "3599"})
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    backend_for(destination).deliver(image, rendered_path(image))
+
+    assert 3500 < stored_token(destination)["expires_at"] - time.time() <= 3600
+
+
+def test_a_server_that_lost_its_client_id_keeps_deliveries_retrying_until_the_operator_fixes_it(
+    provider, owner, settings
+):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    configured = settings.APERTUR_OAUTH
+    settings.APERTUR_OAUTH = {dummy_oauth.TYPE: {**configured[dummy_oauth.TYPE], "client_id": ""}}
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert "not configured" in raised.value.message
+    assert not raised.value.permanent and not raised.value.needs_reconnect
+    settings.APERTUR_OAUTH = configured
+    backend_for(destination).deliver(image, rendered_path(image))
+    assert list(provider.files) == [rendered_path(image)]
+
+
+@pytest.mark.parametrize(
+    "raised_by_the_library", [ValueError("Expecting value: line 1"), AssertionError(), KeyError("id")]
+)
+def test_an_answer_the_client_library_cannot_read_fails_the_attempt_for_now(provider, raised_by_the_library):
+    """The base's guard takes an escaping ValueError for a refused setting (permanent); inside a provider call it
+    is the provider's answer that could not be read, which the next attempt may find readable."""
+    backend = drive_backend(provider.grant())
+
+    def unreadable(access_token: str):
+        raise raised_by_the_library
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.with_access_token(unreadable)
+
+    assert not raised.value.permanent
+    assert type(raised_by_the_library).__name__ in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("", None),
+        (None, None),
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),  # RFC 9110: delta-seconds are whole
+        ("٣", None),  # a digit, but not an ASCII one
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: now
+    ],
+)
+def test_retry_after_is_read_as_delta_seconds_or_an_http_date(header, expected):
+    assert parse_retry_after(header) == expected
+
+
+def test_retry_after_as_an_http_date_in_the_future_is_the_seconds_until_then():
+    moment = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)
+
+    assert 290 <= parse_retry_after(moment) <= 300

@@ -677,6 +677,41 @@ def test_disconnecting_revokes_the_grant_at_the_provider_and_forgets_the_tokens(
     assert b"access revoked" in page.content and b"needs reconnecting" in page.content
 
 
+def test_disconnecting_revokes_the_grant_as_stored_now_not_as_the_page_loaded_it(target, owner):
+    """A worker may refresh (and a rotating provider rotate the refresh token) between the moment the page loads
+    the destination and the revocation: what is revoked is the token stored then, under the secrets lock."""
+    if not target.backend.endpoint("revoke_url"):
+        pytest.skip(f"{target.kind} has no revoke endpoint")
+    connect(signed_in(owner), target, owner.project)
+    loaded = Destination.objects.get()
+    before = stored_token(loaded)
+    backend_for(Destination.objects.get()).refresh_access_token(rejected=before["access_token"])
+    now = stored_token(loaded)
+    assert now["access_token"] != before["access_token"]
+
+    outcome = oauth_connect.connect_disconnect(user=owner.user, destination=loaded)
+
+    assert outcome.revoked, outcome.revoke_error
+    assert target.revoked()[-1] in (now["refresh_token"], now["access_token"])
+    assert not target.access_token_valid(now["access_token"])
+    assert "token" not in (Destination.objects.get().secrets or {})
+
+
+def test_a_token_answer_that_is_not_a_token_is_refused_at_connect_and_nothing_is_stored(
+    dummy_drive_target, owner, caplog
+):
+    client = signed_in(owner)
+    callback = authorize(start(client, dummy_drive_target, owner.project))
+    dummy_drive_target.provider.answer_next_token_request(200, {"access_token": ["leaked-secret-42"]})
+
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert b"access_token" in response.content
+    assert b"leaked-secret-42" not in response.content and "leaked-secret-42" not in caplog.text
+    assert not Destination.objects.exists()
+
+
 def test_disconnecting_needs_a_post_with_the_csrf_token_from_an_owner_or_admin(target, owner, member):
     connect(signed_in(owner), target, owner.project)
     destination = Destination.objects.get()

@@ -75,7 +75,7 @@ class Failure:
     pattern: re.Pattern[str]  # matched against "METHOD /path"
     status: int = 500
     code: str = "internal_server_error"
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # seconds, or an HTTP date
     drop: bool = False  # read half the body, then close the connection without an answer
     times: int = 1
 

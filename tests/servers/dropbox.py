@@ -63,7 +63,7 @@ class Failure:
 
     route: str
     status: int = 500
-    retry_after: int = 1
+    retry_after: int | str = 1  # seconds, or an HTTP date
     reason: str = "too_many_requests"
     drop: bool = False
     delay: float = 0  # seconds the server stalls before answering

@@ -74,6 +74,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     drop_connection: bool = False  # read part of the body, then close the socket without answering
     skip: int = 0  # let this many matching requests through first
+    answer: tuple[int, dict[str, str], Any] | None = None  # answer this (status, headers, payload) instead
 
 
 @dataclass
@@ -455,6 +456,8 @@ def _handler(google: GoogleServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
                 return
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if fault is not None and fault.answer is not None:
+                return self.answer(*fault.answer)
             if fault is not None:
                 return self.answer(*_drive_error(fault.status, fault.reason, "Injected failure.", fault.headers))
             parts = urlsplit(self.path)

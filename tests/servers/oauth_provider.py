@@ -21,6 +21,7 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 
@@ -43,6 +44,17 @@ class TokenIssuer:
         self.token_gate = threading.Event()
         self.token_gate.set()
         self.token_requests_arrived = threading.Semaphore(0)  # released once per token request, at arrival
+        # Answers the token endpoint gives next instead of its own, in order: (status, JSON payload of any shape).
+        self.canned_token_answers: list[tuple[int, Any]] = []
+
+    def answer_next_token_request(self, status: int, payload: Any) -> None:
+        """Make the next token request (code exchange or refresh) get `payload` as it is: a hostile provider."""
+        with self.lock:
+            self.canned_token_answers.append((status, payload))
+
+    def _canned_token_answer(self) -> tuple[int, Any] | None:
+        with self.lock:
+            return self.canned_token_answers.pop(0) if self.canned_token_answers else None
 
     def grant(self, *, access_expires_in: float | None = None) -> dict:
         """A token set as the connect flow would store it."""
@@ -77,6 +89,8 @@ class TokenIssuer:
         def value(name: str) -> str:
             return (form.get(name) or [""])[0]
 
+        if canned := self._canned_token_answer():
+            return canned
         if (value("client_id"), value("client_secret")) != (self.client_id, self.client_secret):
             return 401, {"error": "invalid_client"}
         if value("grant_type") != "refresh_token":
@@ -112,6 +126,8 @@ class TokenIssuer:
         def value(name: str) -> str:
             return (form.get(name) or [""])[0]
 
+        if canned := self._canned_token_answer():
+            return canned
         if (value("client_id"), value("client_secret")) != (self.client_id, self.client_secret):
             return 401, {"error": "invalid_client"}
         with self.lock:
