@@ -15,8 +15,10 @@ unless a process-wide environment variable is set, which the local provider serv
 
 import base64
 import hashlib
+import logging
 import secrets
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -37,6 +39,7 @@ from destinations.backends.oauth import OAuthBackend, OAuthToken, TokenRequestFa
 from destinations.models import Destination
 from projects.models import Membership, Project
 
+logger = logging.getLogger(__name__)
 SESSION_KEY = "apertur_oauth_connect"
 # Pending flows kept per browser session: a few tabs at once, not an unbounded pile from a script.
 MAX_PENDING_FLOWS = 10
@@ -245,4 +248,13 @@ def connect_disconnect(*, user: AbstractBaseUser, destination: Destination) -> D
                 revoke_error = error.message
             except ConfigValidationError:
                 revoke_error = "the stored configuration no longer validates"
+            except Exception as error:  # the tokens are gone already: the page must still answer
+                # Not the text, which may quote the provider's answer: the type and where it was raised.
+                logger.warning(
+                    "revoking %s grant: %s\n%s",
+                    destination.type,
+                    type(error).__name__,
+                    "".join(traceback.format_tb(error.__traceback__)),
+                )
+                revoke_error = f"revoking failed unexpectedly ({type(error).__name__})"
     return DisconnectOutcome(revoked=revoked, revoke_error=revoke_error)

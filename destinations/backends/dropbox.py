@@ -193,6 +193,9 @@ class DropboxBackend(OAuthBackend):
                 # does not match the route's schema): that says nothing of the next answer.
                 if not answers:
                     raise
+                if answers[-1][0] == 401:
+                    # An expired token's answer the SDK could not read (it insists on one exact content type).
+                    raise AccessTokenRejected() from error
                 raise _unreadable_answer(route, *answers[-1]) from error
             finally:
                 session.hooks["response"].remove(remember)
@@ -232,9 +235,7 @@ def _delivery_error(route: str, error: Exception) -> DeliveryError:
     if isinstance(error, RateLimitError):
         # Dropbox sends the wait in the body (retry_after) and the Retry-After header; the SDK takes either.
         reason = _summary(error.error) if error.error is not None else "too_many_requests"
-        wait = float(error.backoff) if error.backoff is not None else None
-        after = f"; retry after {wait:g} s" if wait is not None else ""
-        return DeliveryError(f"Dropbox rate limit during {route} ({reason}){after}", http_status=429, retry_after=wait)
+        return _rate_limited(f"Dropbox rate limit during {route} ({reason})", error.backoff)
     if isinstance(error, ApiError):
         summary = _summary(error.error)
         tags = set(summary.split("/"))
@@ -260,11 +261,18 @@ def _delivery_error(route: str, error: Exception) -> DeliveryError:
     return DeliveryError(f"Dropbox failed {route}: {type(error).__name__}")
 
 
+def _rate_limited(said: str, wait: object) -> DeliveryError:
+    """A 429: the wait as DeliveryError bounds it (the SDK's int of a header can be a 400-digit number)."""
+    failure = DeliveryError(said, http_status=429, retry_after=wait)  # type: ignore[arg-type]
+    if failure.retry_after is not None:
+        failure.message += f"; retry after {failure.retry_after:g} s"
+        failure.args = (failure.message,)
+    return failure
+
+
 def _unreadable_answer(route: str, status: int, retry_after: str | None) -> DeliveryError:
     if status == 429:
-        wait = parse_retry_after(retry_after)
-        after = f"; retry after {wait:g} s" if wait is not None else ""
-        return DeliveryError(f"Dropbox rate limit during {route}{after}", http_status=429, retry_after=wait)
+        return _rate_limited(f"Dropbox rate limit during {route}", parse_retry_after(retry_after))
     said = f"Dropbox answered {route} with HTTP {status} in a form that could not be read"
     return DeliveryError(said, http_status=status)
 

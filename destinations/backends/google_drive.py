@@ -306,7 +306,7 @@ def _error_details(error: HttpError) -> tuple[frozenset[str], str]:
     """The reasons and message of Drive's error body: {"error": {"message", "errors": [{"reason"}]}}."""
     try:
         body = json.loads(error.content)["error"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return frozenset(), ""
     if not isinstance(body, dict):
         return frozenset(), ""

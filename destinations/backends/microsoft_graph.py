@@ -146,7 +146,7 @@ class Graph:
 def _json(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -162,11 +162,12 @@ def graph_error(response: requests.Response, doing: str) -> DeliveryError:
         # accessDenied: the grant no longer covers this drive (consent withdrawn, drive unshared).
         return DeliveryError(message, needs_reconnect=True, http_status=status)
     # 429/503 (and 509 on SharePoint) carry Retry-After: https://learn.microsoft.com/graph/throttling
-    retry_after = _retry_after(response)
     retryable = status >= 500 or status in RETRYABLE_CLIENT_ERRORS
-    if retry_after is not None:
-        message += f"; retry after {retry_after:g} s"
-    return DeliveryError(message, permanent=not retryable, http_status=status, retry_after=retry_after)
+    failure = DeliveryError(message, permanent=not retryable, http_status=status, retry_after=_retry_after(response))
+    if failure.retry_after is not None:  # the wait as bounded, not as asked
+        failure.message += f"; retry after {failure.retry_after:g} s"
+        failure.args = (failure.message,)
+    return failure
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -13,9 +13,12 @@ libraries at local servers. Tokens are secrets of the destination; this module h
   succeed once the destination is reconnected.
 """
 
+import contextlib
 import logging
 import math
+import re
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -40,7 +43,21 @@ MAX_TOKEN_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
 # What a client library raises when it cannot read a provider's answer (a JSON body that is not JSON, a
 # Retry-After that is a date where it expects seconds, a field of the wrong type). Raised inside a provider call,
 # these say nothing about our settings: the attempt is retried (see `with_access_token`).
-UNREADABLE_ANSWER_ERRORS = (ValueError, AssertionError, KeyError, IndexError, TypeError, AttributeError)
+# RecursionError: a JSON body nested a hundred thousand deep.
+UNREADABLE_ANSWER_ERRORS = (
+    ValueError,
+    AssertionError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    RecursionError,
+)
+# A token goes into an Authorization header or a form: printable ASCII without spaces (RFC 6750's b64token is
+# narrower; providers' tokens stay within this), and not megabytes.
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,16384}")
+# A provider's error code as it may be shown on a page: a code, not a sentence that could echo a secret back.
+ERROR_CODE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class OAuthToken(BaseModel):
@@ -82,6 +99,15 @@ class TokenRequestFailed(Exception):
 class TokenAnswerInvalid(TokenRequestFailed):
     """The token endpoint answered 2xx with something that is not a usable token. The message names the field
     at fault, never its value (which may be a token)."""
+
+
+class TokenAnswerUnusable(TokenAnswerInvalid):
+    """A refresh answer whose access token is unusable: `salvaged` is the stored token with what could be kept of
+    the answer (a rotated refresh token), its access token marked expired so the next attempt refreshes."""
+
+    def __init__(self, message: str, salvaged: OAuthToken) -> None:
+        super().__init__(message)
+        self.salvaged = salvaged
 
 
 class OAuthBackend(DestinationBackend):
@@ -194,11 +220,14 @@ class OAuthBackend(DestinationBackend):
     def _call_reading_answers(self, call: Callable[[str], T], access_token: str) -> T:
         try:
             return call(access_token)
+        except requests.RequestException:
+            raise  # some subclass ValueError (InvalidURL, InvalidHeader): the backend reports them as such
         except UNREADABLE_ANSWER_ERRORS as error:
-            # Not the library's text: it may quote the answer, tokens included. The log has the type and where.
-            logger.warning("%s: unreadable answer (%s)", self.provider, type(error).__name__)
+            # Not the exception's text, which may quote the answer, tokens included: its type and where it was.
+            where = "".join(traceback.format_tb(error.__traceback__))
+            logger.warning("%s: unreadable answer (%s)\n%s", self.provider, type(error).__name__, where)
             raise DeliveryError(
-                f"{self.label()} sent an answer that could not be read ({type(error).__name__}); trying again later"
+                f"{self.label()} sent an answer that could not be read ({type(error).__name__})"
             ) from error
 
     def access_token(self) -> str:
@@ -212,6 +241,7 @@ class OAuthBackend(DestinationBackend):
     def refresh_access_token(self, *, rejected: str) -> str:
         """A usable access token in place of `rejected`: the one another worker stored meanwhile, else a new one
         from the token endpoint. Runs under the destination's secrets lock."""
+        unusable: DeliveryError | None = None
         try:
             with self.context.secrets.locked() as stored:
                 current = OAuthToken.model_validate(stored["token"]) if stored.get("token") else None
@@ -220,7 +250,12 @@ class OAuthBackend(DestinationBackend):
                 if current.access_token != rejected and current.fresh():
                     token = current  # another worker refreshed while we waited for the lock
                 else:
-                    token = self._request_refresh(current)
+                    try:
+                        token = self._request_refresh(current)
+                    except TokenAnswerUnusable as error:
+                        # The answer's access token is unusable, but a rotating provider may already have replaced
+                        # the refresh token: the new one is kept, or the grant would be lost.
+                        token, unusable = error.salvaged, DeliveryError(str(error))
                     stored["token"] = token.model_dump()
         except DeliveryError as error:
             # Recorded after the lock's transaction ended: inside it, the failure would roll the flag back.
@@ -228,6 +263,8 @@ class OAuthBackend(DestinationBackend):
                 self.context.record_outcome(error=error.message, needs_reconnect=True)
             raise
         self.config = self.config.model_copy(update={"token": token})
+        if unusable is not None:
+            raise unusable
         return token.access_token
 
     def _request_refresh(self, current: OAuthToken) -> OAuthToken:
@@ -265,15 +302,12 @@ class OAuthBackend(DestinationBackend):
                 f"{self.provider} refused this server's client credentials; check APERTUR_OAUTH settings",
                 http_status=response.status_code,
             )
-        if not 200 <= response.status_code < 300 or "access_token" not in body:
+        if not 200 <= response.status_code < 300:
             raise DeliveryError(
                 f"{self.provider}'s token endpoint answered HTTP {response.status_code}",
                 http_status=response.status_code,
             )
-        try:
-            return token_from_answer(body, provider=self.provider, previous_refresh_token=current.refresh_token)
-        except TokenAnswerInvalid as error:
-            raise DeliveryError(str(error), http_status=response.status_code) from error
+        return token_from_answer(body, provider=self.provider, previous_refresh_token=current.refresh_token)
 
     def _reconnect(self, message: str) -> DeliveryError:
         # Flag the destination at once: the attempt's outcome may come later, or not at all for a stale attempt.
@@ -282,16 +316,20 @@ class OAuthBackend(DestinationBackend):
 
 
 def token_from_answer(body: dict[str, Any], *, provider: str, previous_refresh_token: str | None) -> OAuthToken:
-    """The token of a successful token-endpoint answer (RFC 6749 §5.1), checked field by field: an access token
-    that is not a non-empty string, a refresh token that is not a string, or an `expires_in` that is not a finite
-    number of seconds raises TokenAnswerInvalid. Unchecked, a list would have been stored as a token, and `inf`
-    would have made a token fresh forever."""
-    access_token = body.get("access_token")
-    if not isinstance(access_token, str) or not access_token.strip():
-        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered without a usable access_token")
-    refresh_token = body.get("refresh_token")
-    if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token.strip()):
-        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered a refresh_token that is not a token")
+    """The token of a successful token-endpoint answer (RFC 6749 §5.1), checked field by field. The access token
+    must be a token (TOKEN_PATTERN), else TokenAnswerInvalid — or, on a refresh (`previous_refresh_token` given),
+    TokenAnswerUnusable carrying whatever refresh token the answer rotated to. A refresh token that is absent,
+    empty or not a token leaves the previous one; an `expires_in` that is not a lifetime of more than
+    REFRESH_AHEAD_SECONDS counts as unknown (the token is used until refused). Unchecked, a list would have been
+    stored as a token, and `inf` would have made a token fresh forever."""
+    refresh_token = _token_field(body, "refresh_token", provider)
+    access_token = _token_field(body, "access_token", provider)
+    if access_token is None:
+        message = f"{provider}'s token endpoint answered without a usable access_token"
+        if previous_refresh_token is None:
+            raise TokenAnswerInvalid(message)
+        salvaged = OAuthToken(access_token="", refresh_token=refresh_token or previous_refresh_token, expires_at=0)
+        raise TokenAnswerUnusable(message, salvaged)
     return OAuthToken(
         access_token=access_token,
         # Providers that rotate (Box, Dropbox with rotation) send a new one; the others keep the old one valid.
@@ -300,25 +338,36 @@ def token_from_answer(body: dict[str, Any], *, provider: str, previous_refresh_t
     )
 
 
+def _token_field(body: dict[str, Any], name: str, provider: str) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and TOKEN_PATTERN.fullmatch(value):
+        return value
+    logger.warning("%s's token endpoint answered an unusable %s; ignored", provider, name)
+    return None
+
+
 def _expires_at(expires_in: Any, provider: str) -> float | None:
     if expires_in is None or expires_in == "":
         return None  # the provider gave no lifetime: used until refused (RFC 6749 §5.1 makes it optional)
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float | str):
-        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered an expires_in that is not a number")
-    try:
-        seconds = float(expires_in)
-    except (ValueError, OverflowError):
-        seconds = math.nan
-    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TOKEN_LIFETIME_SECONDS:
-        raise TokenAnswerInvalid(f"{provider}'s token endpoint answered an expires_in that is not a lifetime")
+    seconds = math.nan
+    if isinstance(expires_in, int | float | str) and not isinstance(expires_in, bool):
+        with contextlib.suppress(ValueError, OverflowError):
+            seconds = float(expires_in)
+    if not math.isfinite(seconds) or not REFRESH_AHEAD_SECONDS < seconds <= MAX_TOKEN_LIFETIME_SECONDS:
+        logger.warning(
+            "%s's token endpoint answered an expires_in that is not a lifetime; used until refused", provider
+        )
+        return None
     return time.time() + seconds
 
 
 def _reason(body: dict[str, Any], response: requests.Response) -> str:
-    """The provider's error code from an error answer, for messages: only a short code-like string, else the
-    HTTP status (an `error` that is an object or a long text could carry anything)."""
+    """The provider's error code from an error answer, for messages and pages: only a code-like string
+    (ERROR_CODE_PATTERN), else the HTTP status — a longer text could echo a secret back."""
     error = body.get("error")
-    if isinstance(error, str) and error and len(error) <= 100 and error.isprintable():
+    if isinstance(error, str) and ERROR_CODE_PATTERN.fullmatch(error):
         return error
     return f"HTTP {response.status_code}"
 
@@ -326,6 +375,6 @@ def _reason(body: dict[str, Any], response: requests.Response) -> str:
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}

@@ -249,7 +249,8 @@ class OneDriveBackend(OAuthBackend):
 
 
 # What MSAL raises on a token answer it cannot read (an expires_in of Infinity overflows its cache).
-REFRESH_ANSWER_ERRORS = (*oauth.UNREADABLE_ANSWER_ERRORS, OverflowError)
+# RuntimeError: MSAL's OpenID discovery that got no usable answer, and its id-token checks.
+REFRESH_ANSWER_ERRORS = (*oauth.UNREADABLE_ANSWER_ERRORS, OverflowError, RuntimeError)
 
 
 def _token_from(result: Any, current: OAuthToken) -> OAuthToken:
@@ -257,7 +258,7 @@ def _token_from(result: Any, current: OAuthToken) -> OAuthToken:
         raise DeliveryError("onedrive's token endpoint answered something that is not a token answer")
     error = result.get("error")
     if error:
-        error = error if isinstance(error, str) and len(error) <= 100 else "unreadable error"
+        error = error if isinstance(error, str) and oauth.ERROR_CODE_PATTERN.fullmatch(error) else "unreadable error"
         # AADSTS codes say why (70008 expired, 50173 password changed, 700082 inactive…); the description may
         # name the user, so only the numbers are kept.
         error_codes = result.get("error_codes")
@@ -271,10 +272,9 @@ def _token_from(result: Any, current: OAuthToken) -> OAuthToken:
                 f"onedrive refused this server's client credentials ({detail}); check APERTUR_OAUTH_ONEDRIVE_* settings"
             )
         raise DeliveryError(f"onedrive's token endpoint answered {detail}")
-    try:
-        return oauth.token_from_answer(result, provider="onedrive", previous_refresh_token=current.refresh_token)
-    except oauth.TokenAnswerInvalid as invalid:
-        raise DeliveryError(str(invalid)) from invalid
+    # An unusable answer raises TokenAnswerUnusable, which the base turns into a failed attempt after keeping a
+    # rotated refresh token.
+    return oauth.token_from_answer(result, provider="onedrive", previous_refresh_token=current.refresh_token)
 
 
 def onedrive_chunk_size() -> int:

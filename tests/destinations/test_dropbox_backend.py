@@ -613,3 +613,43 @@ def test_a_rate_limit_whose_retry_after_is_an_http_date_is_transient_and_waits_u
     assert 100 <= raised.value.retry_after <= 120
     backend.deliver(image, backend.remote_path(image))
     assert len(dropbox_server.delivered()) == 1
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json; charset=utf-8"])
+def test_an_expired_token_answer_the_sdk_cannot_read_still_refreshes_the_token(dropbox_server, content_type):
+    """The SDK insists on exactly `application/json` for a 401's body; a 401 is a refused token whatever it says."""
+    dropbox_server.fail("files/upload", status=401, content_type=content_type)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend = dropbox_backend(dropbox_server.tokens.grant())
+
+    backend.deliver(image, backend.remote_path(image))
+
+    assert dropbox_server.tokens.refreshes == 1
+    assert len(dropbox_server.delivered()) == 1
+
+
+def test_a_rate_limit_asking_for_an_absurd_wait_is_an_ordinary_transient_failure(dropbox_server):
+    dropbox_server.fail("files/upload", status=429, retry_after="1" + "0" * 400, json_body=False)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    backend = dropbox_backend(dropbox_server.tokens.grant())
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.deliver(image, backend.remote_path(image))
+
+    assert (raised.value.permanent, raised.value.http_status) == (False, 429)
+    assert raised.value.retry_after in (None, 3600)
+    assert "inf" not in raised.value.message
+
+
+def test_disconnecting_while_dropbox_answers_nonsense_still_disconnects(dropbox_server, owner):
+    from destinations import oauth_connect
+    from tests.destinations.contract import stored_destination
+
+    destination = stored_destination(dropbox_backend(dropbox_server.tokens.grant()), owner.project)
+    dropbox_server.fail("auth/token/revoke", status=429, retry_after="1" + "0" * 400, json_body=False)
+
+    outcome = oauth_connect.connect_disconnect(user=owner.user, destination=destination)
+
+    assert not outcome.revoked and outcome.revoke_error
+    stored = Destination.objects.get(pk=destination.pk)
+    assert "token" not in (stored.secrets or {}) and stored.needs_reconnect

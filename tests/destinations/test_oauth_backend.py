@@ -332,14 +332,6 @@ SECRET_MARK = "leaked-secret-0123456789"
         {"access_token": {"value": SECRET_MARK}, "expires_in": 3600},
         {"access_token": 12345678901234, "expires_in": 3600},
         {"access_token": "", "expires_in": 3600},
-        {"access_token": SECRET_MARK, "refresh_token": [SECRET_MARK], "expires_in": 3600},
-        {"access_token": SECRET_MARK, "expires_in": float("inf")},  # sent as the JSON literal Infinity
-        {"access_token": SECRET_MARK, "expires_in": float("nan")},
-        {"access_token": SECRET_MARK, "expires_in": 1e400},  # parsed as inf
-        {"access_token": SECRET_MARK, "expires_in": "soon"},
-        {"access_token": SECRET_MARK, "expires_in": -30},
-        {"access_token": SECRET_MARK, "expires_in": True},
-        {"access_token": SECRET_MARK, "expires_in": [3600]},
         {"error": {"code": SECRET_MARK}},  # an error that is an object, with a 400
         [SECRET_MARK],  # not an object at all
     ],
@@ -357,7 +349,7 @@ def test_a_token_answer_that_is_not_a_token_fails_the_attempt_for_now_and_keeps_
 
     assert not raised.value.permanent and not raised.value.needs_reconnect
     assert SECRET_MARK not in raised.value.message and SECRET_MARK not in caplog.text
-    assert stored_token(destination) == before
+    assert stored_token(destination)["refresh_token"] == before["refresh_token"]
     assert not Destination.objects.get(pk=destination.pk).needs_reconnect
     # The next attempt, with a sane answer, delivers.
     backend_for(destination).deliver(image, rendered_path(image))
@@ -433,3 +425,82 @@ def test_retry_after_as_an_http_date_in_the_future_is_the_seconds_until_then():
     moment = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)
 
     assert 290 <= parse_retry_after(moment) <= 300
+
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000  # nests deeper than Python's JSON reader can go
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_token_answer_nested_too_deep_to_read_fails_the_attempt_for_now(provider, owner, status):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    provider.answer_next_token_request(status, DEEP_JSON)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert not raised.value.permanent and not raised.value.needs_reconnect
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"expires_in": "soon"},
+        {"expires_in": -1},
+        {"expires_in": 1e12},
+        {"expires_in": 0},
+        {"expires_in": float("inf")},  # sent as the JSON literal Infinity
+        {"expires_in": float("nan")},
+        {"expires_in": True},
+        {"expires_in": [3600]},
+    ],
+)
+def test_a_rotated_refresh_token_is_kept_when_the_lifetime_beside_it_is_nonsense(provider, owner, monkeypatch, odd):
+    """The provider has already rotated the refresh token when it answers: refusing the answer would lose the
+    grant. A lifetime that is not one counts as unknown: the token is used until refused."""
+    sane = provider.refresh
+    monkeypatch.setattr(
+        provider, "refresh", lambda form: (lambda answer: (answer[0], {**answer[1], **odd}))(sane(form))
+    )
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    backend_for(destination).deliver(image, rendered_path(image))
+
+    assert stored_token(destination)["refresh_token"] in provider.refresh_tokens
+    assert stored_token(destination)["expires_at"] is None
+    assert list(provider.files) == [rendered_path(image)]
+
+
+@pytest.mark.parametrize("access_token", [["not", "a", "token"], "abc\r\nX-Injected: 1", "tök€n", "a b", "x" * 20_000])
+def test_a_refresh_whose_access_token_is_unusable_keeps_the_rotated_refresh_token_and_refreshes_next_time(
+    provider, owner, monkeypatch, access_token
+):
+    sane = provider.refresh
+    hostile = lambda form: (lambda answer: (answer[0], {**answer[1], "access_token": access_token}))(sane(form))  # noqa: E731
+    monkeypatch.setattr(provider, "refresh", hostile)
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert not raised.value.permanent and not raised.value.needs_reconnect
+    assert "access_token" in raised.value.message
+    assert stored_token(destination)["refresh_token"] in provider.refresh_tokens  # the rotated one, kept
+    monkeypatch.setattr(provider, "refresh", sane)
+    backend_for(destination).deliver(image, rendered_path(image))
+    assert provider.refreshes == 2
+    assert list(provider.files) == [rendered_path(image)]
+
+
+def test_a_short_lived_token_is_used_until_refused_rather_than_refreshed_before_every_call(provider, owner):
+    destination = stored_drive(provider, owner.project, expires_at=time.time() - 10)
+    provider.answer_next_token_request(200, {**provider.grant(), "expires_in": 30})
+    images = [make_staged_image(noisy_jpeg((160, 120)), image_id=f"img_SHORT{n}") for n in range(3)]
+
+    for image in images:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert len(provider.token_requests) == 1
+    assert len(provider.files) == 3

@@ -712,6 +712,20 @@ def test_a_token_answer_that_is_not_a_token_is_refused_at_connect_and_nothing_is
     assert not Destination.objects.exists()
 
 
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_token_answer_nested_too_deep_to_read_is_refused_at_connect_without_an_error_500(
+    dummy_drive_target, owner, status
+):
+    client = signed_in(owner)
+    callback = authorize(start(client, dummy_drive_target, owner.project))
+    dummy_drive_target.provider.answer_next_token_request(status, b"[" * 100_000 + b"]" * 100_000)
+
+    response = client.get(callback)
+
+    assert response.status_code == 400
+    assert not Destination.objects.exists()
+
+
 def test_disconnecting_needs_a_post_with_the_csrf_token_from_an_owner_or_admin(target, owner, member):
     connect(signed_in(owner), target, owner.project)
     destination = Destination.objects.get()

@@ -686,16 +686,58 @@ def test_onedrive_without_a_client_secret_is_not_configured_and_its_deliveries_k
         {"error": {"code": "leaked-secret-42"}},
         {"error": "invalid_grant", "error_codes": "leaked-secret-42"},
         {"access_token": ["leaked-secret-42"], "expires_in": 3600},
-        {"access_token": "leaked-secret-42", "expires_in": "forever"},
         ["leaked-secret-42"],
     ],
 )
 def test_a_token_answer_that_is_not_a_token_is_a_transient_failure_that_names_no_token(answer):
-    from destinations.backends.oauth import OAuthToken
+    from destinations.backends.oauth import OAuthToken, TokenAnswerUnusable
     from destinations.backends.onedrive import _token_from
 
-    with pytest.raises(DeliveryError) as raised:
+    with pytest.raises((DeliveryError, TokenAnswerUnusable)) as raised:
         _token_from(answer, OAuthToken(access_token="old", refresh_token="refresh"))
 
-    assert "leaked-secret-42" not in raised.value.message
+    # TokenAnswerUnusable: the base keeps the refresh token and fails the attempt (test_oauth_backend.py).
+    assert "leaked-secret-42" not in str(raised.value)
+    assert not getattr(raised.value, "permanent", False)
+
+
+def _raw_answer(request, status: int, body: bytes) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
+
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("status", [204, 299, 302])
+def test_an_openid_discovery_msal_cannot_use_fails_the_refresh_for_now(drive, owner, status, monkeypatch, caplog):
+    """MSAL raises RuntimeError (quoting the body) when the discovery answers something it cannot use."""
+    monkeypatch.setattr(drive, "discovery", lambda request, tenant: drive.answer(request, status, {"x": "body-42"}))
+    destination = stored_drive(drive, owner.project, expires_at=time.time() - 10)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
+    assert not raised.value.permanent
+    assert "body-42" not in raised.value.message and "body-42" not in caplog.text
+
+
+@pytest.mark.parametrize("where", ["token", "graph"])
+def test_an_answer_nested_too_deep_to_read_fails_the_attempt_for_now(drive, owner, where, monkeypatch):
+    if where == "token":
+        monkeypatch.setattr(drive, "token", lambda request: (drive.body(request), _raw_answer(request, 400, DEEP_JSON)))
+        destination = stored_drive(drive, owner.project, expires_at=time.time() - 10)
+    else:
+        answer = lambda request, path, query: (drive.body(request), _raw_answer(request, 500, DEEP_JSON))  # noqa: E731
+        monkeypatch.setattr(drive, "graph", answer)
+        destination = stored_drive(drive, owner.project)
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(destination).deliver(image, rendered_path(image))
+
     assert not raised.value.permanent

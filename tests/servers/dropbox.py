@@ -68,6 +68,7 @@ class Failure:
     drop: bool = False
     delay: float = 0  # seconds the server stalls before answering
     json_body: bool = True  # a 429's body: JSON, or plain text with the wait in Retry-After only
+    content_type: str = "application/json"  # a 401's, as sent (the SDK reads only exactly application/json)
 
 
 @dataclass
@@ -150,7 +151,7 @@ class DropboxServer:
             def answer_failure(self, failure: Failure) -> None:
                 if failure.status == 401:
                     body = {"error_summary": "expired_access_token/..", "error": {".tag": "expired_access_token"}}
-                    return self.answer_json(401, body)
+                    return self.answer(401, json.dumps(body).encode(), failure.content_type)
                 if failure.status == 429 and not failure.json_body:
                     # "You can assume that a plain text response is equivalent to too_many_requests."
                     headers = {"Retry-After": str(failure.retry_after)}

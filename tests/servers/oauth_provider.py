@@ -48,7 +48,8 @@ class TokenIssuer:
         self.canned_token_answers: list[tuple[int, Any]] = []
 
     def answer_next_token_request(self, status: int, payload: Any) -> None:
-        """Make the next token request (code exchange or refresh) get `payload` as it is: a hostile provider."""
+        """Make the next token request (code exchange or refresh) get `payload` as it is (bytes: the raw body): a
+        hostile provider."""
         with self.lock:
             self.canned_token_answers.append((status, payload))
 
@@ -203,8 +204,8 @@ class OAuthProvider(TokenIssuer):
                     provider.files[path] = body
                 self.answer(200, {"path": path})
 
-            def answer(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
+            def answer(self, status: int, payload: Any) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
