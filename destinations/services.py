@@ -112,9 +112,11 @@ def destination_reconnect(*, destination: Destination, token: dict[str, Any]) ->
     these tokens are not overwritten by its result."""
     with DestinationSecretsStore(str(destination.pk)).locked() as stored:
         stored["token"] = token
-    Destination.objects.filter(pk=destination.pk).update(
-        needs_reconnect=False, last_error="", updated_at=timezone.now()
-    )
+        # Under the lock, like the disconnect's flag: the two cannot interleave into tokens of one and the flag of
+        # the other.
+        Destination.objects.filter(pk=destination.pk).update(
+            needs_reconnect=False, last_error="", updated_at=timezone.now()
+        )
     destination.refresh_from_db()
     return destination
 
@@ -126,11 +128,11 @@ def destination_disconnect(*, destination: Destination) -> dict[str, Any]:
     with DestinationSecretsStore(str(destination.pk)).locked() as stored:
         removed = copy.deepcopy(stored)
         stored.pop("token", None)
-    Destination.objects.filter(pk=destination.pk).update(
-        needs_reconnect=True,
-        last_error="Disconnected: connect the destination again to resume deliveries.",
-        updated_at=timezone.now(),
-    )
+        Destination.objects.filter(pk=destination.pk).update(
+            needs_reconnect=True,
+            last_error="Disconnected: connect the destination again to resume deliveries.",
+            updated_at=timezone.now(),
+        )
     return removed
 
 
