@@ -256,8 +256,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # allauth's rate limits count in the cache (Redis when REDIS_URL is set, shared by every web process).
+# Wrong passwords allowed for one account (its email) within the lockout window, the admin's sign-in included; the
+# older APERTUR_ADMIN_LOGIN_* names are still read.
+APERTUR_LOGIN_MAX_FAILURES = env_int("APERTUR_LOGIN_MAX_FAILURES", env_int("APERTUR_ADMIN_LOGIN_MAX_FAILURES", 5))
+APERTUR_LOGIN_LOCKOUT_SECONDS = env_int(
+    "APERTUR_LOGIN_LOCKOUT_SECONDS", env_int("APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+)
 ACCOUNT_RATE_LIMITS = {
-    "login_failed": os.environ.get("APERTUR_ACCOUNT_LOGIN_FAILED_LIMIT", "10/m/ip,5/5m/key"),
+    "login_failed": f"20/m/ip,{APERTUR_LOGIN_MAX_FAILURES}/{APERTUR_LOGIN_LOCKOUT_SECONDS}s/key",
     "signup": os.environ.get("APERTUR_ACCOUNT_SIGNUP_LIMIT", "20/m/ip"),
     "reset_password": "20/m/ip,5/m/key",
     "confirm_email": "1/3m/key",
@@ -370,8 +376,6 @@ APERTUR_DEFAULT_EXPIRY_HOURS = env_int("APERTUR_DEFAULT_EXPIRY_HOURS", 24)
 APERTUR_MAX_EXPIRY_HOURS = 168
 APERTUR_PASSWORD_MAX_ATTEMPTS = env_int("APERTUR_PASSWORD_MAX_ATTEMPTS", 10)
 APERTUR_PASSWORD_LOCKOUT_SECONDS = env_int("APERTUR_PASSWORD_LOCKOUT_SECONDS", 15 * 60)
-APERTUR_ADMIN_LOGIN_MAX_FAILURES = env_int("APERTUR_ADMIN_LOGIN_MAX_FAILURES", 5)
-APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 APERTUR_RATE_LIMITS = {
     "session_create": env_int("APERTUR_RATE_LIMIT_SESSION_CREATE", 100),
     "session_read": env_int("APERTUR_RATE_LIMIT_SESSION_READ", 300),
