@@ -79,6 +79,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "rest_framework",
     "django_dramatiq",
     "projects",
@@ -97,12 +100,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "apertur.urls"
-# The pages for signed-in users (the OAuth connect flow) send anonymous visitors here. Until the dashboard's own
-# sign-in arrives this is the admin's (throttled) login, which admits staff users only.
-LOGIN_URL = "admin:login"
+# Pages for signed-in users (the OAuth connect flow, the account pages) send anonymous visitors to the accounts'
+# sign-in (django-allauth; docs/configuration.md "Accounts").
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
 WSGI_APPLICATION = "apertur.wsgi.application"
 ASGI_APPLICATION = "apertur.asgi.application"
 
@@ -116,6 +121,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apertur.accounts.site",
             ],
         },
     },
@@ -228,6 +234,59 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- accounts (django-allauth): sign-up, sign-in by email, verification, password reset, TOTP ----------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's own login form
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# mandatory (the default): a new account signs in once its address is confirmed; optional; none.
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("APERTUR_ACCOUNT_EMAIL_VERIFICATION", "mandatory")
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Apertur] "
+ACCOUNT_ALLOW_SIGNUPS = env_bool("APERTUR_ACCOUNT_ALLOW_SIGNUPS", True)
+ACCOUNT_ADAPTER = "apertur.accounts.AccountAdapter"
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# allauth's rate limits count in the cache (Redis when REDIS_URL is set, shared by every web process).
+# Wrong passwords allowed for one account (its email) within the lockout window, the admin's sign-in included; the
+# older APERTUR_ADMIN_LOGIN_* names are still read.
+APERTUR_LOGIN_MAX_FAILURES = env_int("APERTUR_LOGIN_MAX_FAILURES", env_int("APERTUR_ADMIN_LOGIN_MAX_FAILURES", 5))
+APERTUR_LOGIN_LOCKOUT_SECONDS = env_int(
+    "APERTUR_LOGIN_LOCKOUT_SECONDS", env_int("APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+)
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": f"20/m/ip,{APERTUR_LOGIN_MAX_FAILURES}/{APERTUR_LOGIN_LOCKOUT_SECONDS}s/key",
+    "signup": os.environ.get("APERTUR_ACCOUNT_SIGNUP_LIMIT", "20/m/ip"),
+    "reset_password": "20/m/ip,5/m/key",
+    "confirm_email": "1/3m/key",
+}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_ADAPTER = "apertur.accounts.MFAAdapter"
+MFA_TOTP_ISSUER = os.environ.get("APERTUR_MFA_TOTP_ISSUER", "Apertur")
+# Mail: SMTP when EMAIL_HOST is set; otherwise each message is written to a file under var/mail (read it to
+# confirm an address on a machine without a mail server).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = _private_directory(Path(os.environ.get("APERTUR_EMAIL_FILE_PATH", VAR_DIR / "mail")))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Apertur <noreply@apertur.local>")
+
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apertur.api.authentication.ApiKeyAuthentication"],
@@ -317,8 +376,6 @@ APERTUR_DEFAULT_EXPIRY_HOURS = env_int("APERTUR_DEFAULT_EXPIRY_HOURS", 24)
 APERTUR_MAX_EXPIRY_HOURS = 168
 APERTUR_PASSWORD_MAX_ATTEMPTS = env_int("APERTUR_PASSWORD_MAX_ATTEMPTS", 10)
 APERTUR_PASSWORD_LOCKOUT_SECONDS = env_int("APERTUR_PASSWORD_LOCKOUT_SECONDS", 15 * 60)
-APERTUR_ADMIN_LOGIN_MAX_FAILURES = env_int("APERTUR_ADMIN_LOGIN_MAX_FAILURES", 5)
-APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 APERTUR_RATE_LIMITS = {
     "session_create": env_int("APERTUR_RATE_LIMIT_SESSION_CREATE", 100),
     "session_read": env_int("APERTUR_RATE_LIMIT_SESSION_READ", 300),

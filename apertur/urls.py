@@ -22,6 +22,8 @@ urlpatterns = [
     path("u/<str:session_id>/done", done_form, name="upload-page-done"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("", include("projects.page_urls")),
     path("api/v1/", include("sessions_app.urls")),
     path("api/v1/", include("delivery.urls")),
     path("api/v1/", include("destinations.urls")),

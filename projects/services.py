@@ -4,6 +4,7 @@ import secrets
 import string
 from datetime import datetime, timedelta
 
+from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
@@ -189,6 +190,10 @@ def bootstrap(*, email: str, password: str, project_name: str, site_admin: bool 
             user = user_model.objects.create_user(
                 username=email, email=email, password=password, is_staff=site_admin, is_superuser=site_admin
             )
+        # The operator vouches for the address: it may sign in without a confirmation mail.
+        EmailAddress.objects.update_or_create(
+            user=user, email__iexact=user.email, defaults={"email": user.email, "verified": True, "primary": True}
+        )
         project = Project.objects.filter(name=project_name, memberships__user=user).first()
         if project is None:
             project = project_create(name=project_name, owner=user)

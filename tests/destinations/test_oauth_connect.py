@@ -599,7 +599,7 @@ def test_signing_in_is_required(target, owner):
     response = Client().post(start_url(target.kind), {"project": str(owner.project.pk)})
 
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=")
+    assert response["Location"].startswith("/accounts/login/?next=")
 
 
 def test_starting_is_a_post_behind_a_confirmation_page(target, owner):

@@ -23,8 +23,10 @@ def test_the_running_server_serves_the_admin_css_and_seeds_no_demo_account(live_
         f"{live_server_process.url}{ADMIN_CSS}", headers={"If-None-Match": response.headers["etag"]}, timeout=10
     )
     assert unchanged.status_code == 304 and unchanged.content == b""
-    login_page = httpx.get(f"{live_server_process.url}/admin/login/", timeout=10)
-    assert login_page.status_code == 200 and ADMIN_CSS in login_page.text
+    admin_login = httpx.get(f"{live_server_process.url}/admin/login/", timeout=10)
+    assert admin_login.status_code == 302 and admin_login.headers["location"].startswith("/accounts/login/")
+    login_page = httpx.get(f"{live_server_process.url}/accounts/login/", timeout=10)
+    assert login_page.status_code == 200 and 'name="login"' in login_page.text
     # A production-style start never creates the demo superuser; only `make run` asks for it.
     assert not get_user_model().objects.filter(email=DEMO_EMAIL).exists()
 

@@ -1,6 +1,9 @@
+from allauth.mfa.models import Authenticator
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apertur.accounts import ENCRYPTED_AUTHENTICATOR_FIELDS
+from apertur.crypto import decrypt_text, encrypt_text
 from destinations.models import Destination
 from projects.models import ApiKey
 from sessions_app.models import UploadEncryptionKey
@@ -24,7 +27,15 @@ class Command(BaseCommand):
             for key_pair in UploadEncryptionKey.objects.only("pk", "private_key_pem"):
                 UploadEncryptionKey.objects.filter(pk=key_pair.pk).update(private_key_pem=key_pair.private_key_pem)
                 key_pairs += 1
+            authenticators = 0
+            for authenticator in Authenticator.objects.filter(type__in=list(ENCRYPTED_AUTHENTICATOR_FIELDS)):
+                data = dict(authenticator.data)
+                for field in ENCRYPTED_AUTHENTICATOR_FIELDS[authenticator.type]:
+                    if field in data:
+                        data[field] = encrypt_text(decrypt_text(data[field]))
+                Authenticator.objects.filter(pk=authenticator.pk).update(data=data)
+                authenticators += 1
         self.stdout.write(
-            f"Re-encrypted the secrets of {destinations} destinations, {keys} API keys "
-            f"and {key_pairs} upload-encryption key pairs."
+            f"Re-encrypted the secrets of {destinations} destinations, {keys} API keys, "
+            f"{key_pairs} upload-encryption key pairs and {authenticators} two-factor authenticators."
         )

@@ -70,7 +70,7 @@ class Command(BaseCommand):
         credentials = demo_account_ensure(credentials_file)
         self.stdout.write(
             "\nDemo account (development only)\n"
-            f"  Admin:       {settings.APERTUR_PUBLIC_URL}/admin/\n"
+            f"  Sign in:     {settings.APERTUR_PUBLIC_URL}/accounts/login/ (admin: /admin/)\n"
             f"  Login:       {credentials['email']} / {credentials['password'] or '(the password you set)'}\n"
             f"  Project id:  {credentials['project_id']}\n"
             f"  API key:     {credentials['api_key']}\n"
