@@ -19,16 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upload_and_deliver import free_port, migrate_and_bootstrap, wait_until_healthy
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-# The browser tests' flags (tests/e2e/conftest.py): no sandbox as root, no GPU, nothing fetched in the background.
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(REPO))
+from tests.e2e.chromium import CHROMIUM, CHROMIUM_ARGUMENTS  # noqa: E402, F401 (the browser tests' flags, used here and by the page benchmarks)
+
 # A 390x844 touch phone (an iPhone 12-14's CSS viewport) at twice the pixels.
 PHONE = {
     "viewport": {"width": 390, "height": 844},

@@ -17,10 +17,8 @@ import base64
 import contextlib
 import hashlib
 import io
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar, TypeVar
@@ -48,6 +46,7 @@ from pydantic import field_validator
 
 from apertur.http import provider_session
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage, parse_retry_after
+from destinations.backends.folder_cache import FolderIdCache
 from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints
 
 T = TypeVar("T")
@@ -86,32 +85,7 @@ class _OneAttempt(RetryStrategy):
         return 0.0
 
 
-class _FolderIds:
-    """(destination, parent folder id, name) → folder id, shared by the attempts of this process."""
-
-    def __init__(self) -> None:
-        self._ids: OrderedDict[tuple[str, str, str], str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, str]) -> str | None:
-        with self._lock:
-            if key in self._ids:
-                self._ids.move_to_end(key)
-            return self._ids.get(key)
-
-    def put(self, key: tuple[str, str, str], folder_id: str) -> None:
-        with self._lock:
-            self._ids[key] = folder_id
-            while len(self._ids) > FOLDER_CACHE_SIZE:
-                self._ids.popitem(last=False)
-
-    def forget(self, owner: str) -> None:
-        with self._lock:
-            for key in [key for key in self._ids if key[0] == owner]:
-                del self._ids[key]
-
-
-FOLDER_IDS = _FolderIds()
+FOLDER_IDS = FolderIdCache(FOLDER_CACHE_SIZE)
 
 
 class BoxBackend(OAuthBackend):

@@ -17,9 +17,7 @@
 """
 
 import json
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
@@ -35,6 +33,7 @@ from pydantic import field_validator
 
 from apertur.http import provider_session
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage, parse_retry_after
+from destinations.backends.folder_cache import FolderIdCache
 from destinations.backends.oauth import AccessTokenRejected, OAuthBackend, OAuthConfig, OAuthEndpoints
 from destinations.paths import DEFAULT_PATH_TEMPLATE, PathTemplateError, image_path, validate_template
 
@@ -66,34 +65,7 @@ class GoogleDriveConfig(OAuthConfig):
             raise ValueError(str(error)) from error
 
 
-class _FolderCache:
-    """Folder ids by (destination, parent id, name), shared by the attempts of this process (bounded, LRU)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[tuple[str, str, str], str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, str]) -> str | None:
-        with self._lock:
-            if key in self._ids:
-                self._ids.move_to_end(key)
-            return self._ids.get(key)
-
-    def put(self, key: tuple[str, str, str], folder_id: str) -> None:
-        with self._lock:
-            self._ids[key] = folder_id
-            self._ids.move_to_end(key)
-            while len(self._ids) > self.size:
-                self._ids.popitem(last=False)
-
-    def forget(self, scope: str) -> None:
-        with self._lock:
-            for key in [key for key in self._ids if key[0] == scope]:
-                del self._ids[key]
-
-
-FOLDER_IDS = _FolderCache(FOLDER_CACHE_SIZE)
+FOLDER_IDS = FolderIdCache(FOLDER_CACHE_SIZE)
 
 
 class _GateHttp:

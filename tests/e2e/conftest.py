@@ -2,19 +2,11 @@
 the real site (`manage.py apertur_run`: web server and embedded worker) on the test database."""
 
 import os
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.e2e.chromium import CHROMIUM, CHROMIUM_ARGUMENTS
+
 # A mid-range Android phone.
 PHONE = {
     "viewport": {"width": 390, "height": 844},
