@@ -41,7 +41,8 @@ class ClientErrorsOnOneLine(logging.Handler):
 
 class RedactTokens(logging.Filter):
     """Access-log lines name the request's path with its query; an API key passed as `?token=` (event streams) must
-    not land in logs, however its name is spelt (`%74oken` is `token` to Django)."""
+    not land in logs, however its name is spelt (`%74oken` is `token` to Django), nor the key of a mailed account
+    link (password reset, address confirmation), which is part of the path."""
 
     QUERY = re.compile(r"\?([^\s\"]*)")
 
@@ -52,8 +53,14 @@ class RedactTokens(logging.Filter):
             record.msg = self._redacted(record.msg)
         return True
 
+    # The keys of the accounts' mailed links (a password reset, an address confirmation) are in the path.
+    ACCOUNT_KEY = re.compile(r"(/accounts/(?:password/reset/key|confirm-email)/)[^/\s\"?]+")
+
     def _redacted(self, value: object) -> object:
-        if not isinstance(value, str) or "?" not in value:
+        if not isinstance(value, str):
+            return value
+        value = self.ACCOUNT_KEY.sub(r"\1[redacted]", value)
+        if "?" not in value:
             return value
         return self.QUERY.sub(lambda match: "?" + self._redacted_query(match.group(1)), value)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("apertur.settings")
@@ -235,15 +236,16 @@ USE_I18N = True
 USE_TZ = True
 
 # --- accounts (django-allauth): sign-up, sign-in by email, verification, password reset, TOTP ----------------
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",  # the admin's own login form
-    "allauth.account.auth_backends.AuthenticationBackend",
-]
+AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 # mandatory (the default): a new account signs in once its address is confirmed; optional; none.
-ACCOUNT_EMAIL_VERIFICATION = os.environ.get("APERTUR_ACCOUNT_EMAIL_VERIFICATION", "mandatory")
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("APERTUR_ACCOUNT_EMAIL_VERIFICATION", "mandatory").strip().lower()
+if ACCOUNT_EMAIL_VERIFICATION not in {"mandatory", "optional", "none"}:
+    raise ImproperlyConfigured("APERTUR_ACCOUNT_EMAIL_VERIFICATION must be mandatory, optional or none")
+# Reset and confirmation mails go to accounts that exist only: a stranger cannot make the server mail anyone.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Apertur] "
 ACCOUNT_ALLOW_SIGNUPS = env_bool("APERTUR_ACCOUNT_ALLOW_SIGNUPS", True)
@@ -262,6 +264,8 @@ APERTUR_LOGIN_MAX_FAILURES = env_int("APERTUR_LOGIN_MAX_FAILURES", env_int("APER
 APERTUR_LOGIN_LOCKOUT_SECONDS = env_int(
     "APERTUR_LOGIN_LOCKOUT_SECONDS", env_int("APERTUR_ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 )
+if APERTUR_LOGIN_MAX_FAILURES < 1 or APERTUR_LOGIN_LOCKOUT_SECONDS < 1:
+    raise ImproperlyConfigured("APERTUR_LOGIN_MAX_FAILURES and APERTUR_LOGIN_LOCKOUT_SECONDS must be at least 1")
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"20/m/ip,{APERTUR_LOGIN_MAX_FAILURES}/{APERTUR_LOGIN_LOCKOUT_SECONDS}s/key",
     "signup": os.environ.get("APERTUR_ACCOUNT_SIGNUP_LIMIT", "20/m/ip"),
@@ -271,6 +275,8 @@ ACCOUNT_RATE_LIMITS = {
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_ADAPTER = "apertur.accounts.MFAAdapter"
 MFA_TOTP_ISSUER = os.environ.get("APERTUR_MFA_TOTP_ISSUER", "Apertur")
+# A code typed as the 30-second step turns over is still taken (one step either side), as most services do.
+MFA_TOTP_TOLERANCE = 1
 # Mail: SMTP when EMAIL_HOST is set; otherwise each message is written to a file under var/mail (read it to
 # confirm an address on a machine without a mail server).
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
@@ -279,8 +285,8 @@ if EMAIL_HOST:
     EMAIL_PORT = env_int("EMAIL_PORT", 587)
     EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
     EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # SMTPS (port 465)
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS; Django refuses both at once
     EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"

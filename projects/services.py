@@ -190,10 +190,19 @@ def bootstrap(*, email: str, password: str, project_name: str, site_admin: bool 
             user = user_model.objects.create_user(
                 username=email, email=email, password=password, is_staff=site_admin, is_superuser=site_admin
             )
-        # The operator vouches for the address: it may sign in without a confirmation mail.
-        EmailAddress.objects.update_or_create(
-            user=user, email__iexact=user.email, defaults={"email": user.email, "verified": True, "primary": True}
-        )
+            # The operator vouches for the address of an account they make: it signs in without a confirmation.
+            EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+        elif (
+            EmailAddress.objects.filter(user=user, verified=False).exists()
+            and not EmailAddress.objects.filter(user=user, verified=True).exists()
+        ):
+            # Someone signed up with this address and never confirmed it: their password, not the operator's,
+            # opens it, so handing them a project would hand it to whoever typed the address.
+            raise AppError(
+                409,
+                "UNCONFIRMED_ACCOUNT",
+                f"An account signed up as {email} but never confirmed its address; confirm it or delete it first.",
+            )
         project = Project.objects.filter(name=project_name, memberships__user=user).first()
         if project is None:
             project = project_create(name=project_name, owner=user)

@@ -95,7 +95,7 @@ def test_a_project_needs_a_name(client, member, name):
 
 
 def test_making_a_project_needs_a_signed_in_post(client, member):
-    assert client.post("/projects/new", {"name": "x"})["Location"].startswith("/accounts/login/?next=")
+    assert client.post("/projects/new", {"name": "x"})["Location"] == "/accounts/login/"
     client.force_login(member)
     assert client.get("/projects/new").status_code == 405
     csrf_client = Client(enforce_csrf_checks=True)
@@ -193,3 +193,126 @@ def test_the_oauth_connect_pages_send_an_anonymous_visitor_to_the_accounts_sign_
 
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
+
+
+# --- found by the review of the accounts -----------------------------------------------------------------------
+
+
+def test_the_per_account_count_cannot_be_dodged_by_varying_the_host_header(client, member, settings):
+    settings.ALLOWED_HOSTS = ["apertur.example.com", "testserver"]
+    hosts = ["apertur.example.com", "APERTUR.example.com", "apertur.example.com.", "apertur.example.com:443"]
+    for number in range(5):
+        client.post(
+            "/accounts/login/",
+            {"login": "member@example.test", "password": "wrong password"},
+            HTTP_HOST=hosts[number % len(hosts)],
+        )
+
+    right = client.post("/accounts/login/", {"login": "member@example.test", "password": PASSWORD}, HTTP_HOST=hosts[0])
+
+    assert "Too many failed login attempts" in right.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_stranger_failing_on_purpose_elsewhere_does_not_lock_the_owner_out(client, member):
+    for _ in range(6):
+        Client().post(
+            "/accounts/login/", {"login": "member@example.test", "password": "wrong"}, REMOTE_ADDR="198.51.100.9"
+        )
+
+    mine = client.post("/accounts/login/", {"login": "member@example.test", "password": PASSWORD})
+
+    assert mine.status_code == 302 and client.session["_auth_user_id"] == str(member.pk)
+
+
+def test_bootstrap_does_not_hand_a_strangers_unconfirmed_sign_up_a_project(client, db):
+    from apertur.errors import AppError
+
+    sign_up(client, "boss@corp.test")
+
+    with pytest.raises(AppError) as refused:
+        bootstrap(email="boss@corp.test", password="operator's own password", project_name="Corp")
+
+    assert refused.value.code == "UNCONFIRMED_ACCOUNT"
+    assert not Project.objects.filter(name="Corp").exists()
+    stranger = Client().post("/accounts/login/", {"login": "boss@corp.test", "password": PASSWORD})
+    assert stranger["Location"] == "/accounts/confirm-email/"
+
+
+def test_an_operator_made_staff_account_without_an_address_record_signs_in_at_once(client, db):
+    get_user_model().objects.create_superuser(username="root", email="root@example.test", password=PASSWORD)
+
+    response = client.post("/accounts/login/?next=/admin/", {"login": "root@example.test", "password": PASSWORD})
+
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    assert not mail.outbox
+
+
+def test_accounts_made_before_the_sign_in_existed_count_as_confirmed(transactional_db):
+    """The data migration projects/0002: run it again over users without an address record."""
+    import importlib
+
+    from allauth.account.models import EmailAddress
+    from django.apps import apps
+
+    migration = importlib.import_module("projects.migrations.0002_accounts_addresses_of_existing_users")
+    old = get_user_model().objects.create_user(username="old", email="Old@Example.test", password=PASSWORD)
+    twin = get_user_model().objects.create_user(username="twin", email="old@example.test", password=PASSWORD)
+    blank = get_user_model().objects.create_user(username="blank", email="", password=PASSWORD)
+
+    migration.confirm_existing_addresses(apps, None)
+
+    assert EmailAddress.objects.get(user=old).verified
+    assert not EmailAddress.objects.filter(user__in=[twin, blank]).exists()
+    signed_in = Client().post("/accounts/login/", {"login": "old@example.test", "password": PASSWORD})
+    assert signed_in.status_code == 302
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\x00"])
+def test_a_project_name_with_a_nul_character_is_refused_not_a_500(client, member, name):
+    client.force_login(member)
+
+    response = client.post("/projects/new", {"name": name}, follow=True)
+
+    assert response.status_code == 200
+    assert "needs a name" in response.content.decode()
+    assert Project.objects.count() == 1
+
+
+def test_an_anonymous_post_to_make_a_project_signs_in_and_lands_on_the_front_page(client, db):
+    response = client.post("/projects/new", {"name": "x"})
+
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+
+
+def test_the_keys_of_mailed_links_are_not_in_the_access_log(client, member):
+    import logging
+
+    from apertur.request_logging import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/accounts/password/reset/key/1-ditidj-b6cab1f/?x=1", "1.1", 302),
+        None,
+    )
+    RedactTokens().filter(record)
+    confirm = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, "GET /accounts/confirm-email/MTpsZWFr:abc/ 200", None, None
+    )
+    RedactTokens().filter(confirm)
+
+    assert (
+        record.getMessage().count("ditidj") == 0 and "/accounts/password/reset/key/[redacted]/" in record.getMessage()
+    )
+    assert "MTpsZWFr" not in confirm.getMessage()
+
+
+def test_reset_mail_is_sent_only_to_accounts_that_exist(client, db):
+    client.post("/accounts/password/reset/", {"email": "nobody@example.test"})
+
+    assert mail.outbox == []

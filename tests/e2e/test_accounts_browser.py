@@ -60,6 +60,13 @@ def test_a_newcomer_signs_up_confirms_makes_a_project_and_signs_in_with_two_fact
     page.get_by_label("Password (again)").fill(PASSWORD)
     page.get_by_role("button", name="Sign Up").click()
     page.get_by_role("heading", name="Verify Your Email Address").wait_for()
+    # Not before the address is confirmed.
+    page.goto(f"{site.url}/accounts/login/")
+    page.get_by_label("Email").fill("newcomer@example.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("heading", name="Verify Your Email Address").wait_for()
+    assert page.get_by_text("You have no project yet").count() == 0
 
     page.goto(mailed_link(mail_dir, "/accounts/confirm-email/"))
     page.get_by_role("button", name="Confirm").click()
@@ -83,8 +90,12 @@ def test_a_newcomer_signs_up_confirms_makes_a_project_and_signs_in_with_two_fact
     page.get_by_label("Email").fill("newcomer@example.test")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign In").click()
+    page.locator("input[name=code]").fill("000000")
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_text("Incorrect code").wait_for()
     page.locator("input[name=code]").fill(format_hotp_value(hotp_value(secret, int(time.time()) // 30)))
     page.get_by_role("button", name="Sign In").click()
 
     page.get_by_role("link", name="Claims photos").wait_for()
     assert page.url == f"{site.url}/"
+    assert oct(mail_dir.stat().st_mode & 0o777) == "0o700"

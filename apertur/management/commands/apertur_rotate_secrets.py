@@ -28,7 +28,11 @@ class Command(BaseCommand):
                 UploadEncryptionKey.objects.filter(pk=key_pair.pk).update(private_key_pem=key_pair.private_key_pem)
                 key_pairs += 1
             authenticators = 0
-            for authenticator in Authenticator.objects.filter(type__in=list(ENCRYPTED_AUTHENTICATOR_FIELDS)):
+            # Locked: a recovery code used meanwhile rewrites the whole `data`, and one of the two writes would be lost.
+            authenticators_query = Authenticator.objects.select_for_update().filter(
+                type__in=list(ENCRYPTED_AUTHENTICATOR_FIELDS)
+            )
+            for authenticator in authenticators_query:
                 data = dict(authenticator.data)
                 for field in ENCRYPTED_AUTHENTICATOR_FIELDS[authenticator.type]:
                     if field in data:

@@ -1,7 +1,8 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from apertur.errors import AppError
 from projects.services import bootstrap
 
 
@@ -15,7 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON line (for scripts)")
 
     def handle(self, *args, email: str, password: str, project: str, json: bool, **options) -> None:
-        created_project, plain_key = bootstrap(email=email, password=password, project_name=project)
+        try:
+            created_project, plain_key = bootstrap(email=email, password=password, project_name=project)
+        except AppError as error:
+            raise CommandError(error.message) from error
         result = {"user_email": email, "project_id": str(created_project.pk), "api_key": plain_key}
         if json:
             self.stdout.write(_json_line(result))
