@@ -4,6 +4,7 @@ import ipaddress
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from apertur.api.authentication import host_of
 from apertur.api.views import KeyApiView
 from projects import documents, selectors, services
+from projects import schema as shapes
 from projects.models import ALL_MIME_TYPES, ApiKey
 
 # The largest value an integer column holds on every supported database; beyond it the write fails (500).
@@ -110,10 +112,17 @@ class KeyListView(KeyApiView):
         label = serializers.CharField(max_length=200, allow_blank=True)
         env = serializers.ChoiceField(choices=ApiKey.Env.values, default=ApiKey.Env.LIVE)
 
+    @extend_schema(summary="List the project's API keys", responses={200: shapes.ApiKeySerializer(many=True)})
     def get(self, request: Request, project_id: str) -> Response:
         keys = selectors.keys_for_project(project=self.project_from_url(project_id))
         return Response([documents.api_key_document(api_key) for api_key in keys])
 
+    @extend_schema(
+        summary="Create an API key",
+        request=Input,
+        responses={201: shapes.CreatedKeySerializer},
+        examples=[shapes.CREATE_EXAMPLE, shapes.CREATED_EXAMPLE],
+    )
     def post(self, request: Request, project_id: str) -> Response:
         project = self.project_from_url(project_id)
         payload = self.Input(data=request.data)
@@ -129,6 +138,7 @@ class KeyDetailView(KeyApiView):
     class Input(KeySettingsInput):
         isActive = serializers.BooleanField(required=False)
 
+    @extend_schema(summary="Update an API key", request=Input, responses={200: shapes.ApiKeySerializer})
     def patch(self, request: Request, project_id: str, key_id: str) -> Response:
         project = self.project_from_url(project_id)
         api_key = selectors.key_for_project(project=project, key_id=key_id)
@@ -137,6 +147,7 @@ class KeyDetailView(KeyApiView):
         services.api_key_update(api_key=api_key, acting_key=request.auth, changes=payload.service_arguments())
         return Response(documents.api_key_document(selectors.key_for_project(project=project, key_id=key_id)))
 
+    @extend_schema(summary="Delete an API key", responses={204: None})
     def delete(self, request: Request, project_id: str, key_id: str) -> Response:
         api_key = selectors.key_for_project(project=self.project_from_url(project_id), key_id=key_id)
         services.api_key_delete(api_key=api_key, acting_key=request.auth)
@@ -151,6 +162,11 @@ class KeyDestinationsView(KeyApiView):
         destination_ids = serializers.ListField(child=serializers.CharField(max_length=64), max_length=LIST_LIMIT)
         long_polling_enabled = serializers.BooleanField(required=False)
 
+    @extend_schema(
+        summary="Set an API key's default destinations",
+        request=Input,
+        responses={200: shapes.KeyDestinationsSerializer},
+    )
     def put(self, request: Request, key_id: str) -> Response:
         api_key = selectors.key_for_project(project=self.project, key_id=key_id)
         payload = self.Input(data=request.data)
@@ -167,12 +183,18 @@ class KeyDestinationsView(KeyApiView):
 class KeySigningSecretView(KeyApiView):
     """`POST`, `DELETE /api/v1/projects/{projectId}/keys/{keyId}/signing-secret` (docs/api.md "Request signing")."""
 
+    @extend_schema(
+        summary="Give an API key a new signing secret",
+        request=None,
+        responses={201: shapes.SigningSecretSerializer},
+    )
     def post(self, request: Request, project_id: str, key_id: str) -> Response:
         project = self.project_from_url(project_id)
         api_key = selectors.key_for_project(project=project, key_id=key_id)
         secret = services.api_key_signing_secret_create(api_key=api_key)
         return Response(documents.signing_secret_document(api_key, signing_secret=secret), status=201)
 
+    @extend_schema(summary="Remove an API key's signing secret", responses={204: None})
     def delete(self, request: Request, project_id: str, key_id: str) -> Response:
         api_key = selectors.key_for_project(project=self.project_from_url(project_id), key_id=key_id)
         services.api_key_signing_secret_remove(api_key=api_key)
