@@ -329,7 +329,7 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["apertur.api.schema.api_v1_only"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "apertur.api.schema.path_parameters_are_segments",
+        "apertur.api.schema.describe_parameters",
     ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {

@@ -247,9 +247,30 @@ IMAGE_BYTES = {
 }
 NOT_LONG_POLLING = (400, "VALIDATION_ERROR")  # docs/api.md "Pull delivery": a session without long polling
 IMAGE_GONE = {(410, "application/json"): error(410, "IMAGE_NO_LONGER_STAGED", reason="Deleted after retention.")}
+
+
+class ServerSentEventSerializer(serializers.Serializer):
+    """One event of a `text/event-stream` answer (docs/api.md "Server-Sent Events"); `data` is JSON text."""
+
+    id = serializers.CharField(required=False, help_text="`<milliseconds>-<n>`: send it back as `Last-Event-ID`.")
+    event = serializers.ChoiceField(
+        choices=[
+            "connected",
+            "image:ready",
+            "image:delivering",
+            "image:delivered",
+            "image:failed",
+            "session:completed",
+        ],
+        required=False,
+    )
+    data = serializers.CharField(required=False, help_text="The event's data, a JSON object.")
+    retry = serializers.IntegerField(required=False, help_text="Reconnect after this many milliseconds.")
+
+
 EVENT_STREAM = {
     (200, "text/event-stream"): OpenApiResponse(
-        OpenApiTypes.STR,
+        ServerSentEventSerializer,
         description=(
             'Server-Sent Events (docs/api.md "Server-Sent Events"): `retry: 3000`, then frames `id:` / `event:` / '
             "`data: <JSON>` (`connected`, `image:ready`, `image:delivering`, `image:delivered`, `image:failed`, "
@@ -258,11 +279,15 @@ EVENT_STREAM = {
     ),
     204: OpenApiResponse(description="`Last-Event-ID` is at or after the session's end: nothing more will come."),
 }
+# Any value is taken: one that is not an event id (`<digits>-<digits>`) is ignored and the stream starts from now.
 EVENT_STREAM_PARAMETERS = [
     OpenApiParameter(
-        "Last-Event-ID", str, OpenApiParameter.HEADER, description="Resume after this event id (`<ms>-<n>`)."
+        "Last-Event-ID",
+        OpenApiTypes.ANY,
+        OpenApiParameter.HEADER,
+        description="Resume after this event id (`<ms>-<n>`); anything else is ignored.",
     ),
-    OpenApiParameter("lastEventId", str, description="The same, for clients that cannot set headers."),
+    OpenApiParameter("lastEventId", OpenApiTypes.ANY, description="The same, for clients that cannot set headers."),
 ]
 ENCRYPTED_HEADER = OpenApiParameter(
     "X-Aptr-Encrypted",

@@ -156,12 +156,19 @@ def api_v1_only(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]
 
 
-def path_parameters_are_segments(result: dict, **kwargs: Any) -> dict:
-    """POSTPROCESSING_HOOKS: a path parameter is one path segment (`<str:…>` matches no `/`)."""
+def describe_parameters(result: dict, **kwargs: Any) -> dict:
+    """POSTPROCESSING_HOOKS: what every parameter of a kind means here.
+
+    - A path parameter is one path segment (`<str:…>` matches no `/`).
+    - An optional query parameter sent empty (`?borderColor=`) counts as not sent, as DRF reads a query string
+      (like a form) and as the views that wait say (they drop empty values).
+    """
     for path_item in result.get("paths", {}).values():
         for operation in path_item.values():
             for parameter in operation.get("parameters", ()):
                 schema = parameter.get("schema", {})
                 if parameter.get("in") == "path" and schema.get("type") == "string" and "pattern" not in schema:
                     schema["pattern"] = "^[^/]+$"
+                if parameter.get("in") == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
     return result
