@@ -5,6 +5,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apertur.api.fields import StrictCharField
 from apertur.api.views import KeyApiView
 from destinations import documents, oauth_connect, selectors, services
 from destinations import schema as shapes
@@ -38,8 +39,8 @@ class DestinationTypesView(KeyApiView):
 class DestinationListView(KeyApiView):
     class Input(serializers.Serializer):
         # Checked against the registry by the service (destination_create), which names the known types.
-        type = serializers.CharField(max_length=32)
-        name = serializers.CharField(max_length=200)
+        type = StrictCharField(max_length=32)
+        name = StrictCharField(max_length=200)
         config = serializers.DictField(required=False, default=dict)
 
     @extend_schema(summary="List the project's destinations", responses={200: shapes.DestinationSerializer(many=True)})
@@ -71,7 +72,7 @@ class DestinationLookup:
 
 class DestinationDetailView(DestinationLookup, KeyApiView):
     class Input(serializers.Serializer):
-        name = serializers.CharField(max_length=200, required=False)
+        name = StrictCharField(max_length=200, required=False)
         config = serializers.DictField(required=False)
         isActive = serializers.BooleanField(required=False)
 

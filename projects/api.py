@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import host_of
+from apertur.api.fields import StrictCharField
 from apertur.api.views import KeyApiView
 from projects import documents, selectors, services
 from projects import schema as shapes
@@ -21,7 +22,7 @@ LIST_LIMIT = 100  # entries per allow-list or destination list: far beyond real 
 HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$")
 
 
-class IpOrNetworkField(serializers.CharField):
+class IpOrNetworkField(StrictCharField):
     """An `allowedIps` entry: an IPv4/IPv6 address or CIDR network (host bits allowed, as in `10.0.0.7/24`)."""
 
     default_error_messages = {"invalid": "must be an IP address or a CIDR network such as 203.0.113.0/24"}
@@ -35,7 +36,7 @@ class IpOrNetworkField(serializers.CharField):
         return value
 
 
-class DomainField(serializers.CharField):
+class DomainField(StrictCharField):
     """An `allowedDomains` entry: a host name, `*.` and a host name, or a URL whose host is used (docs/api.md
     "Authentication")."""
 
@@ -63,7 +64,7 @@ def _is_ip_address(host: str) -> bool:
 class KeySettingsInput(serializers.Serializer):
     """The settings shared by create and PATCH (docs/api.md "API keys"), camelCase as the clients send them."""
 
-    label = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    label = StrictCharField(max_length=200, allow_blank=True, required=False)
     maxImages = serializers.IntegerField(min_value=1, allow_null=True, required=False)
     allowedMimeTypes = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_MIME_TYPES), allow_empty=False, allow_null=True, required=False
@@ -73,7 +74,7 @@ class KeySettingsInput(serializers.Serializer):
     )
     longPollingEnabled = serializers.BooleanField(required=False)
     defaultDestinations = serializers.ListField(
-        child=serializers.CharField(max_length=64), max_length=LIST_LIMIT, required=False
+        child=StrictCharField(max_length=64), max_length=LIST_LIMIT, required=False
     )
     allowedIps = serializers.ListField(child=IpOrNetworkField(max_length=64), max_length=LIST_LIMIT, required=False)
     allowedDomains = serializers.ListField(child=DomainField(), max_length=LIST_LIMIT, required=False)
@@ -109,7 +110,7 @@ class KeyListView(KeyApiView):
     """`GET`, `POST /api/v1/projects/{projectId}/keys`."""
 
     class Input(KeySettingsInput):
-        label = serializers.CharField(max_length=200, allow_blank=True)
+        label = StrictCharField(max_length=200, allow_blank=True)
         env = serializers.ChoiceField(choices=ApiKey.Env.values, default=ApiKey.Env.LIVE)
 
     @extend_schema(summary="List the project's API keys", responses={200: shapes.ApiKeySerializer(many=True)})
@@ -159,7 +160,7 @@ class KeyDestinationsView(KeyApiView):
     body the official clients send."""
 
     class Input(serializers.Serializer):
-        destination_ids = serializers.ListField(child=serializers.CharField(max_length=64), max_length=LIST_LIMIT)
+        destination_ids = serializers.ListField(child=StrictCharField(max_length=64), max_length=LIST_LIMIT)
         long_polling_enabled = serializers.BooleanField(required=False)
 
     @extend_schema(

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import ApiKeyOrQueryTokenAuthentication, client_ip
+from apertur.api.fields import StrictCharField
 from apertur.api.parsers import JsonParser
 from apertur.api.schema import errors
 from apertur.api.views import KeyApiView, PublicSessionApiView
@@ -27,15 +28,6 @@ from sessions_app.uploads import read_upload_body
 
 # The largest value an integer column holds on every supported database; beyond it the insert fails (500).
 LARGEST_STORED_INTEGER = 2**31 - 1
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers instead of turning them into strings (DRF's CharField accepts 1 as "1")."""
-
-    def to_internal_value(self, data) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 def _validate_expiry(value):
@@ -58,14 +50,14 @@ class SessionSettingsInput(serializers.Serializer):
     max_image_dimension = serializers.IntegerField(
         required=False, min_value=1, max_value=LARGEST_STORED_INTEGER, allow_null=True
     )
-    password = serializers.CharField(required=False, min_length=4, max_length=128, trim_whitespace=False)
+    password = StrictCharField(required=False, min_length=4, max_length=128, trim_whitespace=False)
 
 
 class SessionCreateView(KeyApiView):
     rate_limit_scope = "session_create"
 
     class Input(SessionSettingsInput):
-        destination_ids = serializers.ListField(child=serializers.CharField(), required=False)
+        destination_ids = serializers.ListField(child=StrictCharField(), required=False)
         long_polling = serializers.BooleanField(required=False)
         tags = serializers.ListField(
             child=StrictCharField(min_length=1, max_length=128, trim_whitespace=False),
@@ -75,7 +67,7 @@ class SessionCreateView(KeyApiView):
         expires_in_hours = serializers.IntegerField(
             required=False, min_value=1, max_value=settings.APERTUR_MAX_EXPIRY_HOURS
         )
-        label = serializers.CharField(required=False, max_length=200, allow_blank=True)
+        label = StrictCharField(required=False, max_length=200, allow_blank=True)
 
         def validate(self, data):
             if "expires_in_hours" in data and "expires_at" in data:
@@ -100,9 +92,7 @@ class SessionCreateView(KeyApiView):
 
 class SessionUpdateView(KeyApiView):
     class Input(SessionSettingsInput):
-        password = serializers.CharField(
-            required=False, min_length=4, max_length=128, trim_whitespace=False, allow_null=True
-        )
+        password = StrictCharField(required=False, min_length=4, max_length=128, trim_whitespace=False, allow_null=True)
         max_image_size_mb = serializers.IntegerField(
             required=False, min_value=1, max_value=settings.APERTUR_MAX_IMAGE_SIZE_MB_CAP, allow_null=True
         )
@@ -242,7 +232,7 @@ class PublicSessionView(PublicSessionApiView):
 
 class VerifyPasswordView(PublicSessionApiView):
     class Input(serializers.Serializer):
-        password = serializers.CharField(max_length=128, trim_whitespace=False, allow_blank=True)
+        password = StrictCharField(max_length=128, trim_whitespace=False, allow_blank=True)
 
     @extend_schema(
         summary="Check a session's password",
