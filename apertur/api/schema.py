@@ -5,7 +5,7 @@ the view, the response documents' shapes living in `<app>/schema.py`. What every
 is added here, by `AutoSchema`, so that no operation can forget it:
 
 - API-key operations (`KeyApiView`): the bearer security scheme, 401 and 403;
-- every rate-limited operation: 429;
+- every rate-limited operation: 429 with `Retry-After`, and the `X-RateLimit-*` headers on its answers;
 - an operation with a path parameter: 404;
 - an operation that takes a body: 400 (a malformed body), 413 and 415.
 
@@ -44,6 +44,15 @@ ERROR_REASONS: dict[int, str] = {
     429: "Too many requests; `Retry-After` tells how many seconds to wait.",
     503: "Live updates are unavailable right now (Redis unreachable); try again.",
 }
+
+
+# On the answers of a counted request (docs/api.md "Rate limits"); a request refused by authentication has none.
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "The scope's limit per minute."},
+    "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "What is left in this window."},
+    "X-RateLimit-Reset": {"schema": {"type": "integer"}, "description": "When the window ends, in unix seconds."},
+}
+RETRY_AFTER_HEADER = {"schema": {"type": "integer", "minimum": 1}, "required": True, "description": "Seconds to wait."}
 
 
 @extend_schema_serializer(component_name="Error")
@@ -101,6 +110,11 @@ class AutoSchema(openapi.AutoSchema):
         for (status, media_type), response in _implied_errors(self.view, self.method, self.path).items():
             if str(status) not in responses:
                 responses[str(status)] = self._get_response_for_code(response, str(status), [media_type], direction)
+        if isinstance(self.view, RateLimitedView):
+            for status, response in responses.items():
+                response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
+                if status == "429":
+                    response["headers"]["Retry-After"] = RETRY_AFTER_HEADER
         return dict(sorted(responses.items()))
 
     def get_auth(self) -> list[dict]:
