@@ -12,6 +12,7 @@ is added here, by `AutoSchema`, so that no operation can forget it:
 Errors are the envelope of docs/api.md "Errors" (`Error` in the schema).
 """
 
+import re
 from typing import Any
 
 from drf_spectacular import openapi
@@ -100,6 +101,20 @@ def _implied_errors(view: Any, method: str, path: str) -> dict[tuple[int, str], 
     return errors(*statuses)
 
 
+TAGS = [
+    (re.compile(r"/events$"), "Live events"),
+    (re.compile(r"^/api/v1/upload/"), "Phone (upload page)"),
+    (re.compile(r"/poll$|/images/"), "Pull delivery"),
+    (re.compile(r"/delivery-status$|/deliveries/"), "Delivery"),
+    (re.compile(r"/keys"), "API keys"),
+    (re.compile(r"/webhooks"), "Event webhooks"),
+    (re.compile(r"destination"), "Destinations"),
+    (re.compile(r"/encryption/"), "Encrypted uploads"),
+    (re.compile(r"^/api/v1/(uploads|stats)"), "Uploads and stats"),
+    (re.compile(r""), "Upload sessions"),
+]
+
+
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema with the answers every operation of a kind shares (this module's docstring)."""
 
@@ -122,6 +137,10 @@ class AutoSchema(openapi.AutoSchema):
             # Optional: only a password-protected session needs it (docs/api.md "Session password").
             return [{}, {"sessionPassword": []}]
         return super().get_auth()
+
+    def get_tags(self) -> list[str]:
+        """Operations grouped as docs/api.md groups them, first matching rule wins."""
+        return [next(tag for pattern, tag in TAGS if pattern.search(self.path))]
 
     def get_serializer_name(self, serializer: serializers.Serializer, direction: str) -> str:
         """A view's nested `Input` is named after the view: `SessionCreateView.Input` → `SessionCreate`."""
