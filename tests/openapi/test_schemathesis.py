@@ -65,10 +65,13 @@ def site(transactional_db, tmp_path):
     server.stop()
 
 
+SESSION_PASSWORD = "open-sesame"
+
+
 class Seeded:
     """A project with real ids for the path parameters: an open long-polling session with an image and a delivery
     (its webhook listens nowhere, so the delivery keeps failing), and a completed session for the event streams
-    (they end at once on an ended session)."""
+    (they end at once on an ended session); and the same two protected by a password, for the phone's endpoints."""
 
     def __init__(self, site: ServerProcess) -> None:
         persona = make_persona("owner")
@@ -98,6 +101,14 @@ class Seeded:
         self.delivery_id = status["images"][0]["deliveries"][0]["delivery_id"]
         ended = api.post("/api/v1/upload-sessions", json={"long_polling": True}).json()["id"]
         assert api.post(f"/api/v1/upload/{ended}/complete").status_code == 200
+        protected = {"long_polling": True, "password": SESSION_PASSWORD}
+        self.protected_session_id = api.post("/api/v1/upload-sessions", json=protected).json()["id"]
+        self.protected_ended_session_id = api.post("/api/v1/upload-sessions", json=protected).json()["id"]
+        completed = api.post(
+            f"/api/v1/upload/{self.protected_ended_session_id}/complete",
+            headers={"x-session-password": SESSION_PASSWORD},
+        )
+        assert completed.status_code == 200, completed.text
         self.path_parameters = {
             "session_id": self.session_id,
             "image_id": self.image_id,
@@ -114,6 +125,20 @@ class Seeded:
         if path.endswith("/events"):
             ids["session_id"] = self.ended_session_id
         return ids
+
+    def protected_ids_for(self, path: str) -> dict[str, str]:
+        ended = path.endswith("/events")
+        return {"session_id": self.protected_ended_session_id if ended else self.protected_session_id}
+
+    def variants(self, path: str) -> list[tuple[str, dict[str, str] | None, dict[str, str]]]:
+        """(what, path parameters or None to generate them, extra headers) for one operation."""
+        found: list[tuple[str, dict[str, str] | None, dict[str, str]]] = [("generated ids", None, {})]
+        if "{" in path:
+            found.append(("seeded ids", self.ids_for(path), {}))
+        if path.startswith("/api/v1/upload/"):
+            password = {"x-session-password": SESSION_PASSWORD}
+            found.append(("a password-protected session", self.protected_ids_for(path), password))
+        return found
 
 
 def _run(operation, strategy, *, site: ServerProcess, headers: dict[str, str], statuses: Counter) -> None:
@@ -145,19 +170,16 @@ def test_every_operation_answers_as_the_schema_says(site):
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
-        headers = seeded.headers if operation.security else {}
+        key = seeded.headers if operation.security else {}
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            for path_parameters in (None, seeded.ids_for(operation.path) or None):
-                if path_parameters is None and mode is GenerationMode.NEGATIVE and "{" not in operation.path:
-                    continue
+            for what, path_parameters, extra_headers in seeded.variants(operation.path):
                 try:
                     strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
-                    _run(operation, strategy, site=site, headers=headers, statuses=statuses)
+                    _run(operation, strategy, site=site, headers={**key, **extra_headers}, statuses=statuses)
                 except Unsatisfiable:
                     pass  # nothing of this operation can be made invalid (negative mode): nothing to send
                 except (Exception, BaseExceptionGroup) as error:  # every operation is tried; failures reported together
-                    ids = "seeded ids" if path_parameters else "generated ids"
-                    failures.append(f"{operation.label} ({mode.value}, {ids}): {error}")
+                    failures.append(f"{operation.label} ({mode.value}, {what}): {error}")
     print(f"{operations} operations, answers by status: {dict(sorted(statuses.items()))}")
     assert operations >= 37
     assert statuses[200] + statuses[201] > 100, "the seeded ids reach the operations' successful answers"
