@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_dramatiq",
     "projects",
     "sessions_app",
@@ -301,6 +303,55 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "apertur.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "apertur.api.schema.AutoSchema",
+}
+
+# --- the OpenAPI schema at /api/schema/ and Swagger UI at /api/docs/ (apertur/openapi.py) --------------
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Apertur API",
+    "DESCRIPTION": (
+        "Self-hosted Apertur: upload sessions, the phone's upload endpoints, delivery, pull delivery, live events, "
+        "destinations and API keys. The reference, with every rule, is docs/api.md."
+    ),
+    "VERSION": "1",
+    "OAS_VERSION": "3.0.3",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SCHEMA_PATH_PREFIX_TRIM": False,
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs are public, whatever key a request carries (an unknown one is not an error here).
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "ENUM_NAME_OVERRIDES": {
+        "MimeTypeEnum": ["image/jpeg", "image/png", "image/webp", "image/heic"],
+        "SessionStatusEnum": ["pending", "uploading", "completed", "failed", "expired"],
+        "DeliveryStatusEnum": ["pending", "delivering", "delivered", "failed"],
+        "EnvEnum": ["live", "test"],
+        "UploadStatusEnum": ["pending", "delivered", "failed", "partial", "stored_only"],
+        "PullStatusEnum": ["waiting", "leased", "acknowledged", "purged"],
+        "AcknowledgedEnum": ["acknowledged"],
+    },
+    "PREPROCESSING_HOOKS": ["apertur.api.schema.api_v1_only"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apertur.api.schema.describe_parameters",
+    ],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "sessionPassword": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-session-password",
+                "description": 'A password-protected session\'s password (docs/api.md "Session password").',
+            }
+        }
+    },
+    # Swagger UI's files from drf-spectacular-sidecar, served by this server (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": False, "displayOperationId": True},
 }
 
 # --- Apertur ------------------------------------------------------------------------------------

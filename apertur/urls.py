@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apertur.health import healthz
+from apertur.openapi import DocsView, SchemaView
 from apertur.pages import home
 from sessions_app.pages import done_form, password_form, upload_page, upload_page_slash
 
@@ -24,6 +25,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("", include("projects.page_urls")),
+    path("api/schema/", SchemaView.as_view(), name="openapi-schema"),
+    path("api/docs/", DocsView.as_view(), name="openapi-docs"),
     path("api/v1/", include("sessions_app.urls")),
     path("api/v1/", include("delivery.urls")),
     path("api/v1/", include("destinations.urls")),

@@ -6,13 +6,16 @@ Thin: parse, call a selector or service, render a document.
 from datetime import datetime
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apertur.api.schema import errors
 from apertur.api.views import KeyApiView
 from apertur.api.waiting import Waiting, WaitResponse
 from delivery import documents, selectors, services
+from delivery import schema as shapes
 from sessions_app.models import UploadSession
 from sessions_app.selectors import session_for_project
 
@@ -25,6 +28,12 @@ class DeliveryStatusView(KeyApiView):
     class Input(serializers.Serializer):
         pollFrom = serializers.DateTimeField(required=False)
 
+    @extend_schema(
+        summary="A session's delivery status (a long poll with pollFrom)",
+        parameters=[Input],
+        responses={200: shapes.DeliveryStatusSerializer, **errors(400, 503)},
+        examples=[shapes.DELIVERY_STATUS_EXAMPLE],
+    )
     def get(self, request: Request, session_id: str) -> Response:
         session = session_for_project(project=self.project, session_id=session_id)
         query = {key: value for key, value in request.query_params.items() if value != ""}
@@ -60,6 +69,14 @@ class DeliveryStatusView(KeyApiView):
 class DeliveryRetryView(KeyApiView):
     """`POST /api/v1/upload-sessions/{id}/deliveries/{deliveryId}/retry` (docs/api.md "Retrying a delivery")."""
 
+    @extend_schema(
+        summary="Retry a failed delivery",
+        request=None,
+        responses={
+            200: shapes.RetriedDeliverySerializer,
+            **errors((409, "NOT_FAILED", "DESTINATION_DELETED", "IMAGE_NO_LONGER_STAGED")),
+        },
+    )
     def post(self, request: Request, session_id: str, delivery_id: str) -> Response:
         session = session_for_project(project=self.project, session_id=session_id)
         delivery = selectors.delivery_for_session(session=session, delivery_id=delivery_id)

@@ -4,13 +4,16 @@ import ipaddress
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import host_of
+from apertur.api.fields import StrictCharField
 from apertur.api.views import KeyApiView
 from projects import documents, selectors, services
+from projects import schema as shapes
 from projects.models import ALL_MIME_TYPES, ApiKey
 
 # The largest value an integer column holds on every supported database; beyond it the write fails (500).
@@ -19,7 +22,7 @@ LIST_LIMIT = 100  # entries per allow-list or destination list: far beyond real 
 HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$")
 
 
-class IpOrNetworkField(serializers.CharField):
+class IpOrNetworkField(StrictCharField):
     """An `allowedIps` entry: an IPv4/IPv6 address or CIDR network (host bits allowed, as in `10.0.0.7/24`)."""
 
     default_error_messages = {"invalid": "must be an IP address or a CIDR network such as 203.0.113.0/24"}
@@ -33,7 +36,7 @@ class IpOrNetworkField(serializers.CharField):
         return value
 
 
-class DomainField(serializers.CharField):
+class DomainField(StrictCharField):
     """An `allowedDomains` entry: a host name, `*.` and a host name, or a URL whose host is used (docs/api.md
     "Authentication")."""
 
@@ -61,7 +64,7 @@ def _is_ip_address(host: str) -> bool:
 class KeySettingsInput(serializers.Serializer):
     """The settings shared by create and PATCH (docs/api.md "API keys"), camelCase as the clients send them."""
 
-    label = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    label = StrictCharField(max_length=200, allow_blank=True, required=False)
     maxImages = serializers.IntegerField(min_value=1, allow_null=True, required=False)
     allowedMimeTypes = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_MIME_TYPES), allow_empty=False, allow_null=True, required=False
@@ -71,7 +74,7 @@ class KeySettingsInput(serializers.Serializer):
     )
     longPollingEnabled = serializers.BooleanField(required=False)
     defaultDestinations = serializers.ListField(
-        child=serializers.CharField(max_length=64), max_length=LIST_LIMIT, required=False
+        child=StrictCharField(max_length=64), max_length=LIST_LIMIT, required=False
     )
     allowedIps = serializers.ListField(child=IpOrNetworkField(max_length=64), max_length=LIST_LIMIT, required=False)
     allowedDomains = serializers.ListField(child=DomainField(), max_length=LIST_LIMIT, required=False)
@@ -107,13 +110,20 @@ class KeyListView(KeyApiView):
     """`GET`, `POST /api/v1/projects/{projectId}/keys`."""
 
     class Input(KeySettingsInput):
-        label = serializers.CharField(max_length=200, allow_blank=True)
+        label = StrictCharField(max_length=200, allow_blank=True)
         env = serializers.ChoiceField(choices=ApiKey.Env.values, default=ApiKey.Env.LIVE)
 
+    @extend_schema(summary="List the project's API keys", responses={200: shapes.ApiKeySerializer(many=True)})
     def get(self, request: Request, project_id: str) -> Response:
         keys = selectors.keys_for_project(project=self.project_from_url(project_id))
         return Response([documents.api_key_document(api_key) for api_key in keys])
 
+    @extend_schema(
+        summary="Create an API key",
+        request=Input,
+        responses={201: shapes.CreatedKeySerializer},
+        examples=[shapes.CREATE_EXAMPLE, shapes.CREATED_EXAMPLE],
+    )
     def post(self, request: Request, project_id: str) -> Response:
         project = self.project_from_url(project_id)
         payload = self.Input(data=request.data)
@@ -129,6 +139,7 @@ class KeyDetailView(KeyApiView):
     class Input(KeySettingsInput):
         isActive = serializers.BooleanField(required=False)
 
+    @extend_schema(summary="Update an API key", request=Input, responses={200: shapes.ApiKeySerializer})
     def patch(self, request: Request, project_id: str, key_id: str) -> Response:
         project = self.project_from_url(project_id)
         api_key = selectors.key_for_project(project=project, key_id=key_id)
@@ -137,6 +148,7 @@ class KeyDetailView(KeyApiView):
         services.api_key_update(api_key=api_key, acting_key=request.auth, changes=payload.service_arguments())
         return Response(documents.api_key_document(selectors.key_for_project(project=project, key_id=key_id)))
 
+    @extend_schema(summary="Delete an API key", responses={204: None})
     def delete(self, request: Request, project_id: str, key_id: str) -> Response:
         api_key = selectors.key_for_project(project=self.project_from_url(project_id), key_id=key_id)
         services.api_key_delete(api_key=api_key, acting_key=request.auth)
@@ -148,9 +160,14 @@ class KeyDestinationsView(KeyApiView):
     body the official clients send."""
 
     class Input(serializers.Serializer):
-        destination_ids = serializers.ListField(child=serializers.CharField(max_length=64), max_length=LIST_LIMIT)
+        destination_ids = serializers.ListField(child=StrictCharField(max_length=64), max_length=LIST_LIMIT)
         long_polling_enabled = serializers.BooleanField(required=False)
 
+    @extend_schema(
+        summary="Set an API key's default destinations",
+        request=Input,
+        responses={200: shapes.KeyDestinationsSerializer},
+    )
     def put(self, request: Request, key_id: str) -> Response:
         api_key = selectors.key_for_project(project=self.project, key_id=key_id)
         payload = self.Input(data=request.data)
@@ -167,12 +184,18 @@ class KeyDestinationsView(KeyApiView):
 class KeySigningSecretView(KeyApiView):
     """`POST`, `DELETE /api/v1/projects/{projectId}/keys/{keyId}/signing-secret` (docs/api.md "Request signing")."""
 
+    @extend_schema(
+        summary="Give an API key a new signing secret",
+        request=None,
+        responses={201: shapes.SigningSecretSerializer},
+    )
     def post(self, request: Request, project_id: str, key_id: str) -> Response:
         project = self.project_from_url(project_id)
         api_key = selectors.key_for_project(project=project, key_id=key_id)
         secret = services.api_key_signing_secret_create(api_key=api_key)
         return Response(documents.signing_secret_document(api_key, signing_secret=secret), status=201)
 
+    @extend_schema(summary="Remove an API key's signing secret", responses={204: None})
     def delete(self, request: Request, project_id: str, key_id: str) -> Response:
         api_key = selectors.key_for_project(project=self.project_from_url(project_id), key_id=key_id)
         services.api_key_signing_secret_remove(api_key=api_key)

@@ -3,12 +3,15 @@
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apertur.api.schema import errors
 from apertur.api.views import KeyApiView
 from sessions_app import activity, documents
+from sessions_app import schema as shapes
 from sessions_app.api import LARGEST_STORED_INTEGER
 
 STATS_DEFAULT_RANGE = timedelta(days=30)
@@ -23,6 +26,11 @@ class UploadListView(KeyApiView):
         page = serializers.IntegerField(min_value=1, max_value=LARGEST_STORED_INTEGER, default=1)
         pageSize = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
+    @extend_schema(
+        summary="List the project's uploaded images",
+        parameters=[Input],
+        responses={200: shapes.UploadPageSerializer, **errors(400)},
+    )
     def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
@@ -40,6 +48,11 @@ class RecentUploadsView(KeyApiView):
     class Input(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=50, default=10)
 
+    @extend_schema(
+        summary="The project's newest uploaded images",
+        parameters=[Input],
+        responses={200: shapes.UploadRowSerializer(many=True), **errors(400)},
+    )
     def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
@@ -61,6 +74,11 @@ class StatsView(KeyApiView):
                 raise serializers.ValidationError({"from": ["must be before to"]})
             return data
 
+    @extend_schema(
+        summary="The project's counts",
+        parameters=[Input],
+        responses={200: shapes.StatsSerializer, **errors(400)},
+    )
     def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)

@@ -7,6 +7,8 @@ from functools import partial
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
@@ -14,24 +16,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import ApiKeyOrQueryTokenAuthentication, client_ip
+from apertur.api.fields import StrictCharField
 from apertur.api.parsers import JsonParser
+from apertur.api.schema import errors
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
 from projects.models import ALL_MIME_TYPES
 from sessions_app import documents, live, passwords, qr, receiving, selectors, services
+from sessions_app import schema as shapes
 from sessions_app.uploads import read_upload_body
 
 # The largest value an integer column holds on every supported database; beyond it the insert fails (500).
 LARGEST_STORED_INTEGER = 2**31 - 1
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers instead of turning them into strings (DRF's CharField accepts 1 as "1")."""
-
-    def to_internal_value(self, data) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 def _validate_expiry(value):
@@ -54,14 +50,14 @@ class SessionSettingsInput(serializers.Serializer):
     max_image_dimension = serializers.IntegerField(
         required=False, min_value=1, max_value=LARGEST_STORED_INTEGER, allow_null=True
     )
-    password = serializers.CharField(required=False, min_length=4, max_length=128, trim_whitespace=False)
+    password = StrictCharField(required=False, min_length=4, max_length=128, trim_whitespace=False)
 
 
 class SessionCreateView(KeyApiView):
     rate_limit_scope = "session_create"
 
     class Input(SessionSettingsInput):
-        destination_ids = serializers.ListField(child=serializers.CharField(), required=False)
+        destination_ids = serializers.ListField(child=StrictCharField(), required=False)
         long_polling = serializers.BooleanField(required=False)
         tags = serializers.ListField(
             child=StrictCharField(min_length=1, max_length=128, trim_whitespace=False),
@@ -71,7 +67,7 @@ class SessionCreateView(KeyApiView):
         expires_in_hours = serializers.IntegerField(
             required=False, min_value=1, max_value=settings.APERTUR_MAX_EXPIRY_HOURS
         )
-        label = serializers.CharField(required=False, max_length=200, allow_blank=True)
+        label = StrictCharField(required=False, max_length=200, allow_blank=True)
 
         def validate(self, data):
             if "expires_in_hours" in data and "expires_at" in data:
@@ -80,6 +76,12 @@ class SessionCreateView(KeyApiView):
                 data["expires_at"] = timezone.now() + timedelta(hours=data.pop("expires_in_hours"))
             return data
 
+    @extend_schema(
+        summary="Create an upload session",
+        request=Input,
+        responses={201: shapes.CreatedSessionSerializer},
+        examples=[shapes.CREATE_EXAMPLE, shapes.CREATED_EXAMPLE],
+    )
     def post(self, request: Request) -> Response:
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -90,13 +92,12 @@ class SessionCreateView(KeyApiView):
 
 class SessionUpdateView(KeyApiView):
     class Input(SessionSettingsInput):
-        password = serializers.CharField(
-            required=False, min_length=4, max_length=128, trim_whitespace=False, allow_null=True
-        )
+        password = StrictCharField(required=False, min_length=4, max_length=128, trim_whitespace=False, allow_null=True)
         max_image_size_mb = serializers.IntegerField(
             required=False, min_value=1, max_value=settings.APERTUR_MAX_IMAGE_SIZE_MB_CAP, allow_null=True
         )
 
+    @extend_schema(summary="Update an upload session", request=Input, responses={200: shapes.SessionSerializer})
     def patch(self, request: Request, session_id: str) -> Response:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         payload = self.Input(data=request.data, partial=True)
@@ -146,6 +147,16 @@ class SessionQrView(KeyApiView):
         borderSize = serializers.IntegerField(min_value=0, max_value=20, default=4)
         borderColor = HexColourField(required=False)
 
+    @extend_schema(
+        summary="The session's QR code",
+        parameters=[Input],
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="`format=png` (the default)"),
+            (200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, description="`format=svg`"),
+            (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="`format=jpeg`"),
+            **errors(400),
+        },
+    )
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         payload = self.Input(data=request.query_params)
@@ -176,6 +187,11 @@ class SessionListView(KeyApiView):
         page = serializers.IntegerField(min_value=1, max_value=LARGEST_STORED_INTEGER, default=1)
         pageSize = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
+    @extend_schema(
+        summary="List the project's sessions",
+        parameters=[Input],
+        responses={200: shapes.SessionPageSerializer, **errors(400)},
+    )
     def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
@@ -192,6 +208,11 @@ class RecentSessionsView(KeyApiView):
     class Input(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=50, default=10)
 
+    @extend_schema(
+        summary="The project's newest sessions",
+        parameters=[Input],
+        responses={200: shapes.SessionRowSerializer(many=True), **errors(400)},
+    )
     def get(self, request: Request) -> Response:
         payload = self.Input(data=request.query_params)
         payload.is_valid(raise_exception=True)
@@ -203,6 +224,7 @@ class RecentSessionsView(KeyApiView):
 
 
 class PublicSessionView(PublicSessionApiView):
+    @extend_schema(summary="Read a session (the phone's view)", responses={200: shapes.SessionSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         return Response(documents.public_session_document(session, server_public_key=selectors.server_public_key()))
@@ -210,8 +232,13 @@ class PublicSessionView(PublicSessionApiView):
 
 class VerifyPasswordView(PublicSessionApiView):
     class Input(serializers.Serializer):
-        password = serializers.CharField(max_length=128, trim_whitespace=False, allow_blank=True)
+        password = StrictCharField(max_length=128, trim_whitespace=False, allow_blank=True)
 
+    @extend_schema(
+        summary="Check a session's password",
+        request=Input,
+        responses={200: shapes.PasswordCheckSerializer, **errors((429, "TOO_MANY_PASSWORD_ATTEMPTS", "RATE_LIMITED"))},
+    )
     def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         payload = self.Input(data=request.data)
@@ -227,7 +254,20 @@ class VerifyPasswordView(PublicSessionApiView):
 
 class CompleteView(PublicSessionApiView):
     parser_classes = [JsonParser, MultiPartParser]
+    takes_session_password = True
 
+    @extend_schema(
+        summary="Complete a session (the phone user is done)",
+        request=None,
+        responses={
+            200: shapes.CompletedSessionSerializer,
+            **errors(
+                (401, "PASSWORD_REQUIRED", "INVALID_PASSWORD"),
+                (410, "SESSION_EXPIRED"),
+                (429, "TOO_MANY_PASSWORD_ATTEMPTS", "RATE_LIMITED"),
+            ),
+        },
+    )
     def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_public(session_id=session_id)
         passwords.ensure_password(
@@ -248,7 +288,31 @@ class ImageUploadView(PublicSessionApiView):
     # not by DRF's parsers: they would read it before those rules, and a JSON body only up to Django's
     # DATA_UPLOAD_MAX_MEMORY_SIZE.
     parser_classes: list = []
+    takes_session_password = True
 
+    @extend_schema(
+        summary="Upload an image",
+        request={
+            "multipart/form-data": shapes.UploadFormSerializer,
+            "application/json": shapes.EncryptedUploadSerializer,
+        },
+        parameters=[shapes.ENCRYPTED_HEADER],
+        responses={
+            201: shapes.AcceptedImageSerializer,
+            **errors(
+                (400, "VALIDATION_ERROR", "INVALID_IMAGE", "INVALID_ENCRYPTED_PAYLOAD"),
+                (401, "PASSWORD_REQUIRED", "INVALID_PASSWORD"),
+                (409, "SESSION_CLOSED"),
+                (410, "SESSION_EXPIRED"),
+                (413, "FILE_TOO_LARGE"),
+                (415, "UNSUPPORTED_MEDIA_TYPE"),
+                (422, "SESSION_FULL", "DIMENSION_EXCEEDED"),
+                (429, "TOO_MANY_PASSWORD_ATTEMPTS", "RATE_LIMITED"),
+                (503, "SERVER_BUSY"),
+            ),
+        },
+        examples=[shapes.ACCEPTED_EXAMPLE],
+    )
     def post(self, request: Request, session_id: str) -> Response:
         http_request = request._request  # the plain Django request, as the phone page's form post has
         json_body = http_request.content_type == "application/json"
@@ -269,6 +333,10 @@ class EncryptionKeyView(KeyApiView):
     """`GET /api/v1/encryption/server-key` and `/api/v1/encryption/key` (docs/api.md "Encrypted uploads"): the public
     key to encrypt to."""
 
+    @extend_schema(
+        summary="The server's public key for encrypted uploads",
+        responses={200: shapes.ServerKeySerializer, **errors((503, "ENCRYPTION_KEY_UNAVAILABLE"))},
+    )
     def get(self, request: Request) -> Response:
         public_key = selectors.server_public_key()
         if public_key is None:
@@ -293,7 +361,20 @@ class PublicEventStreamView(PublicSessionApiView):
     # A browser's EventSource asks for `Accept: text/event-stream`, which no JSON renderer offers; refusals are
     # still JSON.
     content_negotiation_class = IgnoreClientContentNegotiation
+    takes_session_password = True
 
+    @extend_schema(
+        summary="The session's live events (the phone's stream)",
+        parameters=shapes.EVENT_STREAM_PARAMETERS,
+        responses={
+            **shapes.EVENT_STREAM,
+            **errors(
+                (401, "PASSWORD_REQUIRED", "INVALID_PASSWORD"),
+                (429, "TOO_MANY_PASSWORD_ATTEMPTS", "RATE_LIMITED"),
+                503,
+            ),
+        },
+    )
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_public(session_id=session_id)
         passwords.ensure_password(
@@ -312,6 +393,11 @@ class SessionEventStreamView(KeyApiView):
     rate_limit_scope = "session_read"
     content_negotiation_class = IgnoreClientContentNegotiation  # as PublicEventStreamView
 
+    @extend_schema(
+        summary="The session's live events",
+        parameters=shapes.EVENT_STREAM_PARAMETERS,
+        responses={**shapes.EVENT_STREAM, **errors(503)},
+    )
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         return live.event_stream_response(request._request, session, anonymous=False)

@@ -9,16 +9,19 @@ render a document.
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.errors import error_body
+from apertur.api.schema import errors
 from apertur.api.views import KeyApiView
 from apertur.api.waiting import Waiting, WaitResponse
 from apertur.errors import AppError
 from apertur.streaming import StreamedFileResponse
 from sessions_app import documents, polling, selectors
+from sessions_app import schema as shapes
 from sessions_app.models import Image, UploadSession
 
 
@@ -67,6 +70,10 @@ class SessionPollView(PullApiView):
 
     rate_limit_scope = "session_read"
 
+    @extend_schema(
+        summary="The session's pull queue",
+        responses={200: shapes.PullQueueSerializer, **errors(shapes.NOT_LONG_POLLING)},
+    )
     def get(self, request: Request, session_id: str) -> Response:
         session = self.long_polling_session(session_id)
         return Response(documents.pull_queue_document(selectors.pull_queue(session=session)))
@@ -77,6 +84,10 @@ class SessionImageView(PullApiView):
 
     rate_limit_scope = "session_read"
 
+    @extend_schema(
+        summary="Download a queued image",
+        responses={**shapes.IMAGE_BYTES, **errors(shapes.NOT_LONG_POLLING), **shapes.IMAGE_GONE},
+    )
     def get(self, request: Request, session_id: str, image_id: str) -> StreamedFileResponse:
         session = self.long_polling_session(session_id)
         return staged_image_response(selectors.image_for_session(session=session, image_id=image_id))
@@ -85,6 +96,14 @@ class SessionImageView(PullApiView):
 class SessionImageAckView(PullApiView):
     """`POST /api/v1/upload-sessions/{id}/images/{imageId}/ack` (no body)."""
 
+    @extend_schema(
+        summary="Acknowledge a queued image",
+        request=None,
+        responses={
+            200: shapes.AcknowledgedSerializer,
+            **errors(shapes.NOT_LONG_POLLING, (409, "ALREADY_ACKNOWLEDGED")),
+        },
+    )
     def post(self, request: Request, session_id: str, image_id: str) -> Response:
         session = self.long_polling_session(session_id)
         polling.image_acknowledge(image=selectors.image_for_session(session=session, image_id=image_id))
@@ -106,6 +125,19 @@ class HeldPollView(PullApiView):
             default=settings.APERTUR_POLL_MAX_TIMEOUT_SECONDS,
         )
 
+    @extend_schema(
+        summary="Wait for the next image and lease it (held poll)",
+        parameters=[Input],
+        responses={
+            200: shapes.LeasedImageSerializer,
+            204: OpenApiResponse(description="No image could be taken within `timeout`."),
+            **errors(
+                (400, "VALIDATION_ERROR"),
+                (410, "POLLING_FINISHED"),
+                (503, "EVENTS_UNAVAILABLE"),
+            ),
+        },
+    )
     def get(self, request: Request, session_id: str) -> Response:
         session = self.long_polling_session(session_id)
         params = self.Input(data={key: value for key, value in request.query_params.items() if value != ""})
@@ -144,6 +176,10 @@ class ImageDownloadView(PullApiView):
 
     rate_limit_scope = "session_read"
 
+    @extend_schema(
+        summary="Download an image by its id",
+        responses={**shapes.IMAGE_BYTES, **errors(shapes.NOT_LONG_POLLING), **shapes.IMAGE_GONE},
+    )
     def get(self, request: Request, image_id: str) -> StreamedFileResponse:
         return staged_image_response(self.long_polling_image(image_id))
 
@@ -151,6 +187,14 @@ class ImageDownloadView(PullApiView):
 class ImageAckView(PullApiView):
     """`POST /api/v1/images/{imageId}/ack` (no body)."""
 
+    @extend_schema(
+        summary="Acknowledge an image by its id",
+        request=None,
+        responses={
+            200: shapes.AcknowledgedSerializer,
+            **errors(shapes.NOT_LONG_POLLING, (409, "ALREADY_ACKNOWLEDGED")),
+        },
+    )
     def post(self, request: Request, image_id: str) -> Response:
         polling.image_acknowledge(image=self.long_polling_image(image_id))
         return Response(documents.acknowledged_document())

@@ -180,7 +180,7 @@ def waiting_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
             return _with_headers_of(answer, first)
 
     wait.csrf_exempt = True  # API keys, not cookies (as DRF's views)
-    wait.view_class = getattr(view, "view_class", None)
+    _describe_as(wait, view)
     return waits(wait)
 
 
@@ -207,8 +207,16 @@ def streaming_view(view: Callable[..., HttpResponseBase]) -> Callable[..., Any]:
         return _with_headers_of(response, first)
 
     respond.csrf_exempt = True
-    respond.view_class = getattr(view, "view_class", None)
+    _describe_as(respond, view)
     return waits(respond)
+
+
+def _describe_as(wrapper: Callable[..., Any], view: Callable[..., Any]) -> None:
+    """The wrapper stands for the DRF view it wraps: `view_class` for the route tests, `cls` and `initkwargs` for the
+    OpenAPI schema (drf-spectacular lists the DRF views it finds in the URLs)."""
+    wrapper.view_class = getattr(view, "view_class", None)
+    wrapper.cls = getattr(view, "cls", None)
+    wrapper.initkwargs = getattr(view, "initkwargs", {})
 
 
 def waits(view: Callable[..., Any]) -> Callable[..., Any]:

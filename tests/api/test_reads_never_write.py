@@ -19,11 +19,14 @@ from tests.sessions_app.helpers import create_session, upload, webhook_destinati
 
 # GETs that write on purpose, and what they write.
 WRITING_GETS = {"sessions_app:session-held-poll": "the lease of the image it answers with"}
+# GETs that do not touch the database at all (docs/api.md "OpenAPI").
+DATABASE_FREE_GETS = {"openapi-schema": "/api/schema/", "openapi-docs": "/api/docs/"}
 
 
 def get_route_names() -> set[str]:
     """The names of every route whose view answers GET (test_routes proves ROUTES lists every API route)."""
-    return {name for name, _, _, view in ROUTES if hasattr(view, "get")} - set(WRITING_GETS) | {"healthz"}
+    routes = {name for name, _, _, view in ROUTES if hasattr(view, "get")}
+    return routes - set(WRITING_GETS) - set(DATABASE_FREE_GETS) | {"healthz"}
 
 
 @pytest.fixture
@@ -80,6 +83,13 @@ def assert_only_selects(captured: CaptureQueriesContext, url: str) -> None:
 
 def test_every_get_route_is_checked_here(world):
     assert set(reads(world)) == get_route_names()
+
+
+@pytest.mark.parametrize("url", DATABASE_FREE_GETS.values())
+def test_the_schema_and_its_docs_run_no_query(db, api_client, url):
+    with CaptureQueriesContext(connection) as captured:
+        assert api_client.get(url).status_code == 200
+    assert [query["sql"] for query in captured.captured_queries] == []
 
 
 def test_no_get_endpoint_writes_and_an_overdue_session_reads_as_expired(api_client, owner, world):

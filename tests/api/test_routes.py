@@ -3,6 +3,7 @@
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
+from apertur.openapi import DocsView, SchemaView
 from delivery import api as delivery_api
 from destinations import api as destinations_api
 from projects import api as projects_api
@@ -155,6 +156,8 @@ ROUTES = [
         f"/api/v1/keys/{KEY}/destinations",
         projects_api.KeyDestinationsView,
     ),
+    ("openapi-schema", {}, "/api/schema/", SchemaView),
+    ("openapi-docs", {}, "/api/docs/", DocsView),
 ]
 
 
