@@ -83,6 +83,19 @@ def test_secrets_are_encrypted_at_rest_and_rotation_re_encrypts_every_one(db, se
         crypto._fernet.cache_clear()
 
 
+def test_rotation_covers_every_encrypted_column_of_every_model(db):
+    """Found by looking: a model that adds an EncryptedJSONField is rotated without touching the command."""
+    from apertur.management.commands.apertur_rotate_secrets import encrypted_columns
+
+    found = {(model._meta.label, name) for model, name in encrypted_columns()}
+
+    assert {
+        ("destinations.Destination", "secrets"),
+        ("projects.ApiKey", "signing_secret"),
+        ("sessions_app.UploadEncryptionKey", "private_key_pem"),
+    } <= found
+
+
 def test_healthz_reports_database_and_broker(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200

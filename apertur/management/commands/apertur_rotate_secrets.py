@@ -1,45 +1,49 @@
+"""Re-encrypt every stored secret with the first of APERTUR_SECRET_KEYS (docs/configuration.md): every column of
+every model that is an EncryptedJSONField, found by looking, so a new kind of secret cannot be forgotten here, and
+the two-factor secrets inside allauth's authenticators."""
+
 from allauth.mfa.models import Authenticator
+from django.apps import apps
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import models, transaction
 
 from apertur.accounts import ENCRYPTED_AUTHENTICATOR_FIELDS
-from apertur.crypto import decrypt_text, encrypt_text
-from destinations.models import Destination
-from projects.models import ApiKey
-from sessions_app.models import UploadEncryptionKey
+from apertur.crypto import EncryptedJSONField, decrypt_text, encrypt_text
+
+
+def encrypted_columns() -> list[tuple[type[models.Model], str]]:
+    """(model, field name) of every EncryptedJSONField of every installed model."""
+    return [
+        (model, field.name)
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if isinstance(field, EncryptedJSONField)
+    ]
 
 
 class Command(BaseCommand):
     help = "Re-encrypt every stored secret with the first key of APERTUR_SECRET_KEYS (after prepending a new key)."
 
     def handle(self, *args, **options) -> None:
-        # Loading decrypts with any configured key; saving encrypts with the first one.
+        counts: dict[str, int] = {}
         with transaction.atomic():
-            destinations = 0
-            for destination in Destination.objects.exclude(secrets=None).only("pk", "secrets"):
-                Destination.objects.filter(pk=destination.pk).update(secrets=destination.secrets)
-                destinations += 1
-            keys = 0
-            for api_key in ApiKey.objects.exclude(signing_secret=None).only("pk", "signing_secret"):
-                ApiKey.objects.filter(pk=api_key.pk).update(signing_secret=api_key.signing_secret)
-                keys += 1
-            key_pairs = 0
-            for key_pair in UploadEncryptionKey.objects.only("pk", "private_key_pem"):
-                UploadEncryptionKey.objects.filter(pk=key_pair.pk).update(private_key_pem=key_pair.private_key_pem)
-                key_pairs += 1
-            authenticators = 0
+            # Loading decrypts with any configured key; saving encrypts with the first one. Rows are locked so a
+            # change made meanwhile (a refreshed token) is neither lost nor left under the old key.
+            for model, name in encrypted_columns():
+                rows = model.objects.select_for_update().exclude(**{name: None}).values_list("pk", name)
+                for pk, value in rows:
+                    model.objects.filter(pk=pk).update(**{name: value})
+                    counts[model._meta.verbose_name_plural] = counts.get(model._meta.verbose_name_plural, 0) + 1
             # Locked: a recovery code used meanwhile rewrites the whole `data`, and one of the two writes would be lost.
-            authenticators_query = Authenticator.objects.select_for_update().filter(
+            authenticators = Authenticator.objects.select_for_update().filter(
                 type__in=list(ENCRYPTED_AUTHENTICATOR_FIELDS)
             )
-            for authenticator in authenticators_query:
+            for authenticator in authenticators:
                 data = dict(authenticator.data)
                 for field in ENCRYPTED_AUTHENTICATOR_FIELDS[authenticator.type]:
                     if field in data:
                         data[field] = encrypt_text(decrypt_text(data[field]))
                 Authenticator.objects.filter(pk=authenticator.pk).update(data=data)
-                authenticators += 1
-        self.stdout.write(
-            f"Re-encrypted the secrets of {destinations} destinations, {keys} API keys, "
-            f"{key_pairs} upload-encryption key pairs and {authenticators} two-factor authenticators."
-        )
+                counts["two-factor authenticators"] = counts.get("two-factor authenticators", 0) + 1
+        done = ", ".join(f"{count} {name}" for name, count in sorted(counts.items())) or "nothing"
+        self.stdout.write(f"Re-encrypted the secrets of: {done}.")
