@@ -48,9 +48,7 @@ def event_receiver():
 
 def create_webhook(api_client, persona, **body) -> dict:
     body.setdefault("topics", ["*"])
-    response = api_client.post(
-        f"/api/v1/projects/{persona.project.pk}/webhooks", body, format="json", **persona.auth
-    )
+    response = api_client.post(f"/api/v1/projects/{persona.project.pk}/webhooks", body, format="json", **persona.auth)
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -192,9 +190,7 @@ def test_a_manual_retry_sends_a_failed_delivery_again_with_a_fresh_budget(api_cl
     assert [request.header("X-Apertur-Delivery-Id") for request in answers.accepted] == [str(delivery.pk)]
 
 
-def test_the_test_endpoint_sends_one_signed_event_now_and_says_how_it_went(
-    api_client, owner, event_receiver, settings
-):
+def test_the_test_endpoint_sends_one_signed_event_now_and_says_how_it_went(api_client, owner, event_receiver, settings):
     answers = Answers(event_receiver, 200, 500)
     webhook = create_webhook(api_client, owner, url=f"{event_receiver.url}/events")
     test_url = f"/api/v1/projects/{owner.project.pk}/webhooks/{webhook['id']}/test"
