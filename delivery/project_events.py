@@ -47,17 +47,19 @@ def _enqueue(event_delivery_id: str) -> None:
     event_delivery_enqueue(event_delivery_id)
 
 
+def _wanted(*, project_id: Any, topic: str) -> list[EventWebhook]:
+    """The project's active webhooks whose topics match."""
+    active = EventWebhook.objects.filter(project_id=project_id, is_active=True).only("id", "topics")
+    return [webhook for webhook in active if topic_matches(webhook.topics, topic)]
+
+
 def project_event_record(
     *, project_id: Any, topic: str, data: dict[str, Any], ordering_key: str = "", created_at=None
 ) -> EventLog | None:
     """Record one event and its deliveries in the current transaction; None when no active webhook wants it.
 
     Deliveries sharing an `ordering_key` (a session's id) are sent one at a time in the order of `created_at`."""
-    webhooks = [
-        webhook
-        for webhook in EventWebhook.objects.filter(project_id=project_id, is_active=True).only("id", "topics")
-        if topic_matches(webhook.topics, topic)
-    ]
+    webhooks = _wanted(project_id=project_id, topic=topic)
     if not webhooks:
         return None
     created_at = created_at or timezone.now()
@@ -95,8 +97,10 @@ def session_project_events(*, session: Any, event: str, data: dict[str, Any], st
     elif event == "image.accepted":
         keys = ("image_id", "index", "filename", "size_bytes", "mime_type")
         found.append((UPLOAD_STARTED, {**base, **{("image_index" if k == "index" else k): data[k] for k in keys}}))
-    elif event == "delivery.delivered" and not (
-        Delivery.objects.filter(image_id=data["image_id"]).exclude(status=Delivery.Status.DELIVERED).exists()
+    elif (
+        event == "delivery.delivered"
+        and _wanted(project_id=session.project_id, topic=UPLOAD_COMPLETED)
+        and not Delivery.objects.filter(image_id=data["image_id"]).exclude(status=Delivery.Status.DELIVERED).exists()
     ):
         found.append((UPLOAD_COMPLETED, {**base, "image_id": data["image_id"]}))
     elif event == "delivery.failed" and data.get("final"):
