@@ -96,8 +96,14 @@ def event_webhook_update(*, webhook: EventWebhook, changes: dict[str, Any]) -> E
 
 
 def event_webhook_delete(*, webhook: EventWebhook) -> None:
-    """The webhook and its deliveries go; an attempt in flight finds its row gone and records nothing."""
-    EventWebhook.objects.filter(pk=webhook.pk).delete()
+    """The webhook and its deliveries go; an attempt in flight finds its row gone and records nothing.
+
+    The row is locked first: that waits for transactions recording an event for it (they hold it FOR KEY SHARE,
+    delivery/project_events.py), so the deliveries they wrote are seen, and deleted, with it."""
+    with transaction.atomic():
+        locked = EventWebhook.objects.select_for_update().filter(pk=webhook.pk).first()
+        if locked is not None:
+            locked.delete()
 
 
 # --- the request ----------------------------------------------------------------------------------
@@ -284,11 +290,13 @@ def event_delivery_execute(*, delivery_id: str) -> None:
 def _record(claim: Claim, outcome: Outcome) -> None:
     retry_in = None
     with transaction.atomic():
+        # Lock order: the webhook, then its delivery, as a webhook's deletion takes them (no deadlock between them).
+        webhook = EventWebhook.objects.select_for_update(no_key=True).filter(pk=claim.delivery.webhook_id).first()
         delivery = EventDelivery.objects.select_for_update(of=("self",)).filter(pk=claim.delivery.pk).first()
         # Gone (webhook deleted), or no longer this attempt's (its lease ran out and another worker took over).
-        if delivery is None or delivery.status != Status.RETRYING or delivery.attempts != claim.attempt:
+        ours = delivery is not None and delivery.status == Status.RETRYING and delivery.attempts == claim.attempt
+        if webhook is None or not ours:
             return
-        webhook = EventWebhook.objects.select_for_update().get(pk=delivery.webhook_id)
         delivery.response_code = outcome.response_code
         delivery.response_body = outcome.response_body
         delivery.duration_ms = outcome.duration_ms

@@ -9,7 +9,7 @@ topic. The rows are the outbox: the doorbell rings after commit, and the sweeper
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from delivery.models import Delivery, EventDelivery, EventLog, EventWebhook
@@ -48,8 +48,19 @@ def _enqueue(event_delivery_id: str) -> None:
 
 
 def _wanted(*, project_id: Any, topic: str) -> list[EventWebhook]:
-    """The project's active webhooks whose topics match."""
-    active = EventWebhook.objects.filter(project_id=project_id, is_active=True).only("id", "topics")
+    """The project's active webhooks whose topics match.
+
+    On PostgreSQL they are read FOR KEY SHARE: a webhook deleted meanwhile would otherwise fail this transaction's
+    (deferred) foreign-key check at commit, and with it the upload or change that made the event. The lock lets other
+    transactions read and update the webhook; only its deletion waits for this commit (and then takes the new
+    deliveries with it). SQLite runs one write transaction at a time."""
+    if connection.vendor == "postgresql":
+        active = EventWebhook.objects.raw(
+            'SELECT "id", "topics" FROM "delivery_eventwebhook" WHERE "project_id" = %s AND "is_active" FOR KEY SHARE',
+            [project_id],
+        )
+    else:
+        active = EventWebhook.objects.filter(project_id=project_id, is_active=True).only("id", "topics")
     return [webhook for webhook in active if topic_matches(webhook.topics, topic)]
 
 

@@ -8,11 +8,14 @@ from datetime import timedelta
 
 import pytest
 from apertur_sdk.signature import verify_event_signature, verify_svix_signature
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apertur import http as outbound
-from delivery.event_webhooks import event_delivery_execute
+from delivery.event_webhooks import event_delivery_execute, event_webhook_create, event_webhook_delete
 from delivery.models import EventDelivery, EventLog, EventWebhook
+from delivery.project_events import project_event_record
 from delivery.services import deliveries_sweep
 from tests.destinations.helpers import create_destination, upload_image
 from tests.factories import image_bytes, make_persona, wait_until
@@ -261,3 +264,43 @@ def test_the_sweeper_rings_again_for_due_event_deliveries_whose_doorbell_was_los
     assert deliveries_sweep() == 1
     assert EventDelivery.objects.get().enqueued_at > long_ago
     assert deliveries_sweep() == 0  # rung recently: left alone for APERTUR_SWEEP_RESEND_AFTER_SECONDS
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="SQLite runs one write transaction at a time")
+def test_a_webhook_deleted_while_an_event_for_it_is_being_recorded_waits_and_the_change_still_commits(
+    transactional_db,
+):
+    persona = make_persona("racing")
+    webhook, _ = event_webhook_create(project=persona.project, url="http://127.0.0.1:9/events", topics=["*"])
+    recorded, release, failures = threading.Event(), threading.Event(), []
+
+    def record() -> None:
+        try:
+            with transaction.atomic():
+                project_event_record(project_id=persona.project.pk, topic="project.session.created", data={})
+                recorded.set()
+                release.wait(10)
+        except Exception as error:  # the commit's foreign-key check would fail here without the lock
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        event_webhook_delete(webhook=webhook)
+        connection.close()
+
+    recording = threading.Thread(target=record)
+    recording.start()
+    assert recorded.wait(10)
+    deleting = threading.Thread(target=delete)
+    deleting.start()
+    deleting.join(0.5)
+    assert deleting.is_alive()  # the delete waits for the transaction that is recording an event for it
+
+    release.set()
+    recording.join(10)
+    deleting.join(10)
+
+    assert failures == []
+    assert EventLog.objects.count() == 1
+    assert not EventWebhook.objects.exists() and not EventDelivery.objects.exists()
