@@ -16,6 +16,7 @@ from pydantic import ValidationError as ConfigValidationError
 
 from apertur.deadlines import Deadline
 from apertur.errors import AppError
+from delivery.event_webhooks import event_deliveries_sweep
 from delivery.leases import database_now, lease_expiry, lease_keeper
 from delivery.models import Delivery, DeliveryAttempt
 from destinations.attempts import backend_for, deadline_message, destination_record_outcome
@@ -442,7 +443,8 @@ def deliveries_fail_for_deleted_destination(*, destination: Destination) -> int:
 
 
 def deliveries_sweep() -> int:
-    """Re-send every delivery that is due and not running: lost messages, dead workers, long retry waits.
+    """Re-send every delivery that is due and not running: lost messages, dead workers, long retry waits; event
+    webhooks' deliveries too (delivery/event_webhooks.py).
 
     Returns how many were sent. Sending twice is harmless (the actor is idempotent); `enqueued_at` only
     keeps the sweeper from ringing again for a row it rang recently.
@@ -457,4 +459,4 @@ def deliveries_sweep() -> int:
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
         for delivery_id in ids:
             _enqueue(delivery_id)
-    return len(ids)
+    return len(ids) + event_deliveries_sweep()

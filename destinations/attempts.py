@@ -1,7 +1,8 @@
 """What one delivery attempt (or destination test) needs of its destination: the backend with its context, the
 secrets store it writes refreshed tokens back to, and the one recorder of outcomes.
 
-Both the delivery engine and the destination services use it; it depends on models and backends only.
+Both the delivery engine and the destination services use it; it depends on models and backends only (and on
+delivery/project_events.py, which depends on models only).
 """
 
 import copy
@@ -14,10 +15,11 @@ from functools import partial
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apertur.deadlines import Deadline
+from delivery.project_events import destination_needs_reconnect_event
 from destinations.backends import backend_class
 from destinations.backends.base import AttemptContext, DestinationBackend, SecretsStore, merge_secrets
 from destinations.models import Destination
@@ -90,9 +92,19 @@ def destination_record_outcome(
         changes["last_error"] = error[:1000]
     if delivered_at is not None:
         changes["last_delivery_at"] = delivered_at
-    if needs_reconnect:
-        changes["needs_reconnect"] = True
-    Destination.objects.filter(pk=destination_id).update(**changes)
+    with transaction.atomic():
+        if needs_reconnect:
+            destination_flag_needs_reconnect(destination_id=destination_id, error=error or "")
+        Destination.objects.filter(pk=destination_id).update(**changes)
+
+
+def destination_flag_needs_reconnect(*, destination_id: str, error: str) -> None:
+    """Flag a reconnect; when the flag was off, the project event `project.destination.needs_reconnect` is
+    recorded in the same transaction (delivery/project_events.py), so it is sent once per flagging."""
+    with transaction.atomic():
+        flagged = Destination.objects.filter(pk=destination_id, needs_reconnect=False).update(needs_reconnect=True)
+        if flagged:
+            destination_needs_reconnect_event(destination=Destination.objects.get(pk=destination_id), error=error)
 
 
 def backend_for(destination: Destination, *, deadline: Deadline | None = None) -> DestinationBackend:

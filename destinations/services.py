@@ -17,6 +17,7 @@ from destinations.attempts import (
     DestinationSecretsStore,
     backend_for,
     deadline_message,
+    destination_flag_needs_reconnect,
     destination_record_outcome,
 )
 from destinations.backends import BACKENDS, backend_class
@@ -128,11 +129,10 @@ def destination_disconnect(*, destination: Destination) -> dict[str, Any]:
     with DestinationSecretsStore(str(destination.pk)).locked() as stored:
         removed = copy.deepcopy(stored)
         stored.pop("token", None)
-        Destination.objects.filter(pk=destination.pk).update(
-            needs_reconnect=True,
-            last_error="Disconnected: connect the destination again to resume deliveries.",
-            updated_at=timezone.now(),
-        )
+        message = "Disconnected: connect the destination again to resume deliveries."
+        with transaction.atomic():
+            destination_flag_needs_reconnect(destination_id=str(destination.pk), error=message)
+            Destination.objects.filter(pk=destination.pk).update(last_error=message, updated_at=timezone.now())
     return removed
 
 

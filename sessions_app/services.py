@@ -96,6 +96,7 @@ def session_create(
             password_hash=make_password(password) if password else "",
         )
         session.destinations.set(destinations)
+        session_changed(session=session, event=SessionEvent.SESSION_CREATED)
     return session
 
 

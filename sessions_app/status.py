@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apertur import events
 from delivery.models import Delivery
+from delivery.project_events import session_project_events
 from sessions_app.models import UploadSession
 
 Status = UploadSession.Status
@@ -24,6 +25,7 @@ class SessionEvent(StrEnum):
     """What happened to a session. Every event's data also carries the session's `status` after the change and
     `ended`: whether this change ended the session (closed, nothing left to deliver)."""
 
+    SESSION_CREATED = "session.created"  # (no data)
     IMAGE_ACCEPTED = "image.accepted"  # image_id, index, filename, size_bytes, mime_type
     DELIVERY_STARTED = "delivery.started"  # delivery_id, image_id, destination_id, attempt
     DELIVERY_DELIVERED = "delivery.delivered"  # delivery_id, image_id, destination_id, destination_type
@@ -84,7 +86,8 @@ def session_status_refresh(*, session: UploadSession) -> str:
 
 def session_changed(*, session: UploadSession, event: SessionEvent, **data: Any) -> None:
     """Record that a session's facts changed: refresh its status, bump `last_changed_at`, and publish the event
-    once the surrounding transaction commits. Call it once per change, inside the transaction that made it."""
+        once the surrounding transaction commits, with the project events it makes for event webhooks (written in the
+    same transaction: delivery/project_events.py). Call it once per change, inside the transaction that made it."""
     with transaction.atomic():
         was_ended = UploadSession.objects.filter(pk=session.pk, ended_at__isnull=False).exists()
         status = session_status_refresh(session=session)
@@ -93,6 +96,7 @@ def session_changed(*, session: UploadSession, event: SessionEvent, **data: Any)
         session.last_changed_at = now
         # `ended`: this change ended the session (it was not ended before, it is now).
         ended = session.ended_at is not None and not was_ended
+        session_project_events(session=session, event=str(event), data=data, status=status, ended=ended)
         published = events.Event(
             session_id=session.pk, name=str(event), changed_at=now, data={**data, "status": status, "ended": ended}
         )

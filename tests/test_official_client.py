@@ -1,9 +1,12 @@
 """The official Python client (`apertur-sdk`, unchanged) against a live server: the compatibility target."""
 
+import json
+
 import httpx
 import pytest
 from apertur_sdk import Apertur
 from apertur_sdk.errors import AperturError, AuthenticationError, NotFoundError, ValidationError
+from apertur_sdk.signature import verify_svix_signature
 
 from delivery.models import Delivery
 from tests.factories import image_bytes, make_persona, wait_until
@@ -164,3 +167,67 @@ def test_official_client_manages_keys_and_reads_uploads_and_stats(client, webhoo
     ):
         revoked.stats.get()
     assert [row["id"] for row in sdk.keys.list(project_id)] == [own["id"]]
+
+
+def test_official_client_manages_event_webhooks_their_deliveries_retries_and_tests(client, webhook_receiver):
+    sdk, persona = client
+    project_id = str(persona.project.pk)
+    answer = {"status": 500}
+    webhook_receiver.respond = lambda request: answer["status"]
+
+    created = sdk.webhooks.create(
+        project_id,
+        url=f"{webhook_receiver.url}/events",
+        topics=["project.session.*"],
+        signature_method="svix",
+        max_retries=0,
+        retry_intervals=[1],
+        disable_after_failures=5,
+        custom_headers={"X-Tenant": "acme"},
+    )
+    secret = created["secret"]
+    assert len(secret) == 64 and bytes.fromhex(secret)
+    [listed] = sdk.webhooks.list(project_id)
+    assert listed["id"] == created["id"] and listed["secret"] == "••••" + secret[-4:]
+    assert sdk.webhooks.test(project_id, created["id"]) == {
+        "message": "Test event not delivered: HTTP 500 from the webhook."
+    }
+    answer["status"] = 200
+    assert sdk.webhooks.test(project_id, created["id"]) == {"message": "Test event delivered: HTTP 200."}
+
+    answer["status"] = 500
+    session = sdk.sessions.create(long_polling=True)
+
+    def latest_delivery_status(wanted: str) -> dict | None:
+        rows = sdk.webhooks.deliveries(project_id, created["id"])["deliveries"]
+        return rows[0] if rows and rows[0]["status"] == wanted else None
+
+    failed = wait_until(lambda: latest_delivery_status("failed"))
+    assert (failed["topic"], failed["attempts"], failed["responseCode"]) == ("project.session.created", 1, 500)
+    answer["status"] = 200
+    assert set(sdk.webhooks.retry_delivery(project_id, created["id"], failed["id"])) == {"message"}
+    sent = wait_until(lambda: latest_delivery_status("sent"))
+    assert (sent["id"], sent["attempts"], sent["responseCode"], sent["lastError"]) == (failed["id"], 1, 200, None)
+    requests = webhook_receiver.wait_for_requests(4)
+    delivered = requests[-1]
+    assert delivered.header("svix-id") == failed["id"] and delivered.header("X-Tenant") == "acme"
+    assert verify_svix_signature(
+        delivered.body.decode(),
+        delivered.header("svix-id"),
+        delivered.header("svix-timestamp"),
+        delivered.header("svix-signature"),
+        secret,
+    )
+    assert json.loads(delivered.body)["data"]["session_id"] == session["id"]
+    page = sdk.webhooks.deliveries(project_id, created["id"], page=1, limit=1)
+    assert (page["total"], page["page"], page["limit"], len(page["deliveries"])) == (1, 1, 1, 1)
+
+    updated = sdk.webhooks.update(project_id, created["id"], topics=["*"], is_active=False, max_retries=2)
+    assert (updated["topics"], updated["isActive"], updated["maxRetries"]) == (["*"], False, 2)
+    assert updated["disabledAt"] is not None
+    assert sdk.webhooks.delete(project_id, created["id"]) is None
+    assert sdk.webhooks.list(project_id) == []
+    with pytest.raises(NotFoundError):
+        sdk.webhooks.test(project_id, created["id"])
+    with pytest.raises(ValidationError):
+        sdk.webhooks.create(project_id, url="ftp://example.test/", topics=["*"])

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from delivery.event_webhooks import event_webhook_create
 from projects.models import ApiKey
 from sessions_app.models import UploadEncryptionKey, UploadSession
 from tests.api.test_routes import ROUTES
@@ -32,8 +33,10 @@ def get_route_names() -> set[str]:
 @pytest.fixture
 def world(api_client, owner) -> dict:
     """A password-protected long-polling session with one image and its delivery, past its expiry but not yet
-    swept."""
+    swept, and an event webhook with the deliveries of those events."""
     destination = webhook_destination(owner)
+    # An event webhook wanting every topic: its deliveries list has rows to read.
+    webhook, _ = event_webhook_create(project=owner.project, url="http://127.0.0.1:9/hook", topics=["*"])
     session = create_session(
         api_client, owner, long_polling=True, destination_ids=[str(destination.pk)], password="open-sesame"
     )
@@ -42,7 +45,12 @@ def world(api_client, owner) -> dict:
     UploadSession.objects.filter(pk=session["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
     # Authentication records lastUsedAt at most once a minute; a key used just now makes that write not due.
     ApiKey.objects.filter(pk=owner.api_key.pk).update(last_used_at=timezone.now())
-    return {"session_id": session["id"], "project_id": str(owner.project.pk), "image_id": response.json()["id"]}
+    return {
+        "session_id": session["id"],
+        "project_id": str(owner.project.pk),
+        "image_id": response.json()["id"],
+        "webhook_id": str(webhook.pk),
+    }
 
 
 def reads(world: dict) -> dict[str, str]:
@@ -67,6 +75,10 @@ def reads(world: dict) -> dict[str, str]:
         ),
         "destinations:destination-types": reverse("destinations:destination-types"),
         "projects:key-list": reverse("projects:key-list", kwargs={"project_id": world["project_id"]}),
+        "delivery:webhook-list": reverse("delivery:webhook-list", kwargs={"project_id": world["project_id"]}),
+        "delivery:webhook-deliveries": reverse(
+            "delivery:webhook-deliveries", kwargs={"project_id": world["project_id"], "webhook_id": world["webhook_id"]}
+        ),
         "sessions_app:upload-list": reverse("sessions_app:upload-list"),
         "sessions_app:upload-recent": reverse("sessions_app:upload-recent"),
         "sessions_app:stats": reverse("sessions_app:stats"),

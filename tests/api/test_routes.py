@@ -5,6 +5,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from apertur.openapi import DocsView, SchemaView
 from delivery import api as delivery_api
+from delivery import event_webhooks_api
 from destinations import api as destinations_api
 from projects import api as projects_api
 from sessions_app import activity_api, polling_api
@@ -16,6 +17,7 @@ DESTINATION = "0b9e7c3a-2f4d-4e1b-8c6a-5d7f9e1a2b3c"
 DELIVERY = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a090"
 IMAGE = "img_01JABCDEFGHJKMNPQRSTVWXYZ0"
 KEY = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+WEBHOOK = "7d6c5b4a-3f2e-4d1c-9b0a-8f7e6d5c4b3a"
 
 # name, kwargs, the path clients call, the view that answers it
 ROUTES = [
@@ -117,6 +119,36 @@ ROUTES = [
         {"session_id": SESSION, "delivery_id": DELIVERY},
         f"/api/v1/upload-sessions/{SESSION}/deliveries/{DELIVERY}/retry",
         delivery_api.DeliveryRetryView,
+    ),
+    (
+        "delivery:webhook-list",
+        {"project_id": PROJECT},
+        f"/api/v1/projects/{PROJECT}/webhooks",
+        event_webhooks_api.EventWebhookListView,
+    ),
+    (
+        "delivery:webhook-detail",
+        {"project_id": PROJECT, "webhook_id": WEBHOOK},
+        f"/api/v1/projects/{PROJECT}/webhooks/{WEBHOOK}",
+        event_webhooks_api.EventWebhookDetailView,
+    ),
+    (
+        "delivery:webhook-test",
+        {"project_id": PROJECT, "webhook_id": WEBHOOK},
+        f"/api/v1/projects/{PROJECT}/webhooks/{WEBHOOK}/test",
+        event_webhooks_api.EventWebhookTestView,
+    ),
+    (
+        "delivery:webhook-deliveries",
+        {"project_id": PROJECT, "webhook_id": WEBHOOK},
+        f"/api/v1/projects/{PROJECT}/webhooks/{WEBHOOK}/deliveries",
+        event_webhooks_api.EventDeliveryListView,
+    ),
+    (
+        "delivery:webhook-delivery-retry",
+        {"project_id": PROJECT, "webhook_id": WEBHOOK, "delivery_id": DELIVERY},
+        f"/api/v1/projects/{PROJECT}/webhooks/{WEBHOOK}/deliveries/{DELIVERY}/retry",
+        event_webhooks_api.EventDeliveryRetryView,
     ),
     ("destinations:destination-types", {}, "/api/v1/destination-types", destinations_api.DestinationTypesView),
     (

@@ -44,10 +44,17 @@ def a_session_with_one_image(api_client, owner, receiver, **session_body) -> tup
     return session, upload_image(api_client, session["id"], image_bytes())
 
 
-def test_an_accepted_image_is_one_event_with_its_facts_and_bumps_last_changed(api_client, owner, receiver, published):
+def test_a_created_session_and_an_accepted_image_are_one_event_each_and_bump_last_changed(
+    api_client, owner, receiver, published
+):
     session, image = a_session_with_one_image(api_client, owner, receiver)
 
-    [event] = published
+    [created, event] = published
+    assert (created.name, created.session_id, created.data) == (
+        SessionEvent.SESSION_CREATED,
+        session["id"],
+        {"status": "pending", "ended": False},
+    )
     assert event.name == SessionEvent.IMAGE_ACCEPTED
     assert event.session_id == session["id"]
     assert event.data == {
@@ -71,7 +78,7 @@ def test_an_accepted_image_is_published_before_its_deliveries_start(
     )
     _, image = a_session_with_one_image(api_client, owner, receiver)
 
-    [accepted, sent] = published
+    [_created, accepted, sent] = published
     assert accepted.name == SessionEvent.IMAGE_ACCEPTED
     assert sent == f"sent {Delivery.objects.get(image_id=image['id']).pk}"
 
@@ -192,7 +199,7 @@ def test_the_upload_that_fills_a_pull_only_session_ends_it(api_client, owner, pu
     )
     session_id = response.json()["id"]
     upload_image(api_client, session_id, image_bytes())
-    assert ended_flags(published) == [(SessionEvent.IMAGE_ACCEPTED, True)]
+    assert ended_flags(published) == [(SessionEvent.SESSION_CREATED, False), (SessionEvent.IMAGE_ACCEPTED, True)]
     assert UploadSession.objects.get(pk=session_id).ended_at is not None
 
 

@@ -1,0 +1,310 @@
+"""Sending project events (docs/api.md "Event webhooks"): signed as the official client verifies, through the real
+worker and a real receiver, retried on each webhook's own schedule, in order per session, switched off after too
+many failures, and kept in the database until sent."""
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from apertur_sdk.signature import verify_event_signature, verify_svix_signature
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apertur import http as outbound
+from delivery.event_webhooks import event_delivery_execute, event_webhook_create, event_webhook_delete
+from delivery.models import EventDelivery, EventLog, EventWebhook
+from delivery.project_events import project_event_record
+from delivery.services import deliveries_sweep
+from tests.destinations.helpers import create_destination, upload_image
+from tests.factories import image_bytes, make_persona, wait_until
+from tests.servers.webhook_receiver import ReceivedRequest, WebhookReceiver
+from tests.sessions_app.helpers import create_session
+
+BODY_KEYS = {"event", "project_id", "data", "timestamp"}
+
+
+class Answers:
+    """What the event receiver answers, in order (then `then`), and which requests it accepted."""
+
+    def __init__(self, receiver: WebhookReceiver, *statuses: int, then: int = 200) -> None:
+        self.statuses, self.then = list(statuses), then
+        self.accepted: list[ReceivedRequest] = []
+        self._lock = threading.Lock()
+        receiver.respond = self
+
+    def __call__(self, request: ReceivedRequest) -> int:
+        with self._lock:
+            status = self.statuses.pop(0) if self.statuses else self.then
+            if 200 <= status < 300:
+                self.accepted.append(request)
+            return status
+
+
+@pytest.fixture
+def event_receiver():
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def create_webhook(api_client, persona, **body) -> dict:
+    body.setdefault("topics", ["*"])
+    response = api_client.post(f"/api/v1/projects/{persona.project.pk}/webhooks", body, format="json", **persona.auth)
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def body_of(request: ReceivedRequest) -> dict:
+    return json.loads(request.body)
+
+
+@pytest.mark.parametrize("method", ["hmac_sha256", "svix"])
+def test_events_are_signed_as_the_official_client_verifies_them(api_client, worker, event_receiver, method):
+    persona = make_persona("signed")
+    Answers(event_receiver)
+    webhook = create_webhook(
+        api_client,
+        persona,
+        url=f"{event_receiver.url}/events",
+        topics=["project.session.created"],
+        signatureMethod=method,
+        customHeaders={"X-Tenant": "acme"},
+    )
+
+    session = create_session(api_client, persona)
+
+    [request] = event_receiver.wait_for_requests(1)
+    body, secret = request.body.decode(), webhook["secret"]
+    assert request.path == "/events" and request.header("Content-Type") == "application/json"
+    assert request.header("X-Tenant") == "acme"
+    document = body_of(request)
+    assert set(document) == BODY_KEYS
+    assert (document["event"], document["project_id"]) == ("project.session.created", str(persona.project.pk))
+    assert document["data"]["session_id"] == session["id"]
+    delivery = EventDelivery.objects.get()
+    assert request.header("X-Apertur-Delivery-Id") == str(delivery.pk)
+    if method == "svix":
+        headers = (request.header("svix-id"), request.header("svix-timestamp"), request.header("svix-signature"))
+        assert headers[0] == str(delivery.pk)
+        assert verify_svix_signature(body, *headers, secret)
+        assert not verify_svix_signature(body.replace("created", "expired"), *headers, secret)
+        assert request.header("X-Apertur-Signature") is None
+    else:
+        timestamp, signature = request.header("X-Apertur-Timestamp"), request.header("X-Apertur-Signature")
+        assert signature.startswith("sha256=")
+        assert verify_event_signature(body, timestamp, signature, secret)
+        assert not verify_event_signature(body, str(int(timestamp) + 1), signature, secret)
+        assert request.header("svix-signature") is None
+    wait_until(lambda: EventDelivery.objects.get().status == "sent")
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.response_code, delivery.response_body) == (1, 200, "ok")
+
+
+def test_a_receiver_down_for_two_attempts_then_back_gets_every_event_once_in_order_per_session(
+    api_client, worker, webhook_receiver, event_receiver
+):
+    persona = make_persona("flaky")
+    answers = Answers(event_receiver, 503, 503)
+    webhook = create_webhook(api_client, persona, url=f"{event_receiver.url}/events", retryIntervals=[1])
+    destination = create_destination(
+        api_client, persona, "webhook", {"url": f"{webhook_receiver.url}/images", "secret": "image-secret"}
+    )
+
+    session = create_session(api_client, persona, long_polling=False, destination_ids=[destination["id"]])
+    for _ in range(2):
+        upload_image(api_client, session["id"], image_bytes())
+    assert api_client.post(f"/api/v1/upload/{session['id']}/complete").status_code == 200
+
+    wait_until(lambda: EventLog.objects.filter(topic="project.session.completed").exists(), timeout=30)
+    wait_until(lambda: not EventDelivery.objects.exclude(status="sent").exists(), timeout=30)
+    events = list(EventLog.objects.order_by("created_at"))
+    topics = [event.topic for event in events]
+    assert (topics[0], topics[-1]) == ("project.session.created", "project.session.completed")
+    assert sorted(topics[1:-1]) == ["project.upload.completed"] * 2 + ["project.upload.started"] * 2
+    for image_id in {event.data["image_id"] for event in events[1:-1]}:  # each image: started, then completed
+        assert [event.topic for event in events if event.data.get("image_id") == image_id] == [
+            "project.upload.started",
+            "project.upload.completed",
+        ]
+    received_ids = [request.header("X-Apertur-Event-Id") for request in answers.accepted]
+    assert received_ids == [str(event.pk) for event in events]  # each once, in the order they happened
+    assert len(event_receiver.requests) == len(events) + 2  # the two refused attempts, then one each
+    first = EventDelivery.objects.get(event=events[0])
+    assert (first.attempts, first.response_code, first.last_error) == (3, 200, "")
+    assert EventWebhook.objects.get(pk=webhook["id"]).consecutive_failures == 0  # reset by the first success
+    for request in answers.accepted:
+        assert verify_event_signature(
+            request.body.decode(),
+            request.header("X-Apertur-Timestamp"),
+            request.header("X-Apertur-Signature"),
+            webhook["secret"],
+        )
+        assert body_of(request)["data"]["session_id"] == session["id"]
+
+
+def test_reaching_disable_after_failures_switches_the_webhook_off(api_client, worker, event_receiver):
+    persona = make_persona("failing")
+    Answers(event_receiver, then=500)
+    webhook = create_webhook(
+        api_client,
+        persona,
+        url=f"{event_receiver.url}/events",
+        maxRetries=5,
+        retryIntervals=[1],
+        disableAfterFailures=2,
+    )
+
+    create_session(api_client, persona)
+
+    wait_until(lambda: not EventWebhook.objects.get(pk=webhook["id"]).is_active)
+    wait_until(lambda: EventDelivery.objects.get().status == "failed")
+    shown = api_client.get(f"/api/v1/projects/{persona.project.pk}/webhooks", **persona.auth).json()[0]
+    assert (shown["isActive"], shown["consecutiveFailures"]) == (False, 2) and shown["disabledAt"] is not None
+    deliveries = api_client.get(
+        f"/api/v1/projects/{persona.project.pk}/webhooks/{webhook['id']}/deliveries", **persona.auth
+    ).json()
+    [row] = deliveries["deliveries"]
+    assert (row["status"], row["attempts"], row["responseCode"], row["responseBody"]) == ("failed", 2, 500, "ok")
+    assert row["lastError"] == "HTTP 500 from the webhook" and row["nextRetryAt"] is None
+    assert len(event_receiver.requests) == 2
+
+    create_session(api_client, persona)
+    assert EventLog.objects.count() == 1  # a switched-off webhook gets nothing new
+
+
+def test_a_manual_retry_sends_a_failed_delivery_again_with_a_fresh_budget(api_client, worker, event_receiver):
+    persona = make_persona("retried")
+    answers = Answers(event_receiver, then=500)
+    webhook = create_webhook(api_client, persona, url=f"{event_receiver.url}/events", maxRetries=0)
+    create_session(api_client, persona)
+    wait_until(lambda: EventDelivery.objects.get().status == "failed")
+    delivery = EventDelivery.objects.get()
+    assert (delivery.attempts, EventWebhook.objects.get().consecutive_failures) == (1, 1)
+
+    answers.then = 200
+    response = api_client.post(
+        f"/api/v1/projects/{persona.project.pk}/webhooks/{webhook['id']}/deliveries/{delivery.pk}/retry",
+        **persona.auth,
+    )
+
+    assert response.status_code == 200 and "message" in response.json()
+    wait_until(lambda: EventDelivery.objects.get().status == "sent")
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.response_code, delivery.last_error) == (1, 200, "")
+    assert EventWebhook.objects.get().consecutive_failures == 0
+    assert [request.header("X-Apertur-Delivery-Id") for request in answers.accepted] == [str(delivery.pk)]
+
+
+def test_the_test_endpoint_sends_one_signed_event_now_and_says_how_it_went(api_client, owner, event_receiver, settings):
+    answers = Answers(event_receiver, 200, 500)
+    webhook = create_webhook(api_client, owner, url=f"{event_receiver.url}/events")
+    test_url = f"/api/v1/projects/{owner.project.pk}/webhooks/{webhook['id']}/test"
+
+    delivered = api_client.post(test_url, **owner.auth)
+    refused = api_client.post(test_url, **owner.auth)
+    settings.APERTUR_ALLOWED_PRIVATE_NETWORKS = []
+    outbound._allowed_private_networks.cache_clear()
+    blocked = api_client.post(test_url, **owner.auth)
+
+    assert delivered.status_code == 200 and delivered.json() == {"message": "Test event delivered: HTTP 200."}
+    assert refused.json() == {"message": "Test event not delivered: HTTP 500 from the webhook."}
+    assert blocked.status_code == 200 and "refused host" in blocked.json()["message"]
+    assert len(event_receiver.requests) == 2  # the refused host was never connected to
+    [request] = answers.accepted
+    document = body_of(request)
+    assert (document["event"], document["data"]["webhook_id"]) == ("project.webhook.test", webhook["id"])
+    assert verify_event_signature(
+        request.body.decode(),
+        request.header("X-Apertur-Timestamp"),
+        request.header("X-Apertur-Signature"),
+        webhook["secret"],
+    )
+    assert not EventLog.objects.exists() and not EventDelivery.objects.exists()
+    assert EventWebhook.objects.get().consecutive_failures == 0
+
+
+def test_a_running_attempt_is_left_alone_until_its_lease_runs_out(api_client, owner, event_receiver):
+    Answers(event_receiver)
+    create_webhook(api_client, owner, url=f"{event_receiver.url}/events", maxRetries=1)
+    create_session(api_client, owner)
+    delivery = EventDelivery.objects.get()
+    running = {"attempts": 1, "next_retry_at": None, "lease_expires_at": timezone.now() + timedelta(minutes=1)}
+    EventDelivery.objects.filter(pk=delivery.pk).update(**running)
+
+    event_delivery_execute(delivery_id=str(delivery.pk))
+    assert event_receiver.requests == []
+
+    EventDelivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    event_delivery_execute(delivery_id=str(delivery.pk))
+
+    delivery.refresh_from_db()
+    assert len(event_receiver.requests) == 1
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
+
+
+def test_a_worker_lost_during_the_last_attempt_fails_the_delivery_without_calling_again(
+    api_client, owner, event_receiver
+):
+    create_webhook(api_client, owner, url=f"{event_receiver.url}/events", maxRetries=1)
+    create_session(api_client, owner)
+    lost = {"attempts": 2, "next_retry_at": None, "lease_expires_at": timezone.now() - timedelta(seconds=1)}
+    EventDelivery.objects.update(**lost)
+
+    event_delivery_execute(delivery_id=str(EventDelivery.objects.get().pk))
+
+    delivery = EventDelivery.objects.get()
+    assert (delivery.status, delivery.last_error) == ("failed", "the worker stopped during the last attempt")
+    assert event_receiver.requests == []
+
+
+def test_the_sweeper_rings_again_for_due_event_deliveries_whose_doorbell_was_lost(api_client, owner):
+    create_webhook(api_client, owner, url="http://127.0.0.1:9/events")
+    create_session(api_client, owner)  # in this test's transaction: its doorbell never rings
+    long_ago = timezone.now() - timedelta(hours=1)
+    EventDelivery.objects.update(enqueued_at=long_ago, next_retry_at=long_ago)
+
+    assert deliveries_sweep() == 1
+    assert EventDelivery.objects.get().enqueued_at > long_ago
+    assert deliveries_sweep() == 0  # rung recently: left alone for APERTUR_SWEEP_RESEND_AFTER_SECONDS
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="SQLite runs one write transaction at a time")
+def test_a_webhook_deleted_while_an_event_for_it_is_being_recorded_waits_and_the_change_still_commits(
+    transactional_db,
+):
+    persona = make_persona("racing")
+    webhook, _ = event_webhook_create(project=persona.project, url="http://127.0.0.1:9/events", topics=["*"])
+    recorded, release, failures = threading.Event(), threading.Event(), []
+
+    def record() -> None:
+        try:
+            with transaction.atomic():
+                project_event_record(project_id=persona.project.pk, topic="project.session.created", data={})
+                recorded.set()
+                release.wait(10)
+        except Exception as error:  # the commit's foreign-key check would fail here without the lock
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        event_webhook_delete(webhook=webhook)
+        connection.close()
+
+    recording = threading.Thread(target=record)
+    recording.start()
+    assert recorded.wait(10)
+    deleting = threading.Thread(target=delete)
+    deleting.start()
+    deleting.join(0.5)
+    assert deleting.is_alive()  # the delete waits for the transaction that is recording an event for it
+
+    release.set()
+    recording.join(10)
+    deleting.join(10)
+
+    assert failures == []
+    assert EventLog.objects.count() == 1
+    assert not EventWebhook.objects.exists() and not EventDelivery.objects.exists()
