@@ -373,6 +373,11 @@ APERTUR_DELIVERY_ATTEMPT_TIMEOUT = float(os.environ.get("APERTUR_DELIVERY_ATTEMP
 APERTUR_DESTINATION_CONCURRENCY = env_int("APERTUR_DESTINATION_CONCURRENCY", 2)
 APERTUR_PROJECT_CONCURRENCY = env_int("APERTUR_PROJECT_CONCURRENCY", 4)
 APERTUR_CONCURRENCY_DEFER_SECONDS = float(os.environ.get("APERTUR_CONCURRENCY_DEFER_SECONDS", 2))
+# Event webhooks' attempts in flight: per webhook, and per project (docs/api.md "Event webhooks").
+APERTUR_EVENT_WEBHOOK_CONCURRENCY = env_int("APERTUR_EVENT_WEBHOOK_CONCURRENCY", 2)
+APERTUR_EVENT_PROJECT_CONCURRENCY = env_int("APERTUR_EVENT_PROJECT_CONCURRENCY", 4)
+# An event waiting for an earlier one of its session is rung when that one ends; the sweeper looks again after this.
+APERTUR_EVENT_WAIT_SAFETY_SECONDS = float(os.environ.get("APERTUR_EVENT_WAIT_SAFETY_SECONDS", 600))
 
 
 def _oauth_providers() -> dict[str, dict[str, str]]:

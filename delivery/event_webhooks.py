@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import secrets
 import time
 import uuid
@@ -172,7 +173,13 @@ def _post(webhook: EventWebhook, *, topic: str, message_id: str, body: bytes, ex
     duration_ms = int((time.monotonic() - started) * 1000)
     if code is not None and not 200 <= code < 300:
         error = f"HTTP {code} from the webhook" + (" (redirects are not followed)" if 300 <= code < 400 else "")
-    return Outcome(code, answer[:RESPONSE_BODY_LIMIT], duration_ms, error[:ERROR_TEXT_LIMIT])
+    return Outcome(code, _storable(answer[:RESPONSE_BODY_LIMIT]), duration_ms, _storable(error[:ERROR_TEXT_LIMIT]))
+
+
+def _storable(text: str) -> str:
+    """A receiver's text as a column takes it: PostgreSQL refuses NUL in text, and the failed write would lose the
+    attempt's outcome (and, after the lease, send the event again)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _root_cause(error: BaseException) -> str:
@@ -226,14 +233,52 @@ def _waits_for_earlier(delivery: EventDelivery) -> bool:
     )
 
 
+def _in_flight(delivery: EventDelivery, now) -> tuple[int, int]:
+    """Attempts running now (unexpired leases) for this delivery's webhook, and for its project's webhooks."""
+    running = EventDelivery.objects.filter(status=Status.RETRYING, lease_expires_at__gt=now).exclude(pk=delivery.pk)
+    return (
+        running.filter(webhook_id=delivery.webhook_id).count(),
+        running.filter(webhook__project_id=delivery.webhook.project_id).count(),
+    )
+
+
+def _over_concurrency_cap(delivery: EventDelivery, now) -> bool:
+    """Fairness: one project's slow receivers may hold only so many worker threads, which image deliveries share
+    (docs/api.md "Event webhooks"). Per webhook the count is exact (its row is locked); per project it may overshoot
+    by the project's other webhooks claiming at the same moment."""
+    for_webhook, for_project = _in_flight(delivery, now)
+    return (
+        for_webhook >= settings.APERTUR_EVENT_WEBHOOK_CONCURRENCY
+        or for_project >= settings.APERTUR_EVENT_PROJECT_CONCURRENCY
+    )
+
+
+def _put_back(delivery: EventDelivery, now, *, wait: float, ring: bool) -> None:
+    """Not an attempt: the delivery waits `wait` seconds (a slot; an earlier event of its session). With `ring`, a
+    delayed doorbell comes back for it; without, whoever finishes the earlier event rings it (`_ring_next`), and the
+    sweeper only after `wait`, a safety net."""
+    EventDelivery.objects.filter(pk=delivery.pk).update(
+        next_retry_at=now + timedelta(seconds=wait), enqueued_at=now + timedelta(seconds=wait)
+    )
+    if ring:
+        transaction.on_commit(lambda: event_delivery_enqueue(str(delivery.pk), delay_seconds=wait))
+
+
 def _claim(delivery_id: str) -> Claim | None:
+    webhook_id = EventDelivery.objects.filter(pk=delivery_id).values_list("webhook_id", flat=True).first()
+    if webhook_id is None:
+        return None
     with transaction.atomic():
+        # Lock order: the webhook, then its delivery — as recording an outcome and deleting a webhook take them.
+        webhook = EventWebhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
         delivery = (
             EventDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("webhook", "event")
             .filter(pk=delivery_id)
             .first()
         )
+        if webhook is None:
+            return None
         now = database_now()
         if delivery is None or delivery.status in EventDelivery.TERMINAL:
             return None
@@ -249,8 +294,12 @@ def _claim(delivery_id: str) -> Claim | None:
             _finish(delivery, Status.FAILED, error="the webhook is switched off (isActive: false)")
             return None
         if _waits_for_earlier(delivery):
-            # Rung again when the earlier one ends (`_ring_next`); the sweeper stays off it for a while.
-            EventDelivery.objects.filter(pk=delivery.pk).update(enqueued_at=now)
+            # Parked: rung again when the earlier one ends (`_ring_next`), not by every sweep meanwhile.
+            _put_back(delivery, now, wait=settings.APERTUR_EVENT_WAIT_SAFETY_SECONDS, ring=False)
+            return None
+        if _over_concurrency_cap(delivery, now):
+            wait = settings.APERTUR_CONCURRENCY_DEFER_SECONDS * random.uniform(0.5, 1.5)
+            _put_back(delivery, now, wait=wait, ring=True)
             return None
         delivery.attempts += 1
         delivery.lease_expires_at = now + timedelta(
@@ -360,6 +409,10 @@ def _ring_next(finished: EventDelivery) -> None:
         .first()
     )
     if next_id is not None:
+        # It may be parked (waiting for this one): due now.
+        EventDelivery.objects.filter(pk=next_id, status=Status.RETRYING, lease_expires_at__isnull=True).update(
+            next_retry_at=timezone.now()
+        )
         event_delivery_enqueue(str(next_id))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from delivery.leases import database_now
 from delivery.models import Delivery, EventDelivery, EventLog, EventWebhook
 
 SESSION_CREATED = "project.session.created"
@@ -121,7 +122,11 @@ def session_project_events(*, session: Any, event: str, data: dict[str, Any], st
         found.append((SESSION_EXPIRED, {**base, "status": status, "images_count": session.images_count}))
     if ended and status in ("completed", "failed"):
         found.append((SESSION_COMPLETED, {**base, "status": status, "images_count": session.images_count}))
-    now = timezone.now()
+    if not found:
+        return
+    # The database's clock, read after this transaction locked the session (session_changed updated its row):
+    # events of one session are stamped in the order they happened whichever machine made them.
+    now = database_now()
     for offset, (topic, topic_data) in enumerate(found):
         # Two events of one change keep their order: their times differ by a microsecond.
         project_event_record(

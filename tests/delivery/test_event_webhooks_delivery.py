@@ -308,3 +308,158 @@ def test_a_webhook_deleted_while_an_event_for_it_is_being_recorded_waits_and_the
     assert failures == []
     assert EventLog.objects.count() == 1
     assert not EventWebhook.objects.exists() and not EventDelivery.objects.exists()
+
+
+# --- found by the review of the event webhooks -----------------------------------------------------------------
+
+
+class RawReceiver:
+    """Answers every POST with a fixed status and raw body bytes (a NUL character, say)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests += 1
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "final"), [(200, "sent"), (500, "failed")])
+def test_a_receiver_answering_a_nul_character_gets_the_event_once_and_its_answer_is_kept(
+    api_client, owner, status, final
+):
+    """PostgreSQL refuses NUL in text: the outcome's write failed, the lease ran out and the event went again."""
+    receiver = RawReceiver(status, b"ok\x00then")
+    try:
+        create_webhook(api_client, owner, url=f"{receiver.url}/events", maxRetries=0)
+        create_session(api_client, owner)
+
+        event_delivery_execute(delivery_id=str(EventDelivery.objects.get().pk))
+
+        delivery = EventDelivery.objects.get()
+        assert (delivery.status, delivery.attempts, receiver.requests) == (final, 1, 1)
+        assert delivery.response_body == "ok\ufffdthen"
+        assert EventWebhook.objects.get().consecutive_failures == (1 if status == 500 else 0)
+    finally:
+        receiver.stop()
+
+
+def test_a_webhook_runs_at_most_its_number_of_attempts_at_once_and_the_rest_wait_their_turn(
+    api_client, owner, event_receiver, settings, monkeypatch
+):
+    from delivery import event_webhooks
+
+    settings.APERTUR_EVENT_WEBHOOK_CONCURRENCY = 1
+    rung = []
+    monkeypatch.setattr(event_webhooks, "event_delivery_enqueue", lambda i, **kw: rung.append((i, kw)))
+    create_webhook(api_client, owner, url=f"{event_receiver.url}/events")
+    create_session(api_client, owner)
+    create_session(api_client, owner)
+    running, waiting = EventDelivery.objects.order_by("created_at")
+    EventDelivery.objects.filter(pk=running.pk).update(
+        attempts=1, lease_expires_at=timezone.now() + timedelta(minutes=1)
+    )
+
+    with transaction.atomic():
+        event_delivery_execute(delivery_id=str(waiting.pk))
+
+    waiting.refresh_from_db()
+    assert event_receiver.requests == []
+    assert waiting.attempts == 0 and waiting.next_retry_at > timezone.now()
+
+
+def test_a_projects_webhooks_together_run_at_most_its_number_of_attempts_at_once(
+    api_client, owner, event_receiver, settings
+):
+    settings.APERTUR_EVENT_PROJECT_CONCURRENCY = 1
+    create_webhook(api_client, owner, url=f"{event_receiver.url}/first")
+    create_webhook(api_client, owner, url=f"{event_receiver.url}/second")
+    create_session(api_client, owner)
+    first, second = EventDelivery.objects.order_by("webhook__url")
+    in_flight = {"attempts": 1, "lease_expires_at": timezone.now() + timedelta(minutes=1)}
+    EventDelivery.objects.filter(pk=first.pk).update(**in_flight)
+
+    event_delivery_execute(delivery_id=str(second.pk))
+
+    second.refresh_from_db()
+    assert event_receiver.requests == [] and second.attempts == 0
+    other = make_persona("other-project")
+    create_webhook(api_client, other, url=f"{event_receiver.url}/other")
+    create_session(api_client, other)
+    event_delivery_execute(delivery_id=str(EventDelivery.objects.get(webhook__project=other.project).pk))
+    assert len(event_receiver.requests) == 1  # another project is not held up
+
+
+def test_events_waiting_behind_an_earlier_one_are_parked_not_rung_by_every_sweep(
+    owner, event_receiver, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from delivery import event_webhooks
+
+    settings.APERTUR_SWEEP_RESEND_AFTER_SECONDS = 0  # every sweep counts as a minute later
+    rung = []
+    monkeypatch.setattr(event_webhooks, "event_delivery_enqueue", lambda i, **kw: rung.append(i))
+    event_webhook_create(project=owner.project, url=f"{event_receiver.url}/events", topics=["*"])
+    for number in range(3):
+        project_event_record(
+            project_id=owner.project.pk,
+            topic="project.upload.started",
+            data={"n": number},
+            ordering_key="sess_ONE",
+            created_at=timezone.now() + timedelta(microseconds=number),
+        )
+    head, *later = EventDelivery.objects.order_by("created_at")
+    EventDelivery.objects.filter(pk=head.pk).update(attempts=1, next_retry_at=timezone.now() + timedelta(hours=1))
+    for delivery in later:
+        event_delivery_execute(delivery_id=str(delivery.pk))  # each finds the head before it, and is parked
+
+    assert deliveries_sweep() == 0  # the head waits an hour; the later ones wait for it, not for the sweeper
+
+    EventDelivery.objects.filter(pk=head.pk).update(next_retry_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        event_delivery_execute(delivery_id=str(head.pk))
+    assert rung[-1] == str(later[0].pk)
+    event_delivery_execute(delivery_id=str(later[0].pk))
+    assert [body_of(request)["data"]["n"] for request in event_receiver.requests] == [0, 1]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite serves one machine: one clock")
+def test_a_sessions_events_are_stamped_by_the_database_clock_not_the_machine_making_them(owner, monkeypatch):
+    """A worker whose clock runs behind the web process's must not put a session's later event first."""
+    from django.utils import timezone as django_timezone
+
+    from delivery.project_events import session_project_events
+
+    session = create_session_row(owner)  # before the webhook: its own creation is not an event for it
+    event_webhook_create(project=owner.project, url="http://127.0.0.1:9/events", topics=["*"])
+    behind = django_timezone.now() - timedelta(hours=1)
+    monkeypatch.setattr(django_timezone, "now", lambda: behind)
+
+    session_project_events(session=session, event="session.created", data={}, status="uploading", ended=False)
+
+    stamped = EventLog.objects.get().created_at
+    assert abs((stamped - (behind + timedelta(hours=1))).total_seconds()) < 60
+
+
+def create_session_row(persona):
+    from sessions_app.services import session_create
+
+    return session_create(api_key=persona.api_key, long_polling=True)
