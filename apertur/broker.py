@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 def sweep_once() -> None:
-    """One tick of periodic work: due deliveries re-sent, expired sessions closed, old staged bytes deleted."""
+    """One tick of periodic work: due deliveries re-sent, expired sessions closed, old staged bytes and old events
+    deleted."""
+    from delivery.event_webhooks import event_log_purge
     from delivery.services import deliveries_sweep  # apps load after the broker module
     from sessions_app.services import images_purge_staged, sessions_expire_due
 
@@ -28,6 +30,9 @@ def sweep_once() -> None:
         sent = deliveries_sweep()
         expired = sessions_expire_due()
         purged = images_purge_staged()
+        events = event_log_purge()
+        if events:
+            logger.info("sweeper: forgot %d events older than the event log's retention", events)
         if sent or expired or purged:
             logger.info(
                 "sweeper: re-sent %d deliveries, expired %d sessions, purged %d staged images", sent, expired, purged

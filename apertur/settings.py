@@ -445,6 +445,8 @@ APERTUR_RATE_LIMITS = {
     "upload_page": env_int("APERTUR_RATE_LIMIT_UPLOAD_PAGE", 120),
 }
 APERTUR_STAGING_RETENTION_DAYS = env_int("APERTUR_STAGING_RETENTION_DAYS", 7)
+# Events (and their deliveries to event webhooks) are kept this long once every delivery is final.
+APERTUR_EVENT_LOG_RETENTION_DAYS = env_int("APERTUR_EVENT_LOG_RETENTION_DAYS", 30)
 # Live events and long polls (docs/api.md "Live events", "Pull delivery").
 APERTUR_EVENT_REPLAY_SECONDS = env_int("APERTUR_EVENT_REPLAY_SECONDS", 300)
 APERTUR_EVENT_REPLAY_MAX = env_int("APERTUR_EVENT_REPLAY_MAX", 2000)  # per session, in-process transport

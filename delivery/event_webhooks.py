@@ -30,7 +30,7 @@ from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from apertur.http import HostNotAllowed, outbound_session
 from delivery.leases import database_now
-from delivery.models import EventDelivery, EventWebhook
+from delivery.models import EventDelivery, EventLog, EventWebhook
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ ERROR_TEXT_LIMIT = 2000
 # Retries this close ring a delayed doorbell; longer waits are left to the sweeper (as for image deliveries).
 BROKER_DELAY_LIMIT_SECONDS = 120
 TEST_TOPIC = "project.webhook.test"
+PURGE_BATCH = 1000
 # What a webhook created without them gets (docs/api.md "Event webhooks"): the image deliveries' schedule.
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_RETRY_INTERVALS = [5, 30, 120, 600, 3600]
@@ -464,4 +465,19 @@ def event_deliveries_sweep() -> int:
         EventDelivery.objects.filter(pk__in=ids).update(enqueued_at=now)
         for delivery_id in ids:
             event_delivery_enqueue(str(delivery_id))
+    return len(ids)
+
+
+def event_log_purge() -> int:
+    """Forget events older than APERTUR_EVENT_LOG_RETENTION_DAYS whose deliveries are all final, with those
+    deliveries (at most PURGE_BATCH per call: the sweeper calls again). Returns how many events went."""
+    cutoff = timezone.now() - timedelta(days=settings.APERTUR_EVENT_LOG_RETENTION_DAYS)
+    old = (
+        EventLog.objects.filter(created_at__lt=cutoff)
+        .exclude(deliveries__status=Status.RETRYING)
+        .values_list("pk", flat=True)[:PURGE_BATCH]
+    )
+    ids = list(old)
+    if ids:
+        EventLog.objects.filter(pk__in=ids).delete()
     return len(ids)

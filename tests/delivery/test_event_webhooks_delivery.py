@@ -463,3 +463,23 @@ def create_session_row(persona):
     from sessions_app.services import session_create
 
     return session_create(api_key=persona.api_key, long_polling=True)
+
+
+def test_events_past_their_retention_are_forgotten_once_every_delivery_is_final(owner, settings):
+    from delivery.event_webhooks import event_log_purge
+
+    settings.APERTUR_EVENT_LOG_RETENTION_DAYS = 30
+    event_webhook_create(project=owner.project, url="http://127.0.0.1:9/events", topics=["*"])
+    long_ago = timezone.now() - timedelta(days=31)
+    for number, status in enumerate(["sent", "failed", "retrying"]):
+        event = project_event_record(
+            project_id=owner.project.pk, topic="project.upload.started", data={"n": number}, created_at=long_ago
+        )
+        EventDelivery.objects.filter(event=event).update(status=status)
+    project_event_record(project_id=owner.project.pk, topic="project.upload.started", data={"n": "recent"})
+    EventDelivery.objects.filter(event__data__n="recent").update(status="sent")
+
+    assert event_log_purge() == 2
+
+    assert sorted(str(event.data["n"]) for event in EventLog.objects.all()) == ["2", "recent"]
+    assert EventDelivery.objects.count() == 2
