@@ -33,3 +33,11 @@ def event_delivery_for_webhook(*, webhook: EventWebhook, delivery_id: str) -> Ev
     if delivery is None:
         raise AppError(404, "NOT_FOUND", "Delivery not found.")
     return delivery
+
+
+def event_webhook_count(*, project: Project, lock: bool = False) -> int:
+    """How many webhooks the project has; with `lock`, inside a transaction, the project's row is locked first so
+    that a concurrent count waits for this transaction's create."""
+    if lock:
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+    return EventWebhook.objects.filter(project=project).count()
