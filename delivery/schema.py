@@ -134,7 +134,7 @@ class EventWebhookSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     projectId = serializers.UUIDField()
-    url = serializers.URLField()
+    url = serializers.CharField()
     signatureMethod = serializers.ChoiceField(choices=EventWebhook.SignatureMethod.values)
     topics = serializers.ListField(child=serializers.CharField())
     isActive = serializers.BooleanField()
