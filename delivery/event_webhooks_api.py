@@ -35,6 +35,7 @@ MAX_HEADER_NAME_LENGTH = 100
 PROTECTED_HEADER_PREFIXES = ("x-apertur-", "svix-")
 PROTECTED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
 MAX_HEADERS = 20
+MAX_TOPICS = 50  # entries of `topics`, repeats included: a few more than there are topics and wildcards
 MAX_RETRY_INTERVAL_SECONDS = 86_400
 
 
@@ -91,7 +92,9 @@ class WebhookSettingsInput(serializers.Serializer):
     """The settings shared by create and PATCH, camelCase as the clients send them."""
 
     url = WebhookUrlField(required=False)
-    topics = serializers.ListField(child=StrictCharField(max_length=64), allow_empty=False, required=False)
+    topics = serializers.ListField(
+        child=StrictCharField(max_length=64), allow_empty=False, max_length=MAX_TOPICS, required=False
+    )
     signatureMethod = serializers.ChoiceField(choices=EventWebhook.SignatureMethod.values, required=False)
     maxRetries = serializers.IntegerField(min_value=0, max_value=20, required=False)
     retryIntervals = serializers.ListField(
@@ -161,7 +164,7 @@ class EventWebhookListView(KeyApiView):
 
     class Input(WebhookSettingsInput):
         url = WebhookUrlField()
-        topics = serializers.ListField(child=StrictCharField(max_length=64), allow_empty=False)
+        topics = serializers.ListField(child=StrictCharField(max_length=64), allow_empty=False, max_length=MAX_TOPICS)
 
     @extend_schema(
         summary="List the project's event webhooks",

@@ -155,6 +155,7 @@ def test_a_webhook_created_with_url_and_topics_only_gets_the_documented_defaults
         ({"url": 42}, "url"),
         ({"topics": ["project.upload.started\x00"]}, "topics"),
         ({"topics": [1]}, "topics"),
+        ({"topics": ["*"] * 51}, "topics"),
     ],
 )
 def test_invalid_settings_are_refused_with_400_naming_the_field(api_client, owner, body, field):

@@ -113,7 +113,9 @@ class Seeded:
         self.image_id = upload.json()["id"]
         status = api.get(f"/api/v1/upload-sessions/{self.session_id}/delivery-status").json()
         self.delivery_id = status["images"][0]["deliveries"][0]["delivery_id"]
-        webhook_deliveries = api.get(f"/api/v1/projects/{persona.project.pk}/webhooks/{webhook.json()['id']}/deliveries")
+        webhook_deliveries = api.get(
+            f"/api/v1/projects/{persona.project.pk}/webhooks/{webhook.json()['id']}/deliveries"
+        )
         self.event_delivery_id = webhook_deliveries.json()["deliveries"][0]["id"]
         ended = api.post("/api/v1/upload-sessions", json={"long_polling": True}).json()["id"]
         assert api.post(f"/api/v1/upload/{ended}/complete").status_code == 200
