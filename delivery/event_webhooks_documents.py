@@ -3,17 +3,13 @@
 from apertur.api.formats import iso
 from delivery.models import EventDelivery, EventWebhook
 
-MASK = "••••"
-
 
 def event_webhook_document(webhook: EventWebhook, *, secret: str | None = None) -> dict:
-    """A webhook as every endpoint shows it. The secret itself is shown only by create (`secret`); elsewhere its
-    last four characters, masked, say which secret is in use."""
-    return {
+    """A webhook as every endpoint shows it; only create passes its `secret`, the one answer that shows it."""
+    document = {
         "id": str(webhook.pk),
         "projectId": str(webhook.project_id),
         "url": webhook.url,
-        "secret": secret if secret is not None else MASK + webhook.secret[-4:],
         "signatureMethod": webhook.signature_method,
         "topics": webhook.topics,
         "isActive": webhook.is_active,
@@ -26,6 +22,9 @@ def event_webhook_document(webhook: EventWebhook, *, secret: str | None = None) 
         "createdAt": iso(webhook.created_at),
         "updatedAt": iso(webhook.updated_at),
     }
+    if secret is not None:
+        document["secret"] = secret
+    return document
 
 
 def event_delivery_document(delivery: EventDelivery) -> dict:

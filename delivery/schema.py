@@ -4,7 +4,7 @@ as delivery/documents.py writes them. Used only to describe."""
 from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
-from delivery.models import Delivery
+from delivery.models import Delivery, EventDelivery, EventWebhook
 from sessions_app.schema import SESSION_STATUSES
 
 DELIVERY_STATUSES = Delivery.Status.values
@@ -121,6 +121,119 @@ DELIVERY_STATUS_EXAMPLE = OpenApiExample(
             }
         ],
         "lastChanged": "2026-11-29T09:37:06.120Z",
+    },
+    response_only=True,
+)
+
+
+# --- event webhooks (docs/api.md "Event webhooks"), field for field as delivery/event_webhooks_documents.py writes
+
+
+class EventWebhookSerializer(serializers.Serializer):
+    """A webhook as every endpoint but create shows it: without its secret."""
+
+    id = serializers.UUIDField()
+    projectId = serializers.UUIDField()
+    url = serializers.CharField()
+    signatureMethod = serializers.ChoiceField(choices=EventWebhook.SignatureMethod.values)
+    topics = serializers.ListField(child=serializers.CharField())
+    isActive = serializers.BooleanField()
+    maxRetries = serializers.IntegerField()
+    retryIntervals = serializers.ListField(child=serializers.IntegerField(), help_text="Seconds before each retry.")
+    disableAfterFailures = serializers.IntegerField()
+    consecutiveFailures = serializers.IntegerField()
+    customHeaders = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    disabledAt = serializers.DateTimeField(allow_null=True)
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+
+
+class CreatedEventWebhookSerializer(EventWebhookSerializer):
+    secret = serializers.CharField(
+        help_text="64 hex characters that sign every request: shown in this answer only (svix signs with its bytes)."
+    )
+
+
+class EventDeliverySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    eventLogId = serializers.UUIDField()
+    topic = serializers.CharField()
+    status = serializers.ChoiceField(choices=EventDelivery.Status.values)
+    attempts = serializers.IntegerField()
+    responseCode = serializers.IntegerField(allow_null=True)
+    responseBody = serializers.CharField(allow_null=True, help_text="The receiver's answer, truncated.")
+    durationMs = serializers.IntegerField(allow_null=True)
+    lastError = serializers.CharField(allow_null=True)
+    nextRetryAt = serializers.DateTimeField(allow_null=True, help_text="While `retrying`: when it is due.")
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+
+
+class EventDeliveriesPageSerializer(serializers.Serializer):
+    deliveries = EventDeliverySerializer(many=True)
+    total = serializers.IntegerField()
+    page = serializers.IntegerField()
+    limit = serializers.IntegerField()
+
+
+class MessageSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
+EVENT_WEBHOOK_CREATE_EXAMPLE = OpenApiExample(
+    "Uploads, signed the svix way",
+    value={
+        "url": "https://hooks.example.com/apertur",
+        "topics": ["project.upload.*", "project.session.completed"],
+        "signatureMethod": "svix",
+        "customHeaders": {"X-Team": "photos"},
+    },
+    request_only=True,
+)
+EVENT_WEBHOOK_EXAMPLE = {
+    "id": "5d0c9b8a-7f6e-4d5c-9b4a-3f2e1d0c9b8a",
+    "projectId": "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9",
+    "url": "https://hooks.example.com/apertur",
+    "signatureMethod": "svix",
+    "topics": ["project.upload.*", "project.session.completed"],
+    "isActive": True,
+    "maxRetries": 5,
+    "retryIntervals": [5, 30, 120, 600, 3600],
+    "disableAfterFailures": 20,
+    "consecutiveFailures": 0,
+    "customHeaders": {"X-Team": "photos"},
+    "disabledAt": None,
+    "createdAt": "2026-11-29T09:37:05.431Z",
+    "updatedAt": "2026-11-29T09:37:05.431Z",
+}
+EVENT_WEBHOOK_CREATED_EXAMPLE = OpenApiExample(
+    "Created",
+    value={**EVENT_WEBHOOK_EXAMPLE, "secret": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+    response_only=True,
+)
+EVENT_WEBHOOK_UPDATE_EXAMPLE = OpenApiExample("Switch it back on", value={"isActive": True}, request_only=True)
+EVENT_DELIVERIES_EXAMPLE = OpenApiExample(
+    "One failed delivery",
+    value={
+        "deliveries": [
+            {
+                "id": "7e6d5c4b-3a29-4817-8f6e-5d4c3b2a1908",
+                "eventLogId": "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d",
+                "topic": "project.upload.completed",
+                "status": "failed",
+                "attempts": 6,
+                "responseCode": 503,
+                "responseBody": "Service Unavailable",
+                "durationMs": 112,
+                "lastError": "HTTP 503 from the receiver",
+                "nextRetryAt": None,
+                "createdAt": "2026-11-29T09:37:05.431Z",
+                "updatedAt": "2026-11-29T10:48:12.004Z",
+            }
+        ],
+        "total": 1,
+        "page": 1,
+        "limit": 20,
     },
     response_only=True,
 )

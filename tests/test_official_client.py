@@ -188,7 +188,7 @@ def test_official_client_manages_event_webhooks_their_deliveries_retries_and_tes
     secret = created["secret"]
     assert len(secret) == 64 and bytes.fromhex(secret)
     [listed] = sdk.webhooks.list(project_id)
-    assert listed["id"] == created["id"] and listed["secret"] == "••••" + secret[-4:]
+    assert listed["id"] == created["id"] and "secret" not in listed  # only the create answer shows it
     assert sdk.webhooks.test(project_id, created["id"]) == {
         "message": "Test event not delivered: HTTP 500 from the webhook."
     }

@@ -11,3 +11,13 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A BooleanField that takes only JSON `true` and `false` (DRF's also takes "yes", "on", 1 and "1"), as the
+    OpenAPI schema says (docs/api.md "OpenAPI")."""
+
+    def to_internal_value(self, data) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data

@@ -70,7 +70,8 @@ SESSION_PASSWORD = "open-sesame"
 
 class Seeded:
     """A project with real ids for the path parameters: an open long-polling session with an image and a delivery
-    (its webhook listens nowhere, so the delivery keeps failing), and a completed session for the event streams
+    (its webhook listens nowhere, so the delivery keeps failing), an event webhook with the image's event delivery
+    (listening nowhere on 127.0.0.1 too), and a completed session for the event streams
     (they end at once on an ended session); and the same two protected by a password, for the phone's endpoints."""
 
     def __init__(self, site: ServerProcess) -> None:
@@ -80,6 +81,19 @@ class Seeded:
         spare_key, _ = api_key_create(project=persona.project, label="spare")
         self.headers = {"Authorization": f"Bearer {persona.plain_key}"}
         api = httpx.Client(base_url=site.url, headers=self.headers, timeout=REQUEST_TIMEOUT_SECONDS)
+        # An event webhook listening nowhere, made before the upload so that the upload's event gives it a delivery.
+        webhook = api.post(
+            f"/api/v1/projects/{persona.project.pk}/webhooks",
+            json={"url": f"http://127.0.0.1:{free_port()}/events", "topics": ["project.upload.*"], "maxRetries": 0},
+        )
+        assert webhook.status_code == 201, webhook.text
+        # A second one is the one PATCH and DELETE change: the first must live on for its deliveries and test.
+        spare_webhook = api.post(
+            f"/api/v1/projects/{persona.project.pk}/webhooks",
+            json={"url": f"http://127.0.0.1:{free_port()}/spare", "topics": ["project.session.expired"]},
+        )
+        assert spare_webhook.status_code == 201, spare_webhook.text
+        self.spare_webhook_id = spare_webhook.json()["id"]
         destination = api.post(
             f"/api/v1/projects/{persona.project.pk}/destinations",
             json={
@@ -99,6 +113,10 @@ class Seeded:
         self.image_id = upload.json()["id"]
         status = api.get(f"/api/v1/upload-sessions/{self.session_id}/delivery-status").json()
         self.delivery_id = status["images"][0]["deliveries"][0]["delivery_id"]
+        webhook_deliveries = api.get(
+            f"/api/v1/projects/{persona.project.pk}/webhooks/{webhook.json()['id']}/deliveries"
+        )
+        self.event_delivery_id = webhook_deliveries.json()["deliveries"][0]["id"]
         ended = api.post("/api/v1/upload-sessions", json={"long_polling": True}).json()["id"]
         assert api.post(f"/api/v1/upload/{ended}/complete").status_code == 200
         protected = {"long_polling": True, "password": SESSION_PASSWORD}
@@ -116,12 +134,17 @@ class Seeded:
             "project_id": str(persona.project.pk),
             "destination_id": destination["id"],
             "key_id": str(spare_key.pk),
+            "webhook_id": webhook.json()["id"],
         }
         self.ended_session_id = ended
         api.close()
 
     def ids_for(self, path: str) -> dict[str, str]:
         ids = {name: value for name, value in self.path_parameters.items() if f"{{{name}}}" in path}
+        if "/webhooks/" in path and "delivery_id" in ids:
+            ids["delivery_id"] = self.event_delivery_id  # an event delivery, not an image's
+        if path.endswith("/webhooks/{webhook_id}"):
+            ids["webhook_id"] = self.spare_webhook_id
         if path.endswith("/events"):
             ids["session_id"] = self.ended_session_id
         return ids
@@ -181,7 +204,7 @@ def test_every_operation_answers_as_the_schema_says(site):
                 except (Exception, BaseExceptionGroup) as error:  # every operation is tried; failures reported together
                     failures.append(f"{operation.label} ({mode.value}, {what}): {error}")
     print(f"{operations} operations, answers by status: {dict(sorted(statuses.items()))}")
-    assert operations >= 37
+    assert operations >= 44
     assert statuses[200] + statuses[201] > 100, "the seeded ids reach the operations' successful answers"
     assert not failures, "\n\n".join(failures)
     if EXAMPLES_PER_MODE <= 8:
