@@ -66,19 +66,28 @@ def event_webhook_create(
     disable_after_failures: int | None = None,
     custom_headers: dict[str, str] | None = None,
 ) -> tuple[EventWebhook, str]:
-    """A new webhook and its secret, which only this call's caller ever sees."""
+    """A new webhook and its secret, which only this call's caller ever sees. A project has at most
+    APERTUR_EVENT_WEBHOOKS_PER_PROJECT: each one multiplies every event of the project."""
     secret = _new_secret()
-    webhook = EventWebhook.objects.create(
-        project=project,
-        url=url,
-        secret=secret,
-        signature_method=signature_method,
-        topics=topics,
-        max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
-        retry_intervals=retry_intervals or list(DEFAULT_RETRY_INTERVALS),
-        disable_after_failures=disable_after_failures or DEFAULT_DISABLE_AFTER_FAILURES,
-        custom_headers=custom_headers or {},
-    )
+    with transaction.atomic():
+        # The project's row is locked while counting, so concurrent creates cannot pass the cap together. FOR NO
+        # KEY UPDATE: rows being inserted into the project (FOR KEY SHARE on it) neither wait for it nor hold it up.
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
+        limit = settings.APERTUR_EVENT_WEBHOOKS_PER_PROJECT
+        if EventWebhook.objects.filter(project=project).count() >= limit:
+            said = f"A project has at most {limit} event webhooks; delete one first."
+            raise AppError(409, "WEBHOOK_LIMIT_REACHED", said)
+        webhook = EventWebhook.objects.create(
+            project=project,
+            url=url,
+            secret=secret,
+            signature_method=signature_method,
+            topics=topics,
+            max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+            retry_intervals=retry_intervals or list(DEFAULT_RETRY_INTERVALS),
+            disable_after_failures=disable_after_failures or DEFAULT_DISABLE_AFTER_FAILURES,
+            custom_headers=custom_headers or {},
+        )
     return webhook, secret
 
 

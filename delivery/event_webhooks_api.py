@@ -8,8 +8,6 @@ import unicodedata
 from urllib.parse import urlsplit
 
 import idna
-from django.conf import settings
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -18,7 +16,6 @@ from rest_framework.response import Response
 from apertur.api.fields import StrictBooleanField, StrictCharField
 from apertur.api.schema import errors
 from apertur.api.views import KeyApiView
-from apertur.errors import AppError
 from apertur.http import is_host_name_or_address
 from delivery import event_webhooks as services
 from delivery import event_webhooks_documents as documents
@@ -184,16 +181,7 @@ class EventWebhookListView(KeyApiView):
         project = self.project_from_url(project_id)
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
-        # The project's row is locked while counting, so that concurrent creates cannot pass the cap together.
-        with transaction.atomic():
-            limit = settings.APERTUR_EVENT_WEBHOOKS_PER_PROJECT
-            if selectors.event_webhook_count(project=project, lock=True) >= limit:
-                raise AppError(
-                    409,
-                    "WEBHOOK_LIMIT_REACHED",
-                    f"A project has at most {limit} event webhooks; delete one first.",
-                )
-            webhook, secret = services.event_webhook_create(project=project, **payload.service_arguments())
+        webhook, secret = services.event_webhook_create(project=project, **payload.service_arguments())
         return Response(documents.event_webhook_document(webhook, secret=secret), status=201)
 
 

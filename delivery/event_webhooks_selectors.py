@@ -33,12 +33,3 @@ def event_delivery_for_webhook(*, webhook: EventWebhook, delivery_id: str) -> Ev
     if delivery is None:
         raise AppError(404, "NOT_FOUND", "Delivery not found.")
     return delivery
-
-
-def event_webhook_count(*, project: Project, lock: bool = False) -> int:
-    """How many webhooks the project has; with `lock`, inside a transaction, the project's row is locked first so
-    that a concurrent count waits for this transaction's create. FOR NO KEY UPDATE: rows being inserted into the
-    project (sessions, images: FOR KEY SHARE on it) neither wait for it nor hold it up."""
-    if lock:
-        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
-    return EventWebhook.objects.filter(project=project).count()
