@@ -17,7 +17,7 @@ from delivery.event_webhooks import event_delivery_execute, event_webhook_create
 from delivery.models import EventDelivery, EventLog, EventWebhook
 from delivery.project_events import project_event_record
 from delivery.services import deliveries_sweep
-from tests.destinations.helpers import create_destination, upload_image
+from tests.destinations.helpers import FixedAnswerServer, create_destination, upload_image
 from tests.factories import image_bytes, make_persona, wait_until
 from tests.servers.webhook_receiver import ReceivedRequest, WebhookReceiver
 from tests.sessions_app.helpers import create_session
@@ -313,42 +313,12 @@ def test_a_webhook_deleted_while_an_event_for_it_is_being_recorded_waits_and_the
 # --- found by the review of the event webhooks -----------------------------------------------------------------
 
 
-class RawReceiver:
-    """Answers every POST with a fixed status and raw body bytes (a NUL character, say)."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.requests += 1
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.parametrize(("status", "final"), [(200, "sent"), (500, "failed")])
 def test_a_receiver_answering_a_nul_character_gets_the_event_once_and_its_answer_is_kept(
     api_client, owner, status, final
 ):
     """PostgreSQL refuses NUL in text: the outcome's write failed, the lease ran out and the event went again."""
-    receiver = RawReceiver(status, b"ok\x00then")
+    receiver = FixedAnswerServer(status, body=b"ok\x00then")
     try:
         create_webhook(api_client, owner, url=f"{receiver.url}/events", maxRetries=0)
         create_session(api_client, owner)
@@ -356,7 +326,7 @@ def test_a_receiver_answering_a_nul_character_gets_the_event_once_and_its_answer
         event_delivery_execute(delivery_id=str(EventDelivery.objects.get().pk))
 
         delivery = EventDelivery.objects.get()
-        assert (delivery.status, delivery.attempts, receiver.requests) == (final, 1, 1)
+        assert (delivery.status, delivery.attempts, len(receiver.requests)) == (final, 1, 1)
         assert delivery.response_body == "ok\ufffdthen"
         assert EventWebhook.objects.get().consecutive_failures == (1 if status == 500 else 0)
     finally:

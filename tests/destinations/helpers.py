@@ -41,10 +41,11 @@ class FixedAnswerServer:
     """A local HTTP server that answers every request, whatever its method, with one status (and headers), and
     records each one.
 
-    For answers the webhook receiver cannot give: a redirect with a Location, an S3 endpoint's 500.
+    For answers the webhook receiver cannot give: a redirect with a Location, an S3 endpoint's 500, a body with a
+    NUL character.
     """
 
-    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
         self.requests: list[str] = []
         recorded = self.requests
 
@@ -57,8 +58,9 @@ class FixedAnswerServer:
                 self.send_response(status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             do_PUT = do_GET = do_HEAD = do_DELETE = do_POST
 
