@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import secrets
 import time
 import uuid
@@ -94,7 +93,8 @@ def event_webhook_create(
 def event_webhook_update(*, webhook: EventWebhook, changes: dict[str, Any]) -> EventWebhook:
     """Apply a PATCH (model field names). Switching a webhook on again clears `disabledAt` and the failure count."""
     with transaction.atomic():
-        webhook = EventWebhook.objects.select_for_update().get(pk=webhook.pk)
+        # NO KEY UPDATE: uploads hold the project's webhooks FOR KEY SHARE while recording events; they need not wait.
+        webhook = EventWebhook.objects.select_for_update(no_key=True).get(pk=webhook.pk)
         for field, value in changes.items():
             setattr(webhook, field, value)
         if changes.get("is_active") is True:
@@ -263,15 +263,12 @@ def _over_concurrency_cap(delivery: EventDelivery, now) -> bool:
     )
 
 
-def _put_back(delivery: EventDelivery, now, *, wait: float, ring: bool) -> None:
-    """Not an attempt: the delivery waits `wait` seconds (a slot; an earlier event of its session). With `ring`, a
-    delayed doorbell comes back for it; without, whoever finishes the earlier event rings it (`_ring_next`), and the
-    sweeper only after `wait`, a safety net."""
-    EventDelivery.objects.filter(pk=delivery.pk).update(
-        next_retry_at=now + timedelta(seconds=wait), enqueued_at=now + timedelta(seconds=wait)
-    )
-    if ring:
-        transaction.on_commit(lambda: event_delivery_enqueue(str(delivery.pk), delay_seconds=wait))
+def _put_back(delivery: EventDelivery, now, *, wait: float, for_slot: bool) -> None:
+    """Not an attempt: the delivery waits — for an earlier event of its session (`_ring_next` rings it when that one
+    ends), or for a slot (`for_slot`: the next attempt of its webhook or project to end hands its slot on,
+    `_hand_on_slot`). The sweeper looks again after `wait` anyway, in case that ring was lost."""
+    due = now + timedelta(seconds=wait)
+    EventDelivery.objects.filter(pk=delivery.pk).update(next_retry_at=due, enqueued_at=due, waiting_for_slot=for_slot)
 
 
 def _claim(delivery_id: str) -> Claim | None:
@@ -305,11 +302,10 @@ def _claim(delivery_id: str) -> Claim | None:
             return None
         if _waits_for_earlier(delivery):
             # Parked: rung again when the earlier one ends (`_ring_next`), not by every sweep meanwhile.
-            _put_back(delivery, now, wait=settings.APERTUR_EVENT_WAIT_SAFETY_SECONDS, ring=False)
+            _put_back(delivery, now, wait=settings.APERTUR_EVENT_WAIT_SAFETY_SECONDS, for_slot=False)
             return None
         if _over_concurrency_cap(delivery, now):
-            wait = settings.APERTUR_CONCURRENCY_DEFER_SECONDS * random.uniform(0.5, 1.5)
-            _put_back(delivery, now, wait=wait, ring=True)
+            _put_back(delivery, now, wait=settings.APERTUR_EVENT_WAIT_SAFETY_SECONDS, for_slot=True)
             return None
         delivery.attempts += 1
         delivery.lease_expires_at = now + timedelta(
@@ -317,7 +313,17 @@ def _claim(delivery_id: str) -> Claim | None:
         )
         delivery.next_retry_at = None
         delivery.enqueued_at = None
-        delivery.save(update_fields=["attempts", "lease_expires_at", "next_retry_at", "enqueued_at", "updated_at"])
+        delivery.waiting_for_slot = False
+        delivery.save(
+            update_fields=[
+                "attempts",
+                "lease_expires_at",
+                "next_retry_at",
+                "enqueued_at",
+                "waiting_for_slot",
+                "updated_at",
+            ]
+        )
     return Claim(delivery=delivery, attempt=delivery.attempts)
 
 
@@ -344,6 +350,25 @@ def event_delivery_execute(*, delivery_id: str) -> None:
         outcome.duration_ms,
     )
     _record(claim, outcome)
+    _hand_on_slot(delivery)
+
+
+def _hand_on_slot(finished: EventDelivery) -> None:
+    """The slot this attempt held goes to the delivery that has waited longest for one — of its webhook, else of
+    its project — made due now, in turn rather than by polling."""
+    waiting = EventDelivery.objects.filter(status=Status.RETRYING, waiting_for_slot=True).order_by("created_at", "pk")
+    next_id = (
+        waiting.filter(webhook_id=finished.webhook_id).values_list("pk", flat=True).first()
+        or waiting.filter(webhook__project_id=finished.webhook.project_id).values_list("pk", flat=True).first()
+    )
+    if next_id is None:
+        return
+    now = database_now()
+    made_due = EventDelivery.objects.filter(pk=next_id, status=Status.RETRYING, waiting_for_slot=True).update(
+        next_retry_at=now, enqueued_at=now, waiting_for_slot=False
+    )
+    if made_due:  # two attempts ending at once may pick the same one; one rings it
+        event_delivery_enqueue(str(next_id))
 
 
 def _record(claim: Claim, outcome: Outcome) -> None:
@@ -368,7 +393,7 @@ def _record(claim: Claim, outcome: Outcome) -> None:
         if webhook.is_active and delivery.attempts < _budget(webhook):
             intervals = webhook.retry_intervals
             retry_in = intervals[min(delivery.attempts, len(intervals)) - 1]
-            delivery.next_retry_at = timezone.now() + timedelta(seconds=retry_in)
+            delivery.next_retry_at = database_now() + timedelta(seconds=retry_in)  # claims judge by this clock
             delivery.enqueued_at = delivery.next_retry_at if retry_in <= BROKER_DELAY_LIMIT_SECONDS else None
             delivery.lease_expires_at = None
             delivery.last_error = outcome.error
@@ -419,10 +444,12 @@ def _ring_next(finished: EventDelivery) -> None:
         .first()
     )
     if next_id is not None:
-        # It may be parked (waiting for this one): due now.
-        EventDelivery.objects.filter(pk=next_id, status=Status.RETRYING, lease_expires_at__isnull=True).update(
-            next_retry_at=timezone.now()
-        )
+        # Parked, waiting for this one (it never ran): due now, by the clock its claim judges by. One in a retry
+        # wait of its own (after a manual retry) keeps it.
+        now = database_now()
+        EventDelivery.objects.filter(
+            pk=next_id, status=Status.RETRYING, lease_expires_at__isnull=True, attempts=0
+        ).update(next_retry_at=now, enqueued_at=now)
         event_delivery_enqueue(str(next_id))
 
 
@@ -445,12 +472,19 @@ def event_delivery_enqueue(delivery_id: str, *, delay_seconds: float = 0) -> Non
 def event_delivery_retry(*, delivery: EventDelivery) -> EventDelivery:
     """Manual retry: a failed delivery is sent again with a fresh attempt budget."""
     with transaction.atomic():
-        delivery = EventDelivery.objects.select_for_update(of=("self",)).select_related("webhook").get(pk=delivery.pk)
+        delivery = (
+            EventDelivery.objects.select_for_update(of=("self",))
+            .select_related("webhook")
+            .filter(pk=delivery.pk)
+            .first()
+        )
+        if delivery is None:  # forgotten meanwhile (the retention purge)
+            raise AppError(404, "NOT_FOUND", "Delivery not found.")
         if delivery.status != Status.FAILED:
             raise AppError(409, "NOT_FAILED", f"Only failed deliveries can be retried; this one is {delivery.status}.")
         if not delivery.webhook.is_active:
             raise AppError(409, "WEBHOOK_INACTIVE", "The webhook is switched off; set isActive to true first.")
-        now = timezone.now()
+        now = database_now()
         delivery.status = Status.RETRYING
         delivery.attempts = 0
         delivery.next_retry_at = now
@@ -478,15 +512,28 @@ def event_deliveries_sweep() -> int:
 
 
 def event_log_purge() -> int:
-    """Forget events older than APERTUR_EVENT_LOG_RETENTION_DAYS whose deliveries are all final, with those
-    deliveries (at most PURGE_BATCH per call: the sweeper calls again). Returns how many events went."""
+    """Forget events whose deliveries are all final and unchanged for APERTUR_EVENT_LOG_RETENTION_DAYS, with those
+    deliveries (at most PURGE_BATCH per call: the sweeper calls again). Returns how many events went.
+
+    The deliveries are locked and checked again before the delete: a manual retry that came in between either
+    waits and finds its delivery gone (404), or is seen and keeps the event."""
     cutoff = timezone.now() - timedelta(days=settings.APERTUR_EVENT_LOG_RETENTION_DAYS)
-    old = (
-        EventLog.objects.filter(created_at__lt=cutoff)
-        .exclude(deliveries__status=Status.RETRYING)
-        .values_list("pk", flat=True)[:PURGE_BATCH]
-    )
-    ids = list(old)
-    if ids:
+    with transaction.atomic():
+        candidates = list(
+            EventLog.objects.filter(created_at__lt=cutoff)
+            .exclude(deliveries__status=Status.RETRYING)
+            .exclude(deliveries__updated_at__gte=cutoff)
+            .values_list("pk", flat=True)[:PURGE_BATCH]
+        )
+        if not candidates:
+            return 0
+        kept = {
+            event_id
+            for event_id, status, updated_at in EventDelivery.objects.select_for_update()
+            .filter(event_id__in=candidates)
+            .values_list("event_id", "status", "updated_at")
+            if status == Status.RETRYING or updated_at >= cutoff
+        }
+        ids = [event_id for event_id in candidates if event_id not in kept]
         EventLog.objects.filter(pk__in=ids).delete()
     return len(ids)

@@ -112,6 +112,9 @@ class EventLog(models.Model):
     data = models.JSONField(default=dict)
     created_at = models.DateTimeField()
 
+    class Meta:
+        indexes = [models.Index(fields=["created_at"])]  # the retention purge, every sweep
+
     def __str__(self) -> str:
         return f"{self.topic} at {self.created_at}"
 
@@ -138,6 +141,9 @@ class EventDelivery(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # Put back because its webhook (or project) had as many attempts in flight as allowed: the next attempt of
+    # either to end hands its slot to the one waiting longest, as image deliveries do.
+    waiting_for_slot = models.BooleanField(default=False)
     response_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from delivery.leases import database_now
 from delivery.models import Delivery, EventDelivery, EventLog, EventWebhook
@@ -74,7 +73,7 @@ def project_event_record(
     webhooks = _wanted(project_id=project_id, topic=topic)
     if not webhooks:
         return None
-    created_at = created_at or timezone.now()
+    created_at = created_at or database_now()  # claims judge `next_retry_at` by the database's clock
     with transaction.atomic():
         event = EventLog.objects.create(project_id=project_id, topic=topic, data=data, created_at=created_at)
         deliveries = EventDelivery.objects.bulk_create(

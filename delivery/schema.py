@@ -149,6 +149,8 @@ class EventWebhookSerializer(serializers.Serializer):
 
 
 class CreatedEventWebhookSerializer(EventWebhookSerializer):
+    """A webhook as the create answer shows it: with its `secret`, the only time it is shown."""
+
     secret = serializers.CharField(
         help_text="64 hex characters that sign every request: shown in this answer only (svix signs with its bytes)."
     )

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apertur.api.authentication import host_of
-from apertur.api.fields import StrictCharField
+from apertur.api.fields import StrictBooleanField, StrictCharField
 from apertur.api.views import KeyApiView
 from projects import documents, selectors, services
 from projects import schema as shapes
@@ -72,7 +72,7 @@ class KeySettingsInput(serializers.Serializer):
     maxImageDimension = serializers.IntegerField(
         min_value=1, max_value=LARGEST_STORED_INTEGER, allow_null=True, required=False
     )
-    longPollingEnabled = serializers.BooleanField(required=False)
+    longPollingEnabled = StrictBooleanField(required=False)
     defaultDestinations = serializers.ListField(
         child=StrictCharField(max_length=64), max_length=LIST_LIMIT, required=False
     )
@@ -137,7 +137,7 @@ class KeyDetailView(KeyApiView):
     """`PATCH`, `DELETE /api/v1/projects/{projectId}/keys/{keyId}`."""
 
     class Input(KeySettingsInput):
-        isActive = serializers.BooleanField(required=False)
+        isActive = StrictBooleanField(required=False)
 
     @extend_schema(summary="Update an API key", request=Input, responses={200: shapes.ApiKeySerializer})
     def patch(self, request: Request, project_id: str, key_id: str) -> Response:
@@ -161,7 +161,7 @@ class KeyDestinationsView(KeyApiView):
 
     class Input(serializers.Serializer):
         destination_ids = serializers.ListField(child=StrictCharField(max_length=64), max_length=LIST_LIMIT)
-        long_polling_enabled = serializers.BooleanField(required=False)
+        long_polling_enabled = StrictBooleanField(required=False)
 
     @extend_schema(
         summary="Set an API key's default destinations",

@@ -113,6 +113,9 @@ def test_keys_without_limits_show_the_defaults_their_sessions_get(api_client, ow
         ({"label": "a", "allowedDomains": ["not a host"]}, "allowedDomains"),
         ({"label": "a", "allowedDomains": ["*."]}, "allowedDomains"),
         ({"label": "a", "defaultDestinations": ["not-a-destination"]}, "defaultDestinations"),
+        # JSON booleans only, as the schema says (DRF's BooleanField took 0, "yes", "on").
+        ({"label": "a", "longPollingEnabled": "on"}, "longPollingEnabled"),
+        ({"label": "a", "longPollingEnabled": 1}, "longPollingEnabled"),
     ],
 )
 def test_bad_key_settings_are_400_naming_the_field_and_create_nothing(api_client, owner, body, field):
@@ -396,3 +399,13 @@ def test_the_key_list_costs_the_same_queries_for_one_key_or_many(api_client, own
 
     assert len(response.json()) == 7
     assert response.json()[-1]["defaultDestinations"] == [str(destination.pk)]
+
+
+def test_a_key_is_switched_off_only_by_a_json_false(api_client, owner):
+    other = create_key(api_client, owner, label="other")
+    url = keys_url(owner, other["key"]["id"])
+
+    refused = api_client.patch(url, {"isActive": 0}, format="json", **owner.auth)
+
+    assert_validation_error(refused, "isActive")
+    assert ApiKey.objects.get(pk=other["key"]["id"]).is_active

@@ -26,14 +26,21 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         counts: dict[str, int] = {}
-        with transaction.atomic():
-            # Loading decrypts with any configured key; saving encrypts with the first one. Rows are locked so a
-            # change made meanwhile (a refreshed token) is neither lost nor left under the old key.
-            for model, name in encrypted_columns():
-                rows = model.objects.select_for_update().exclude(**{name: None}).values_list("pk", name)
-                for pk, value in rows:
+        # Loading decrypts with any configured key; saving encrypts with the first one. One short transaction per
+        # row, the row locked FOR NO KEY UPDATE (only a non-key column changes): a change made meanwhile (a
+        # refreshed token) is neither lost nor left under the old key, and uploads, which hold their project's
+        # destinations and webhooks FOR KEY SHARE, neither wait for the rotation nor deadlock with it.
+        for model, name in encrypted_columns():
+            for pk in model.objects.exclude(**{name: None}).values_list("pk", flat=True):
+                with transaction.atomic():
+                    value = (
+                        model.objects.select_for_update(no_key=True).filter(pk=pk).values_list(name, flat=True).first()
+                    )
+                    if value is None:
+                        continue  # deleted, or emptied, meanwhile
                     model.objects.filter(pk=pk).update(**{name: value})
-                    counts[model._meta.verbose_name_plural] = counts.get(model._meta.verbose_name_plural, 0) + 1
+                counts[model._meta.verbose_name_plural] = counts.get(model._meta.verbose_name_plural, 0) + 1
+        with transaction.atomic():
             # Locked: a recovery code used meanwhile rewrites the whole `data`, and one of the two writes would be lost.
             authenticators = Authenticator.objects.select_for_update().filter(
                 type__in=list(ENCRYPTED_AUTHENTICATOR_FIELDS)
