@@ -8,4 +8,11 @@ app_name = "project-pages"
 
 urlpatterns = [
     path("projects/new", pages.project_create, name="project-create"),
+    path("projects/<str:project_id>/keys", pages.keys, name="keys"),
+    path("projects/<str:project_id>/keys/<str:key_id>/revoke", pages.key_revoke, name="key-revoke"),
+    path(
+        "projects/<str:project_id>/keys/<str:key_id>/signing-secret",
+        pages.key_signing_secret,
+        name="key-signing-secret",
+    ),
 ]

@@ -1,16 +1,25 @@
-"""The signed-in user's projects, on the front page, and making a new one (the start of the dashboard; SPEC's
-"Projects"). Views are thin: the rows are written by projects/services.py."""
+"""Project pages for signed-in users (the start of the dashboard, SPEC "The dashboard"): making a project, and a
+project's API keys. Views are thin: input is checked by the same serializers as the API (projects/api.py) and the
+rows are written by projects/services.py."""
+
+from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
 
-from projects import services
+from apertur.errors import AppError
+from destinations import selectors as destination_selectors
+from projects import selectors, services
+from projects.api import KeyListView
+from projects.models import ALL_MIME_TYPES, ApiKey, Membership
 
 PROJECT_NAME_MAX = 200
+MANAGING_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
 class ProjectForm(forms.Form):
@@ -28,3 +37,140 @@ def project_create(request: HttpRequest) -> HttpResponse:
     project = services.project_create(name=form.cleaned_data["name"], owner=request.user)
     messages.success(request, f"Project “{project.name}” is ready. Add a destination to deliver its photos.")
     return redirect("destination-pages:destination-list", project_id=project.pk)
+
+
+def _refused(request: HttpRequest, error: AppError) -> HttpResponse:
+    return render(
+        request,
+        "destinations/refused.html",
+        {"heading": "Not found" if error.status == 404 else "Not allowed", "message": error.message},
+        status=error.status,
+    )
+
+
+def _managing(request: HttpRequest, project_id: str) -> Membership:
+    membership = selectors.membership_for(user=request.user, project_id=project_id)
+    if membership.role not in MANAGING_ROLES:
+        raise AppError(403, "FORBIDDEN", "Only the project's owners and admins can change its API keys.")
+    return membership
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+def _key_input(form: Any) -> dict[str, Any]:
+    """The create form as the API's JSON body (docs/api.md "API keys"): the same checks, the same messages."""
+    body: dict[str, Any] = {
+        "label": form.get("label", ""),
+        "env": form.get("env", ApiKey.Env.LIVE),
+        "longPollingEnabled": form.get("longPollingEnabled") == "on",
+        "allowedIps": _lines(form.get("allowedIps", "")),
+        "allowedDomains": _lines(form.get("allowedDomains", "")),
+        "defaultDestinations": form.getlist("defaultDestinations"),
+    }
+    for name in ("maxImages", "maxImageDimension"):
+        if form.get(name, "").strip():
+            body[name] = form[name].strip()
+    mime_types = form.getlist("allowedMimeTypes")
+    if mime_types and set(mime_types) != set(ALL_MIME_TYPES):
+        body["allowedMimeTypes"] = mime_types
+    return body
+
+
+def _keys_page(request: HttpRequest, membership: Membership, *, status: int = 200, **extra: Any) -> HttpResponse:
+    project = membership.project
+    response = render(
+        request,
+        "projects/keys.html",
+        {
+            "project": project,
+            "keys": selectors.keys_for_project(project=project),
+            "destinations": destination_selectors.destinations_for_project(project=project),
+            "mime_types": ALL_MIME_TYPES,
+            "can_manage": membership.role in MANAGING_ROLES,
+            "form": {},
+            "errors": {},
+            **extra,
+        },
+        status=status,
+    )
+    return response
+
+
+@never_cache  # a page that may show a key's secret, once, must not be kept by the browser or a proxy
+@require_http_methods(["GET", "POST"])
+@login_required
+def keys(request: HttpRequest, project_id: str) -> HttpResponse:
+    """GET: the project's keys (and, once, the secret a POST just made). POST: a new key."""
+    try:
+        if request.method == "GET":
+            membership = selectors.membership_for(user=request.user, project_id=project_id)
+            return _keys_page(request, membership, **_shown_once(request, membership))
+        membership = _managing(request, project_id)
+        payload = KeyListView.Input(data=_key_input(request.POST))
+        if not payload.is_valid():
+            errors = {name: [str(message) for message in messages_] for name, messages_ in payload.errors.items()}
+            return _keys_page(request, membership, status=400, form=request.POST, errors=errors)
+        api_key, plain = services.api_key_create(project=membership.project, **payload.service_arguments())
+    except AppError as error:
+        if error.status == 400:
+            return _keys_page(request, membership, status=400, form=request.POST, errors=error.fields or {})
+        return _refused(request, error)
+    return _show_once(request, membership, kind="key", api_key=api_key, secret=plain)
+
+
+# Post/redirect/get: a reload of the page that shows a new secret must not make another key. The secret waits in
+# the user's session for the one GET that follows the redirect, which takes it out (the only copy kept anywhere).
+SHOW_ONCE_KEY = "apertur_show_once"
+
+
+def _show_once(
+    request: HttpRequest, membership: Membership, *, kind: str, api_key: ApiKey, secret: str
+) -> HttpResponse:
+    request.session[SHOW_ONCE_KEY] = {"kind": kind, "key_id": str(api_key.pk), "secret": secret}
+    return redirect("project-pages:keys", project_id=membership.project.pk)
+
+
+def _shown_once(request: HttpRequest, membership: Membership) -> dict[str, Any]:
+    shown = request.session.pop(SHOW_ONCE_KEY, None)
+    if not shown:
+        return {}
+    api_key = ApiKey.objects.filter(pk=shown["key_id"], project=membership.project).first()
+    if api_key is None:
+        return {}
+    if shown["kind"] == "key":
+        return {"created": api_key, "plain_key": shown["secret"]}
+    return {"signed": api_key, "signing_secret": shown["secret"]}
+
+
+@never_cache
+@require_POST
+@login_required
+def key_revoke(request: HttpRequest, project_id: str, key_id: str) -> HttpResponse:
+    try:
+        membership = _managing(request, project_id)
+        api_key = selectors.key_for_project(project=membership.project, key_id=key_id)
+        services.api_key_delete(api_key=api_key, acting_key=None)
+    except AppError as error:
+        return _refused(request, error)
+    messages.success(request, f"The key {api_key.prefix}… is revoked: it authenticates no more.")
+    return redirect("project-pages:keys", project_id=membership.project.pk)
+
+
+@never_cache
+@require_POST
+@login_required
+def key_signing_secret(request: HttpRequest, project_id: str, key_id: str) -> HttpResponse:
+    """A new signing secret (replacing any previous one), shown in this answer only; or, with `remove`, none."""
+    try:
+        membership = _managing(request, project_id)
+        api_key = selectors.key_for_project(project=membership.project, key_id=key_id)
+        if request.POST.get("remove"):
+            services.api_key_signing_secret_remove(api_key=api_key)
+            messages.success(request, f"The key {api_key.prefix}… no longer needs signed requests.")
+            return redirect("project-pages:keys", project_id=membership.project.pk)
+        secret = services.api_key_signing_secret_create(api_key=api_key)
+    except AppError as error:
+        return _refused(request, error)
+    return _show_once(request, membership, kind="signing", api_key=api_key, secret=secret)

@@ -5,7 +5,7 @@ from django.db.models import Prefetch, QuerySet
 from apertur.errors import AppError
 from apertur.ids import parse_uuid
 from destinations.models import Destination
-from projects.models import ApiKey, Project
+from projects.models import ApiKey, Membership, Project
 
 
 def _keys_with_destinations() -> QuerySet[ApiKey]:
@@ -27,3 +27,15 @@ def key_for_project(*, project: Project, key_id: str) -> ApiKey:
     if api_key is None:
         raise AppError(404, "NOT_FOUND", "API key not found.")
     return api_key
+
+
+def membership_for(*, user, project_id: str) -> Membership:
+    """The signed-in user's membership of a project, with the project; another project or a malformed id is 404
+    (never telling whether it exists)."""
+    key = parse_uuid(project_id or "")
+    membership = (
+        None if key is None else Membership.objects.select_related("project").filter(user=user, project_id=key).first()
+    )
+    if membership is None:
+        raise AppError(404, "NOT_FOUND", "Project not found.")
+    return membership

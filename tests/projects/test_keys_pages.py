@@ -1,0 +1,149 @@
+"""A project's API keys in the browser pages (projects/pages.py): who sees and changes what, a new key shown once,
+the API's checks, signing secrets, revocation, no N+1."""
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from projects.models import ApiKey, Membership
+from projects.services import api_key_create
+from tests.factories import make_persona
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def roles(owner):
+    """owner, admin, member of the owner's project, and an outsider (another project's owner)."""
+    people = {"owner": owner.user}
+    for role in ("admin", "member"):
+        persona = make_persona(f"keys-{role}")
+        Membership.objects.create(user=persona.user, project=owner.project, role=role)
+        people[role] = persona.user
+    people["outsider"] = make_persona("keys-outsider").user
+    return people
+
+
+def keys_url(owner, *rest: str) -> str:
+    return "/".join([f"/projects/{owner.project.pk}/keys", *rest])
+
+
+@pytest.mark.parametrize(
+    ("who", "sees", "creates"),
+    [("owner", 200, 302), ("admin", 200, 302), ("member", 200, 403), ("outsider", 404, 404)],
+)
+def test_who_sees_the_keys_and_who_makes_them(owner, roles, who, sees, creates):
+    client = signed_in(roles[who])
+
+    page = client.get(keys_url(owner))
+    made = client.post(keys_url(owner), {"label": f"by {who}"})
+
+    assert page.status_code == sees
+    assert made.status_code == creates
+    assert ApiKey.objects.filter(label=f"by {who}").exists() == (creates == 302)
+    if sees == 200:
+        assert owner.api_key.prefix in page.content.decode()
+        assert ("Create key" in page.content.decode()) == (creates == 302)
+
+
+def test_an_anonymous_visitor_is_sent_to_sign_in(owner):
+    response = Client().get(keys_url(owner))
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_a_new_key_is_shown_once_and_works(owner):
+    client = signed_in(owner.user)
+
+    made = client.post(
+        keys_url(owner),
+        {"label": "Claims backend", "env": "test", "maxImages": "7", "allowedIps": "203.0.113.0/24\n10.0.0.1"},
+        follow=True,
+    )
+
+    page = made.content.decode()
+    key = ApiKey.objects.get(label="Claims backend")
+    plain = page.split('<code id="new-key">')[1].split("</code>")[0]
+    assert plain.startswith("aptr_test_") and plain.startswith(key.prefix)
+    assert (key.env, key.max_images, key.allowed_ips) == ("test", 7, ["203.0.113.0/24", "10.0.0.1"])
+    assert "no-store" in made["Cache-Control"]
+    assert plain not in client.get(keys_url(owner)).content.decode()  # shown once: a reload shows it no more
+    assert ApiKey.objects.filter(label="Claims backend").count() == 1
+    elsewhere = Client().get("/api/v1/stats", HTTP_AUTHORIZATION=f"Bearer {plain}", REMOTE_ADDR="198.51.100.1")
+    allowed = Client().get("/api/v1/stats", HTTP_AUTHORIZATION=f"Bearer {plain}", REMOTE_ADDR="10.0.0.1")
+    assert (elsewhere.status_code, allowed.status_code) == (403, 200)
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"label": "x" * 201}, "label"),
+        ({"label": "a", "maxImages": "0"}, "maxImages"),
+        ({"label": "a", "maxImages": "lots"}, "maxImages"),
+        ({"label": "a", "allowedIps": "10.0.0.300"}, "allowedIps"),
+        ({"label": "a", "allowedDomains": "not a host"}, "allowedDomains"),
+        ({"label": "a", "defaultDestinations": "not-a-destination"}, "defaultDestinations"),
+        ({"label": "a\x00b"}, "label"),
+        ({"label": "a", "env": "prod"}, "env"),
+    ],
+)
+def test_bad_settings_are_said_next_to_the_form_and_make_nothing(owner, form, field):
+    response = signed_in(owner.user).post(keys_url(owner), form)
+
+    assert response.status_code == 400
+    assert f"{field}:" in response.content.decode()
+    assert ApiKey.objects.count() == 1
+
+
+def test_a_signing_secret_is_shown_once_then_required_and_can_be_removed(owner):
+    client = signed_in(owner.user)
+
+    made = client.post(keys_url(owner, str(owner.api_key.pk), "signing-secret"), follow=True)
+
+    secret = made.content.decode().split('<code id="new-secret">')[1].split("</code>")[0]
+    owner.api_key.refresh_from_db()
+    assert owner.api_key.signing_secret == secret
+    assert Client().get("/api/v1/stats", HTTP_AUTHORIZATION=f"Bearer {owner.plain_key}").status_code == 401
+    client.post(keys_url(owner, str(owner.api_key.pk), "signing-secret"), {"remove": "1"})
+    owner.api_key.refresh_from_db()
+    assert owner.api_key.signing_secret is None
+
+
+def test_revoking_a_key_stops_it_and_a_member_or_outsider_cannot(owner, roles):
+    _, plain = api_key_create(project=owner.project, label="doomed")
+    doomed = ApiKey.objects.get(label="doomed")
+    url = keys_url(owner, str(doomed.pk), "revoke")
+
+    assert signed_in(roles["member"]).post(url).status_code == 403
+    assert signed_in(roles["outsider"]).post(url).status_code == 404
+    revoked = signed_in(roles["admin"]).post(url)
+
+    assert revoked.status_code == 302
+    assert not ApiKey.objects.filter(pk=doomed.pk).exists()
+    assert Client().get("/api/v1/stats", HTTP_AUTHORIZATION=f"Bearer {plain}").status_code == 401
+
+
+def test_writes_need_the_csrf_token(owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner.user)
+
+    assert client.post(keys_url(owner), {"label": "x"}).status_code == 403
+    assert client.post(keys_url(owner, str(owner.api_key.pk), "revoke")).status_code == 403
+
+
+def test_the_list_reads_a_fixed_number_of_queries_whatever_the_number_of_keys(owner):
+    client = signed_in(owner.user)
+    client.get(keys_url(owner))
+    with CaptureQueriesContext(connection) as few:
+        client.get(keys_url(owner))
+    for number in range(10):
+        api_key_create(project=owner.project, label=f"more {number}")
+    with CaptureQueriesContext(connection) as many:
+        client.get(keys_url(owner))
+
+    assert len(many) == len(few)
