@@ -29,6 +29,15 @@ def decrypt_text(token: str) -> str:
         raise RuntimeError("A stored secret cannot be decrypted with APERTUR_SECRET_KEYS") from error
 
 
+def decrypt_text_if_fresh(token: str, *, max_age_seconds: int) -> str | None:
+    """The text of a token made at most `max_age_seconds` ago with one of the configured keys; None otherwise
+    (too old, forged, or from keys no longer configured)."""
+    try:
+        return _fernet().decrypt(token.encode(), ttl=max_age_seconds).decode()
+    except (InvalidToken, ValueError):
+        return None
+
+
 class EncryptedJSONField(models.TextField):
     """A JSON value stored as one Fernet token; the plain value only exists in memory."""
 

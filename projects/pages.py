@@ -2,6 +2,8 @@
 project's API keys. Views are thin: input is checked by the same serializers as the API (projects/api.py) and the
 rows are written by projects/services.py."""
 
+import json
+import secrets
 from typing import Any
 
 from django import forms
@@ -9,9 +11,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apertur.crypto import decrypt_text_if_fresh, encrypt_text
 from apertur.errors import AppError
 from destinations import selectors as destination_selectors
 from projects import selectors, services
@@ -55,6 +59,15 @@ def _managing(request: HttpRequest, project_id: str) -> Membership:
     return membership
 
 
+def _messages(found: Any) -> list[str]:
+    """DRF's errors of one field as sentences: a list field's are by item (`{1: ["…"]}`), said as "line 2: …"."""
+    if isinstance(found, dict):
+        return [f"line {int(index) + 1}: {message}" for index, items in found.items() for message in _messages(items)]
+    if isinstance(found, list):
+        return [message for item in found for message in _messages(item)]
+    return [str(found)]
+
+
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
 
@@ -73,8 +86,8 @@ def _key_input(form: Any) -> dict[str, Any]:
         if form.get(name, "").strip():
             body[name] = form[name].strip()
     mime_types = form.getlist("allowedMimeTypes")
-    if mime_types and set(mime_types) != set(ALL_MIME_TYPES):
-        body["allowedMimeTypes"] = mime_types
+    if set(mime_types) != set(ALL_MIME_TYPES):
+        body["allowedMimeTypes"] = mime_types  # none ticked is refused, as the API refuses []
     return body
 
 
@@ -92,6 +105,9 @@ def _keys_page(request: HttpRequest, membership: Membership, *, status: int = 20
             "form": {},
             "errors": {},
             **extra,
+            # What a refused form had ticked, to tick it again.
+            "chosen_mime_types": extra["form"].getlist("allowedMimeTypes") if extra.get("form") else [],
+            "chosen_destinations": extra["form"].getlist("defaultDestinations") if extra.get("form") else [],
         },
         status=status,
     )
@@ -110,38 +126,59 @@ def keys(request: HttpRequest, project_id: str) -> HttpResponse:
         membership = _managing(request, project_id)
         payload = KeyListView.Input(data=_key_input(request.POST))
         if not payload.is_valid():
-            errors = {name: [str(message) for message in messages_] for name, messages_ in payload.errors.items()}
+            errors = {name: _messages(found) for name, found in payload.errors.items()}
             return _keys_page(request, membership, status=400, form=request.POST, errors=errors)
         api_key, plain = services.api_key_create(project=membership.project, **payload.service_arguments())
     except AppError as error:
         if error.status == 400:
-            return _keys_page(request, membership, status=400, form=request.POST, errors=error.fields or {})
+            errors = error.fields or {"form": [error.message]}
+            return _keys_page(request, membership, status=400, form=request.POST, errors=errors)
         return _refused(request, error)
     return _show_once(request, membership, kind="key", api_key=api_key, secret=plain)
 
 
 # Post/redirect/get: a reload of the page that shows a new secret must not make another key. The secret waits in
-# the user's session for the one GET that follows the redirect, which takes it out (the only copy kept anywhere).
+# the user's session for the GET the redirect names (`?shown=<nonce>`), which takes it out: encrypted with the
+# server's keys (APERTUR_SECRET_KEYS) and good for SHOW_ONCE_SECONDS, so one that was never picked up is useless;
+# several can wait at once (two tabs), each bound to its project.
 SHOW_ONCE_KEY = "apertur_show_once"
+SHOW_ONCE_SECONDS = 300
 
 
 def _show_once(
     request: HttpRequest, membership: Membership, *, kind: str, api_key: ApiKey, secret: str
 ) -> HttpResponse:
-    request.session[SHOW_ONCE_KEY] = {"kind": kind, "key_id": str(api_key.pk), "secret": secret}
-    return redirect("project-pages:keys", project_id=membership.project.pk)
+    waiting = {
+        nonce: token
+        for nonce, token in request.session.get(SHOW_ONCE_KEY, {}).items()
+        if _opened(token) is not None  # the stale ones go
+    }
+    nonce = secrets.token_urlsafe(12)
+    entry = {"kind": kind, "key_id": str(api_key.pk), "project_id": str(membership.project.pk), "secret": secret}
+    waiting[nonce] = encrypt_text(json.dumps(entry))
+    request.session[SHOW_ONCE_KEY] = waiting
+    return redirect(f"{reverse('project-pages:keys', args=[membership.project.pk])}?shown={nonce}")
+
+
+def _opened(token: str) -> dict[str, str] | None:
+    text = decrypt_text_if_fresh(token, max_age_seconds=SHOW_ONCE_SECONDS)
+    return None if text is None else json.loads(text)
 
 
 def _shown_once(request: HttpRequest, membership: Membership) -> dict[str, Any]:
-    shown = request.session.pop(SHOW_ONCE_KEY, None)
-    if not shown:
+    nonce = request.GET.get("shown", "")
+    waiting = request.session.get(SHOW_ONCE_KEY, {})
+    entry = _opened(waiting[nonce]) if nonce in waiting else None
+    if entry is None or entry["project_id"] != str(membership.project.pk):
         return {}
-    api_key = ApiKey.objects.filter(pk=shown["key_id"], project=membership.project).first()
+    del waiting[nonce]
+    request.session[SHOW_ONCE_KEY] = waiting
+    api_key = ApiKey.objects.filter(pk=entry["key_id"], project=membership.project).first()
     if api_key is None:
         return {}
-    if shown["kind"] == "key":
-        return {"created": api_key, "plain_key": shown["secret"]}
-    return {"signed": api_key, "signing_secret": shown["secret"]}
+    if entry["kind"] == "key":
+        return {"created": api_key, "plain_key": entry["secret"]}
+    return {"signed": api_key, "signing_secret": entry["secret"]}
 
 
 @never_cache

@@ -29,6 +29,11 @@ def roles(owner):
     return people
 
 
+def form(**fields) -> dict:
+    """The create form as a browser sends it: every image type ticked unless said otherwise."""
+    return {"allowedMimeTypes": ["image/jpeg", "image/png", "image/webp", "image/heic"], **fields}
+
+
 def keys_url(owner, *rest: str) -> str:
     return "/".join([f"/projects/{owner.project.pk}/keys", *rest])
 
@@ -41,7 +46,7 @@ def test_who_sees_the_keys_and_who_makes_them(owner, roles, who, sees, creates):
     client = signed_in(roles[who])
 
     page = client.get(keys_url(owner))
-    made = client.post(keys_url(owner), {"label": f"by {who}"})
+    made = client.post(keys_url(owner), form(label=f"by {who}"))
 
     assert page.status_code == sees
     assert made.status_code == creates
@@ -62,7 +67,7 @@ def test_a_new_key_is_shown_once_and_works(owner):
 
     made = client.post(
         keys_url(owner),
-        {"label": "Claims backend", "env": "test", "maxImages": "7", "allowedIps": "203.0.113.0/24\n10.0.0.1"},
+        form(label="Claims backend", env="test", maxImages="7", allowedIps="203.0.113.0/24\n10.0.0.1"),
         follow=True,
     )
 
@@ -80,7 +85,7 @@ def test_a_new_key_is_shown_once_and_works(owner):
 
 
 @pytest.mark.parametrize(
-    ("form", "field"),
+    ("fields", "field"),
     [
         ({"label": "x" * 201}, "label"),
         ({"label": "a", "maxImages": "0"}, "maxImages"),
@@ -92,12 +97,85 @@ def test_a_new_key_is_shown_once_and_works(owner):
         ({"label": "a", "env": "prod"}, "env"),
     ],
 )
-def test_bad_settings_are_said_next_to_the_form_and_make_nothing(owner, form, field):
-    response = signed_in(owner.user).post(keys_url(owner), form)
+def test_bad_settings_are_said_next_to_the_form_and_make_nothing(owner, fields, field):
+    response = signed_in(owner.user).post(keys_url(owner), form(**fields))
 
     assert response.status_code == 400
     assert f"{field}:" in response.content.decode()
     assert ApiKey.objects.count() == 1
+
+
+def test_unticking_every_image_type_is_refused_not_a_key_for_every_type(owner):
+    response = signed_in(owner.user).post(keys_url(owner), {"label": "none", "allowedMimeTypes": []})
+
+    assert response.status_code == 400 and "allowedMimeTypes:" in response.content.decode()
+    assert not ApiKey.objects.filter(label="none").exists()
+
+
+def test_a_bad_line_of_a_list_is_named_with_its_message(owner):
+    response = signed_in(owner.user).post(keys_url(owner), form(label="a", allowedIps="10.0.0.1\n10.0.0.300"))
+
+    assert "allowedIps: line 2: must be an IP address or a CIDR network" in response.content.decode()
+
+
+def test_a_refused_form_keeps_what_was_ticked(owner):
+    destination = create_destination_row(owner)
+
+    response = signed_in(owner.user).post(
+        keys_url(owner),
+        {
+            "label": "x" * 201,
+            "allowedMimeTypes": ["image/jpeg"],
+            "defaultDestinations": [str(destination.pk)],
+            "longPollingEnabled": "on",
+        },
+    )
+
+    page = response.content.decode()
+    assert 'value="image/jpeg" checked' in page and 'value="image/png" checked' not in page
+    assert f'value="{destination.pk}" checked' in page
+    assert 'name="longPollingEnabled" checked' in page
+
+
+def test_a_shown_once_secret_is_kept_encrypted_for_its_own_page_and_two_can_wait_at_once(owner):
+    from django.contrib.sessions.models import Session
+
+    other = make_persona("keys-second-project")
+    Membership.objects.create(user=owner.user, project=other.project, role="owner")
+    client = signed_in(owner.user)
+    first = client.post(keys_url(owner), form(label="first"))
+    second = client.post(keys_url(owner), form(label="second"))
+
+    stored = "".join(str(session.get_decoded()) for session in Session.objects.all())
+    assert "aptr_" not in stored  # encrypted while it waits
+    assert (
+        "new-key"
+        not in client.get(f"/projects/{other.project.pk}/keys?" + first["Location"].split("?")[1]).content.decode()
+    )
+    shown = [client.get(answer["Location"]).content.decode() for answer in (first, second)]
+    assert all('<code id="new-key">aptr_live_' in page for page in shown)
+    assert "new-key" not in client.get(first["Location"]).content.decode()  # once
+
+
+def test_a_shown_once_secret_not_picked_up_in_time_is_gone(owner, monkeypatch):
+    from projects import pages
+
+    client = signed_in(owner.user)
+    made = client.post(keys_url(owner), form(label="late"))
+    monkeypatch.setattr(pages, "SHOW_ONCE_SECONDS", -1)
+
+    assert "new-key" not in client.get(made["Location"]).content.decode()
+
+
+def create_destination_row(persona):
+    from destinations.services import destination_create
+
+    return destination_create(
+        project=persona.project,
+        type="webhook",
+        name="hook",
+        config={"url": "https://example.test/h", "secret": "long-enough-secret"},
+    )
 
 
 def test_a_signing_secret_is_shown_once_then_required_and_can_be_removed(owner):
@@ -132,8 +210,9 @@ def test_writes_need_the_csrf_token(owner):
     client = Client(enforce_csrf_checks=True)
     client.force_login(owner.user)
 
-    assert client.post(keys_url(owner), {"label": "x"}).status_code == 403
+    assert client.post(keys_url(owner), form(label="x")).status_code == 403
     assert client.post(keys_url(owner, str(owner.api_key.pk), "revoke")).status_code == 403
+    assert client.post(keys_url(owner, str(owner.api_key.pk), "signing-secret")).status_code == 403
 
 
 def test_the_list_reads_a_fixed_number_of_queries_whatever_the_number_of_keys(owner):
@@ -141,8 +220,9 @@ def test_the_list_reads_a_fixed_number_of_queries_whatever_the_number_of_keys(ow
     client.get(keys_url(owner))
     with CaptureQueriesContext(connection) as few:
         client.get(keys_url(owner))
+    destination = create_destination_row(owner)
     for number in range(10):
-        api_key_create(project=owner.project, label=f"more {number}")
+        api_key_create(project=owner.project, label=f"more {number}", default_destination_ids=[str(destination.pk)])
     with CaptureQueriesContext(connection) as many:
         client.get(keys_url(owner))
 
