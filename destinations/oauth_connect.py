@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "apertur_oauth_connect"
 # Pending flows kept per browser session: a few tabs at once, not an unbounded pile from a script.
 MAX_PENDING_FLOWS = 10
-MANAGING_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def provider_status(kind: str) -> ProviderStatus:
 
 
 def can_manage_destinations(*, user: AbstractBaseUser, project: Project) -> bool:
-    return Membership.objects.filter(user=user, project=project, role__in=MANAGING_ROLES).exists()
+    return Membership.objects.filter(user=user, project=project, role__in=Membership.MANAGING_ROLES).exists()
 
 
 def ensure_can_manage(*, user: AbstractBaseUser, project: Project) -> None:

@@ -13,12 +13,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apertur.errors import AppError
 from apertur.ids import parse_uuid
+from apertur.pages import refusal_page
 from destinations import oauth_connect, selectors
 from destinations.models import Destination
+from projects import selectors as project_selectors
 from projects.models import Project
 
 PageView = Callable[..., HttpResponse]
-REFUSAL_HEADINGS = {403: "Not allowed", 404: "Not found"}
 
 
 def _refusals_as_pages(view: PageView) -> PageView:
@@ -31,23 +32,14 @@ def _refusals_as_pages(view: PageView) -> PageView:
         except AppError as error:
             if error.code == "OAUTH_NOT_CONFIGURED":
                 return _not_configured(request, kwargs["kind"], status=error.status)
-            return render(
-                request,
-                "destinations/refused.html",
-                {"heading": REFUSAL_HEADINGS.get(error.status, "Not connected"), "message": error.message},
-                status=error.status,
-            )
+            return refusal_page(request, error, heading="Not connected")
 
     return wrapper
 
 
 def _member_project(request: HttpRequest, project_id: str | None) -> Project:
     """A project the signed-in user is a member of; any other (or a malformed id) is 404."""
-    key = parse_uuid(project_id or "")
-    project = None if key is None else Project.objects.filter(pk=key, memberships__user=request.user).first()
-    if project is None:
-        raise AppError(404, "NOT_FOUND", "Project not found.")
-    return project
+    return project_selectors.membership_for(user=request.user, project_id=project_id or "").project
 
 
 def _member_destination(

@@ -31,6 +31,9 @@ class Membership(models.Model):
         ADMIN = "admin"
         MEMBER = "member"
 
+    # The roles that may change a project's destinations, keys and webhooks; members only look.
+    MANAGING_ROLES = (Role.OWNER, Role.ADMIN)
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)

@@ -17,13 +17,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apertur.crypto import decrypt_text_if_fresh, encrypt_text
 from apertur.errors import AppError
+from apertur.pages import refusal_page
 from destinations import selectors as destination_selectors
 from projects import selectors, services
 from projects.api import KeyListView
 from projects.models import ALL_MIME_TYPES, ApiKey, Membership
 
 PROJECT_NAME_MAX = 200
-MANAGING_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
 class ProjectForm(forms.Form):
@@ -43,18 +43,9 @@ def project_create(request: HttpRequest) -> HttpResponse:
     return redirect("destination-pages:destination-list", project_id=project.pk)
 
 
-def _refused(request: HttpRequest, error: AppError) -> HttpResponse:
-    return render(
-        request,
-        "destinations/refused.html",
-        {"heading": "Not found" if error.status == 404 else "Not allowed", "message": error.message},
-        status=error.status,
-    )
-
-
 def _managing(request: HttpRequest, project_id: str) -> Membership:
     membership = selectors.membership_for(user=request.user, project_id=project_id)
-    if membership.role not in MANAGING_ROLES:
+    if membership.role not in Membership.MANAGING_ROLES:
         raise AppError(403, "FORBIDDEN", "Only the project's owners and admins can change its API keys.")
     return membership
 
@@ -93,7 +84,8 @@ def _key_input(form: Any) -> dict[str, Any]:
 
 def _keys_page(request: HttpRequest, membership: Membership, *, status: int = 200, **extra: Any) -> HttpResponse:
     project = membership.project
-    response = render(
+    refused_form = extra.get("form")
+    return render(
         request,
         "projects/keys.html",
         {
@@ -101,17 +93,16 @@ def _keys_page(request: HttpRequest, membership: Membership, *, status: int = 20
             "keys": selectors.keys_for_project(project=project),
             "destinations": destination_selectors.destinations_for_project(project=project),
             "mime_types": ALL_MIME_TYPES,
-            "can_manage": membership.role in MANAGING_ROLES,
+            "can_manage": membership.role in Membership.MANAGING_ROLES,
             "form": {},
             "errors": {},
             **extra,
             # What a refused form had ticked, to tick it again.
-            "chosen_mime_types": extra["form"].getlist("allowedMimeTypes") if extra.get("form") else [],
-            "chosen_destinations": extra["form"].getlist("defaultDestinations") if extra.get("form") else [],
+            "chosen_mime_types": refused_form.getlist("allowedMimeTypes") if refused_form else [],
+            "chosen_destinations": refused_form.getlist("defaultDestinations") if refused_form else [],
         },
         status=status,
     )
-    return response
 
 
 @never_cache  # a page that may show a key's secret, once, must not be kept by the browser or a proxy
@@ -133,7 +124,7 @@ def keys(request: HttpRequest, project_id: str) -> HttpResponse:
         if error.status == 400:
             errors = error.fields or {"form": [error.message]}
             return _keys_page(request, membership, status=400, form=request.POST, errors=errors)
-        return _refused(request, error)
+        return refusal_page(request, error)
     return _show_once(request, membership, kind="key", api_key=api_key, secret=plain)
 
 
@@ -190,7 +181,7 @@ def key_revoke(request: HttpRequest, project_id: str, key_id: str) -> HttpRespon
         api_key = selectors.key_for_project(project=membership.project, key_id=key_id)
         services.api_key_delete(api_key=api_key, acting_key=None)
     except AppError as error:
-        return _refused(request, error)
+        return refusal_page(request, error)
     messages.success(request, f"The key {api_key.prefix}… is revoked: it authenticates no more.")
     return redirect("project-pages:keys", project_id=membership.project.pk)
 
@@ -209,5 +200,5 @@ def key_signing_secret(request: HttpRequest, project_id: str, key_id: str) -> Ht
             return redirect("project-pages:keys", project_id=membership.project.pk)
         secret = services.api_key_signing_secret_create(api_key=api_key)
     except AppError as error:
-        return _refused(request, error)
+        return refusal_page(request, error)
     return _show_once(request, membership, kind="signing", api_key=api_key, secret=secret)
