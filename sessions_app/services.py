@@ -15,7 +15,7 @@ from apertur.ids import new_image_id, parse_uuid
 from delivery import services as delivery_services
 from delivery.models import Delivery
 from destinations.models import Destination
-from projects.models import ALL_MIME_TYPES, ApiKey
+from projects.models import ALL_MIME_TYPES, ApiKey, Project
 from sessions_app.encryption import encryption_key_ensure
 from sessions_app.images import ImageFacts
 from sessions_app.models import Image, UploadSession
@@ -29,14 +29,18 @@ CloseReason = UploadSession.CloseReason
 # --- creation and settings ------------------------------------------------------------------------
 
 
-def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None) -> list[Destination]:
+def _resolve_destinations(
+    *, project: Project, api_key: ApiKey | None, destination_ids: list[str] | None
+) -> list[Destination]:
     if destination_ids is None:
+        if api_key is None:
+            return []
         return list(api_key.default_destinations.alive().filter(is_active=True).order_by("created_at"))
     canonical = {value: parse_uuid(value) for value in destination_ids}
     found = {
         destination.pk: destination
         for destination in Destination.objects.alive()
-        .filter(project=api_key.project, is_active=True)
+        .filter(project=project, is_active=True)
         .filter(pk__in=[key for key in canonical.values() if key is not None])
     }
     unknown = [value for value, key in canonical.items() if key not in found]
@@ -52,7 +56,8 @@ def _resolve_destinations(*, api_key: ApiKey, destination_ids: list[str] | None)
 
 def session_create(
     *,
-    api_key: ApiKey,
+    api_key: ApiKey | None,
+    project: Project | None = None,
     destination_ids: list[str] | None = None,
     long_polling: bool | None = None,
     tags: list[str] | None = None,
@@ -67,9 +72,16 @@ def session_create(
 
     The encryption key pair is made here if it does not exist yet, so every session's document can show the
     public key its phone encrypts to, and the GET endpoints that show it never write.
+
+    A session made by a dashboard user (docs/api.md "Dashboard access") has no key: `project` says whose it is,
+    and the project's defaults stand in for the key's.
     """
-    destinations = _resolve_destinations(api_key=api_key, destination_ids=destination_ids)
-    long_polling = bool(long_polling) or api_key.long_polling_enabled
+    if api_key is not None:
+        project = api_key.project
+    if project is None:
+        raise ValueError("session_create needs an API key or a project")
+    destinations = _resolve_destinations(project=project, api_key=api_key, destination_ids=destination_ids)
+    long_polling = bool(long_polling) or (api_key is not None and api_key.long_polling_enabled)
     if not destinations and not long_polling:
         raise AppError(
             400,
@@ -78,21 +90,21 @@ def session_create(
             "set default destinations on the key, or set long_polling.",
             fields={"destination_ids": ["no destination and no long polling"]},
         )
-    effective_max = max_images or api_key.max_images or api_key.project.default_max_images
+    effective_max = max_images or (api_key and api_key.max_images) or project.default_max_images
     _check_max_images(effective_max)
     encryption_key_ensure()
     with transaction.atomic():
         session = UploadSession.objects.create(
-            project=api_key.project,
+            project=project,
             api_key=api_key,
-            env=api_key.env,
+            env=api_key.env if api_key is not None else ApiKey.Env.LIVE,
             label=label,
             long_polling=long_polling,
             tags=tags or [],
             expires_at=expires_at or timezone.now() + timedelta(hours=settings.APERTUR_DEFAULT_EXPIRY_HOURS),
             max_images=effective_max,
-            allowed_mime_types=allowed_mime_types or api_key.allowed_mime_types or list(ALL_MIME_TYPES),
-            max_image_dimension=max_image_dimension or api_key.max_image_dimension,
+            allowed_mime_types=allowed_mime_types or (api_key and api_key.allowed_mime_types) or list(ALL_MIME_TYPES),
+            max_image_dimension=max_image_dimension or (api_key and api_key.max_image_dimension) or None,
             password_hash=make_password(password) if password else "",
         )
         session.destinations.set(destinations)
