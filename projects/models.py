@@ -33,6 +33,8 @@ class Membership(models.Model):
 
     # The roles that may change a project's destinations, keys and webhooks; members only look.
     MANAGING_ROLES = (Role.OWNER, Role.ADMIN)
+    # Every role: sessions are every member's work (making, closing, retrying, pulling; docs/api.md "Dashboard access").
+    ALL_ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
