@@ -9,6 +9,7 @@ app_name = "project-pages"
 urlpatterns = [
     path("projects/new", pages.project_create, name="project-create"),
     path("projects/<str:project_id>/keys", pages.keys, name="keys"),
+    path("projects/<str:project_id>/keys/<str:key_id>/edit", pages.key_edit, name="key-edit"),
     path("projects/<str:project_id>/keys/<str:key_id>/revoke", pages.key_revoke, name="key-revoke"),
     path(
         "projects/<str:project_id>/keys/<str:key_id>/signing-secret",
