@@ -180,11 +180,6 @@ def _typed_values(kind: str, form: Any) -> dict[str, str]:
     return {field.name: form.get(field.name, "") for field in page_forms.form_fields(kind) if not field.secret}
 
 
-def _serializer_errors(errors: dict[str, Any]) -> dict[str, list[str]]:
-    """DRF's errors as the service's `fields`: `config` problems of the serializer are the whole object's."""
-    return {name: [str(message) for message in found] for name, found in errors.items() if isinstance(found, list)}
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 @_refusals_as_pages
@@ -208,9 +203,7 @@ def destination_new(request: HttpRequest, project_id: str) -> HttpResponse:
     config, problems = page_forms.config_from_form(kind, fields, patch=False)
     payload = DestinationListView.Input(data={"type": kind, "name": name, "config": config})
     try:
-        if problems or not payload.is_valid():
-            found = _serializer_errors(payload.errors) if not problems else {}
-            raise AppError(400, "VALIDATION_ERROR", "Check the form.", fields={**found, **_config_fields(problems)})
+        _check(payload, problems)
         destination = services.destination_create(project=project, **payload.validated_data)
     except AppError as error:
         if error.status != 400:
@@ -222,8 +215,13 @@ def destination_new(request: HttpRequest, project_id: str) -> HttpResponse:
     return _list_redirect(project)
 
 
-def _config_fields(problems: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {f"config.{name}": found for name, found in problems.items()}
+def _check(payload: Any, problems: dict[str, list[str]]) -> None:
+    """The API's serializer's refusals and the form's own (a header line without a colon …) as one 400."""
+    valid = payload.is_valid()
+    if problems or not valid:
+        found = {name: [str(message) for message in errors] for name, errors in payload.errors.items()}
+        found |= {f"config.{name}": errors for name, errors in problems.items()}
+        raise AppError(400, "VALIDATION_ERROR", "Check the form.", fields=found)
 
 
 @require_http_methods(["GET", "POST"])
@@ -243,9 +241,7 @@ def destination_edit(request: HttpRequest, project_id: str, destination_id: str)
     config, problems = page_forms.config_from_form(kind, request.POST, patch=True)
     payload = DestinationDetailView.Input(data={"name": name, "config": config})
     try:
-        if problems or not payload.is_valid():
-            found = _serializer_errors(payload.errors) if not problems else {}
-            raise AppError(400, "VALIDATION_ERROR", "Check the form.", fields={**found, **_config_fields(problems)})
+        _check(payload, problems)
         data = payload.validated_data
         destination = services.destination_update(destination=destination, name=data["name"], config=data["config"])
     except AppError as error:

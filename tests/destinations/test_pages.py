@@ -261,12 +261,14 @@ def test_a_missing_required_field_and_a_bad_header_line_are_named(owner):
     client = signed_in(owner.user)
     missing = client.post(url(owner, "new"), webhook_form(url="http://127.0.0.1:9/x")).content.decode()
     headers = client.post(
-        url(owner, "new"), webhook_form(url="http://127.0.0.1:9/x", secret="s" * 12, customHeaders="no colon")
+        url(owner, "new"),
+        webhook_form(name="", url="http://127.0.0.1:9/x", secret="s" * 12, customHeaders="no colon"),
     ).content.decode()
 
     secret_block = missing[missing.index('id="field-secret"') : missing.index('id="field-format"')]
     assert "Field required" in secret_block
     assert "line 1: write each header as Name: value" in headers
+    assert "This field may not be blank." in headers[headers.index('id="field-name"') : headers.index('id="field-url"')]
     assert not Destination.objects.exists()
 
 
