@@ -85,6 +85,14 @@ def test_an_owner_adds_and_tests_a_webhook_and_connects_a_drive(site, chromium, 
         assert row.get_by_text("active", exact=True).is_visible()
         assert row.get_by_role("button", name="Disconnect Team drive").is_visible()
         assert drive.secrets["token"]["access_token"] not in page.content()
+
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+        page.get_by_role("button", name="Delete Claims hook").click()
+        page.get_by_text("Claims hook is deleted").wait_for()
+        assert dialogs and dialogs[0].startswith("Delete Claims hook?")
+        assert page.get_by_role("button", name="Test Claims hook").count() == 0
+        assert Destination.objects.get(pk=hook.pk).deleted_at is not None
         assert not problems
     finally:
         context.close()
