@@ -16,7 +16,7 @@ from sessions_app.models import Image, UploadSession
 CHART_DAYS = 14
 LATEST_FAILURES = 10
 Status = Delivery.Status
-WAITING = (Status.PENDING, Status.DELIVERING)
+NOT_FINAL = (Status.PENDING, Status.DELIVERING)
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,11 @@ class DayTally:
     day: date
     delivered: int = 0
     failed: int = 0
-    waiting: int = 0  # pending or delivering
+    pending: int = 0  # pending or delivering (an attempt running)
 
     @property
     def total(self) -> int:
-        return self.delivered + self.failed + self.waiting
+        return self.delivered + self.failed + self.pending
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Counters:
     images_last_7_days: int
     deliveries_delivered: int
     deliveries_failed: int
-    deliveries_waiting: int
+    deliveries_pending: int
     destinations_needing_reconnect: int
 
 
@@ -62,7 +62,7 @@ def overview_counters(*, project: Project, now: datetime) -> Counters:
     deliveries = Delivery.objects.filter(image__session__project=project).aggregate(
         delivered=Count("pk", filter=Q(status=Status.DELIVERED)),
         failed=Count("pk", filter=Q(status=Status.FAILED)),
-        waiting=Count("pk", filter=Q(status__in=WAITING)),
+        pending=Count("pk", filter=Q(status__in=NOT_FINAL)),
     )
     reconnect = Destination.objects.alive().filter(project=project, needs_reconnect=True).count()
     return Counters(
@@ -71,7 +71,7 @@ def overview_counters(*, project: Project, now: datetime) -> Counters:
         images_last_7_days=images["week"],
         deliveries_delivered=deliveries["delivered"],
         deliveries_failed=deliveries["failed"],
-        deliveries_waiting=deliveries["waiting"],
+        deliveries_pending=deliveries["pending"],
         destinations_needing_reconnect=reconnect,
     )
 
@@ -90,7 +90,7 @@ def deliveries_per_day(*, project: Project, now: datetime, days: int = CHART_DAY
     )
     counts: dict[date, dict[str, int]] = {}
     for day, status, count in rows:
-        outcome = "waiting" if status in WAITING else status
+        outcome = "pending" if status in NOT_FINAL else status  # delivering counts as pending
         tally = counts.setdefault(day, {})
         tally[outcome] = tally.get(outcome, 0) + count
     return [DayTally(day=day, **counts.get(day, {})) for day in (first + timedelta(days=n) for n in range(days))]

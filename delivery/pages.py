@@ -226,7 +226,9 @@ def webhook_edit(request: HttpRequest, project_id: str, webhook_id: str) -> Http
         payload, errors = _checked(request.POST, EventWebhookDetailView.Input, editing=True)
         if errors:
             chosen = request.POST.getlist("topics")
-            return _edit_page(request, membership, webhook, form=request.POST, chosen_topics=chosen, errors=errors)
+            return _edit_page(
+                request, membership, webhook, form=request.POST, chosen_topics=chosen, errors=errors, status=400
+            )
         services.event_webhook_update(webhook=webhook, changes=payload.service_arguments())
     except AppError as error:
         return refusal_page(request, error)
@@ -235,10 +237,19 @@ def webhook_edit(request: HttpRequest, project_id: str, webhook_id: str) -> Http
 
 
 def _edit_page(
-    request: HttpRequest, membership: Membership, webhook: EventWebhook, *, form: Any, chosen_topics: list[str], **extra
+    request: HttpRequest,
+    membership: Membership,
+    webhook: EventWebhook,
+    *,
+    form: Any,
+    chosen_topics: list[str],
+    errors: dict[str, list[str]] | None = None,
+    status: int = 200,
 ) -> HttpResponse:
-    context = {"project": membership.project, "webhook": webhook, "errors": {}, **_form_context(form, chosen_topics)}
-    return render(request, "delivery/webhook_edit.html", {**context, **extra}, status=400 if extra else 200)
+    context = {"project": membership.project, "webhook": webhook, "errors": errors or {}}
+    return render(
+        request, "delivery/webhook_edit.html", {**context, **_form_context(form, chosen_topics)}, status=status
+    )
 
 
 @require_POST
@@ -289,16 +300,20 @@ def webhook_test(request: HttpRequest, project_id: str, webhook_id: str) -> Http
     return redirect(f"{url}#webhook-{webhook.pk}")
 
 
-def _signature_header_names(webhook: EventWebhook) -> list[str]:
+UNKEPT_TIME = "(the attempt's time; not kept)"
+UNKEPT_SIGNATURE = "(made with the webhook's secret at each attempt; not shown)"
+
+
+def _signature_headers(webhook: EventWebhook, delivery: EventDelivery) -> list[tuple[str, str]]:
+    """The signature headers as the deliveries page shows them: what is known, and what is not kept."""
     if webhook.signature_method == EventWebhook.SignatureMethod.SVIX:
-        return ["svix-id", "svix-timestamp", "svix-signature"]
-    return ["X-Apertur-Timestamp", "X-Apertur-Signature"]
+        return [("svix-id", str(delivery.pk)), ("svix-timestamp", UNKEPT_TIME), ("svix-signature", UNKEPT_SIGNATURE)]
+    return [("X-Apertur-Timestamp", UNKEPT_TIME), ("X-Apertur-Signature", UNKEPT_SIGNATURE)]
 
 
 def _request_of(webhook: EventWebhook, delivery: EventDelivery) -> dict[str, Any]:
     """What the latest attempt sent (delivery/event_webhooks.py `_post`): the body is the same bytes on every
-    attempt; the signature headers are named, their values (made with the secret and the attempt's time) are not
-    kept."""
+    attempt; the signature and its time are not kept (the secret never shows)."""
     event = delivery.event
     body = services.event_body(
         topic=event.topic, project_id=event.project_id, data=event.data, timestamp=event.created_at
@@ -310,10 +325,10 @@ def _request_of(webhook: EventWebhook, delivery: EventDelivery) -> dict[str, Any
         ("X-Apertur-Delivery-Id", str(delivery.pk)),
         ("X-Apertur-Event-Id", str(event.pk)),
         ("X-Apertur-Attempt", str(delivery.attempts) if delivery.attempts else "—"),
+        *_signature_headers(webhook, delivery),
     ]
     return {
         "headers": headers,
-        "signature_headers": _signature_header_names(webhook),
         "body": json.dumps(json.loads(body), indent=2, ensure_ascii=False),
     }
 

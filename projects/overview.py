@@ -20,7 +20,7 @@ from projects import selectors
 # The chart's drawing box (SVG user units; the SVG scales to its container's width).
 WIDTH, HEIGHT = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 16, 44
-OUTCOMES = (("delivered", "Delivered"), ("failed", "Failed"), ("waiting", "Waiting"))
+OUTCOMES = (("delivered", "Delivered"), ("failed", "Failed"), ("pending", "Pending"))
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Column:
     def description(self) -> str:
         return (
             f"{self.tally.day:%b} {self.tally.day.day}: {self.tally.delivered} delivered, "
-            f"{self.tally.failed} failed, {self.tally.waiting} waiting"
+            f"{self.tally.failed} failed, {self.tally.pending} pending"
         )
 
 
@@ -59,7 +59,7 @@ def _scale_top(largest: int) -> tuple[int, int]:
 
 
 def delivery_chart(days: list[DayTally]) -> dict:
-    """Stacked bars (delivered at the bottom, then failed, then waiting), the y axis's ticks, and the totals the
+    """Stacked bars (delivered at the bottom, then failed, then pending), the y axis's ticks, and the totals the
     chart's title and table say."""
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top, step = _scale_top(max((day.total for day in days), default=0))

@@ -97,6 +97,14 @@ def test_a_member_or_an_outsider_cannot_change_test_delete_or_retry(owner, roles
     assert (webhook.is_active, webhook.url, delivery.status) == (True, HOOK_URL, "failed")
 
 
+@pytest.mark.parametrize(("who", "status"), [("member", 403), ("outsider", 404)])
+def test_a_member_or_an_outsider_cannot_create_a_webhook(owner, roles, who, status):
+    response = signed_in(roles[who]).post(pages_url(owner), {"url": HOOK_URL, "topics": ["*"]})
+
+    assert response.status_code == status
+    assert not EventWebhook.objects.filter(project=owner.project).exists()
+
+
 @pytest.mark.parametrize("who", ["owner", "admin"])
 def test_owners_and_admins_see_the_forms_and_buttons_and_members_do_not(owner, roles, webhook, who):
     listed = signed_in(roles[who]).get(pages_url(owner)).content.decode()
@@ -131,8 +139,8 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(owner, webhook):
     for url in (pages_url(owner), pages_url(owner, str(webhook.pk), "deliveries")):
         answer = anonymous.get(url)
         assert answer.status_code == 302 and answer["Location"].startswith("/accounts/login/?next=")
-    for action in MANAGING_POSTS:
-        answer = anonymous.post(pages_url(owner, action.format(wid=webhook.pk, did=delivery.pk)))
+    for action in ("", *MANAGING_POSTS):
+        answer = anonymous.post(pages_url(owner, action.format(wid=webhook.pk, did=delivery.pk)).rstrip("/"))
         assert answer.status_code == 302 and answer["Location"].startswith("/accounts/login/?next=")
     assert EventWebhook.objects.filter(pk=webhook.pk, is_active=True).exists()
 
@@ -237,6 +245,7 @@ def test_a_secret_waiting_for_another_project_is_not_shown_there(owner):
     [
         ({"url": "ftp://example.test/x"}, "url: must be an http or https URL with a host"),
         ({"url": "not a url"}, "url: must be an http or https URL with a host"),
+        ({"url": "https://example.test/" + "a" * 3000}, "url: Ensure this field has no more than 2000 characters."),
         ({"url": "https://user:pw@example.test/"}, "url: must not contain a user name or password"),
         ({"url": "https://example.test/\x00"}, "url:"),
         ({"topics": ["project.nothing"]}, "topics: unknown topic &#x27;project.nothing&#x27;"),
@@ -413,13 +422,23 @@ def test_a_delivery_shows_its_request_without_the_secret_and_its_response(owner,
 
     page = signed_in(owner.user).get(pages_url(owner, str(webhook.pk), "deliveries")).content.decode()
 
-    row = page.split(f'id="delivery-{delivery.pk}"')[1].split("</tr>")[0]
+    row = page.split(f'id="delivery-{delivery.pk}"')[1].split("</tbody>")[0]
     assert "project.session.created" in row and "failed" in row and "<td>6</td>" in row
     assert f"X-Apertur-Delivery-Id: {delivery.pk}" in row and "X-Tenant: acme" in row
-    assert "X-Apertur-Signature: (made with the webhook's secret" in row
+    assert "X-Apertur-Signature: (made with the webhook&#x27;s secret at each attempt; not shown)" in row
     assert "&quot;label&quot;: &quot;claim 4711&quot;" in row  # the body, escaped
     assert "HTTP 503" in row and "busy &lt;b&gt;now&lt;/b&gt;" in row
     assert webhook.secret not in page
+
+
+def test_a_svix_webhooks_delivery_shows_its_svix_id_and_no_signature(owner):
+    webhook, _ = event_webhook_create(project=owner.project, url=HOOK_URL, topics=["*"], signature_method="svix")
+    delivery = seed_delivery(webhook)
+
+    page = signed_in(owner.user).get(pages_url(owner, str(webhook.pk), "deliveries")).content.decode()
+
+    assert f"svix-id: {delivery.pk}" in page and "svix-signature: (made with the webhook" in page
+    assert "X-Apertur-Signature" not in page and webhook.secret not in page
 
 
 def test_retry_puts_a_failed_delivery_back_and_a_sent_one_is_said_not_failed(owner, roles, webhook):

@@ -69,9 +69,9 @@ def make_delivery(image: Image, destination: Destination, *, status: str, when=N
     return delivery
 
 
-def seed(persona, destination, session, *, days_ago: int, delivered: int = 0, failed: int = 0, waiting: int = 0):
+def seed(persona, destination, session, *, days_ago: int, delivered: int = 0, failed: int = 0, pending: int = 0):
     when = start_of_today() - timedelta(days=days_ago)
-    for status, count in (("delivered", delivered), ("failed", failed), ("pending", waiting)):
+    for status, count in (("delivered", delivered), ("failed", failed), ("pending", pending)):
         for _ in range(count):
             make_delivery(make_image(session, when=when), destination, status=status, when=when)
 
@@ -148,9 +148,9 @@ def test_the_counters_count_this_projects_rows_only(owner):
     make_session(owner, open_=False)
     make_session(owner, expired=True)  # past its expiry, not yet closed by the sweeper: not open
     seed(owner, destination, session, days_ago=0, delivered=2, failed=1)
-    seed(owner, destination, session, days_ago=3, waiting=1)
+    seed(owner, destination, session, days_ago=3, pending=1)
     Delivery.objects.filter(status="pending").update(status="delivering")
-    seed(owner, destination, session, days_ago=3, waiting=1)
+    seed(owner, destination, session, days_ago=3, pending=1)
     seed(owner, destination, session, days_ago=8, delivered=4)
     other = make_persona("overview-other")
     seed(other, webhook_destination(other), make_session(other), days_ago=0, failed=5)
@@ -164,7 +164,7 @@ def test_the_counters_count_this_projects_rows_only(owner):
         "Photos, last 7 days": "5",
         "Deliveries delivered": "6",
         "Deliveries failed": "1",
-        "Deliveries waiting": "2",
+        "Deliveries pending": "2",
         "Destinations to reconnect": "1",
     }
 
@@ -175,7 +175,7 @@ def test_the_counters_count_this_projects_rows_only(owner):
 def test_the_chart_has_the_last_14_days_with_the_right_numbers_and_empty_days(owner):
     destination = webhook_destination(owner)
     session = make_session(owner)
-    seed(owner, destination, session, days_ago=0, delivered=3, failed=1, waiting=2)
+    seed(owner, destination, session, days_ago=0, delivered=3, failed=1, pending=2)
     seed(owner, destination, session, days_ago=1, failed=2)
     seed(owner, destination, session, days_ago=13, delivered=1)
     seed(owner, destination, session, days_ago=14, delivered=9)  # one day too old
@@ -186,7 +186,7 @@ def test_the_chart_has_the_last_14_days_with_the_right_numbers_and_empty_days(ow
     days = [(today - timedelta(days=n)).isoformat() for n in range(13, -1, -1)]
     bars = chart_days(page)
     assert list(bars) == days
-    assert bars[days[-1]] == {"delivered": 3, "failed": 1, "waiting": 2}
+    assert bars[days[-1]] == {"delivered": 3, "failed": 1, "pending": 2}
     assert bars[days[-2]] == {"failed": 2}
     assert bars[days[0]] == {"delivered": 1}
     assert all(bars[day] == {} for day in days[1:-2])
@@ -205,7 +205,7 @@ def test_the_chart_is_labelled_for_screen_readers(owner):
     svg = page.split('<svg id="delivery-chart"')[1].split("</svg>")[0]
     assert 'role="img"' in svg and 'aria-labelledby="chart-title chart-description"' in svg
     assert '<title id="chart-title">Deliveries per day for the last 14 days, by outcome</title>' in svg
-    assert "2 delivered, 1 failed, 0 waiting in all." in svg
+    assert "2 delivered, 1 failed, 0 pending in all." in svg
     assert "<script" not in page  # drawn on the server
 
 
@@ -213,7 +213,7 @@ def test_the_chart_of_a_project_without_deliveries_draws_an_empty_axis(owner):
     page = signed_in(owner.user).get(overview_url(owner)).content.decode()
 
     assert all(bars == {} for bars in chart_days(page).values()) and len(chart_days(page)) == 14
-    assert "0 delivered, 0 failed, 0 waiting in all." in page
+    assert "0 delivered, 0 failed, 0 pending in all." in page
 
 
 @pytest.mark.parametrize(
@@ -226,16 +226,16 @@ def test_the_y_axis_ends_on_a_round_number_with_at_most_five_steps(largest, top,
 
 def test_bars_are_stacked_from_the_baseline_in_proportion():
     today = timezone.localdate()
-    chart = delivery_chart([DayTally(today - timedelta(days=1)), DayTally(today, delivered=6, failed=2, waiting=2)])
+    chart = delivery_chart([DayTally(today - timedelta(days=1)), DayTally(today, delivered=6, failed=2, pending=2)])
 
     empty, full = chart["columns"]
     plot_height = HEIGHT - TOP - BOTTOM
-    delivered, failed, waiting = full.bars
+    delivered, failed, pending = full.bars
     assert empty.bars == []
     assert chart["ticks"][-1]["value"] == 10 and chart["ticks"][-1]["y"] == TOP
     assert delivered.y + delivered.height == pytest.approx(chart["baseline"])
     assert failed.y + failed.height == pytest.approx(delivered.y)
-    assert waiting.y + waiting.height == pytest.approx(failed.y)
+    assert pending.y + pending.height == pytest.approx(failed.y)
     assert (delivered.height, failed.height) == (pytest.approx(plot_height * 0.6), pytest.approx(plot_height * 0.2))
 
 
@@ -290,7 +290,7 @@ def test_the_overview_reads_a_fixed_number_of_queries_whatever_the_projects_size
     with CaptureQueriesContext(connection) as few:
         client.get(overview_url(owner))
     for days_ago in range(14):
-        seed(owner, destination, make_session(owner), days_ago=days_ago, delivered=2, failed=2, waiting=1)
+        seed(owner, destination, make_session(owner), days_ago=days_ago, delivered=2, failed=2, pending=1)
 
     with django_assert_max_num_queries(len(few)):
         client.get(overview_url(owner))
