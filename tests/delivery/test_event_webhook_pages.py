@@ -252,6 +252,8 @@ def test_a_secret_waiting_for_another_project_is_not_shown_there(owner):
         ({"topics": []}, "topics:"),
         ({"customHeaders": "X-Big: " + "v" * 1001}, "customHeaders: X-Big: Ensure this field has no more than 1000"),
         ({"customHeaders": "X-Apertur-Signature: mine"}, "X-Apertur-Signature is set by Apertur"),
+        ({"customHeaders": "X-Tenant: a\x00b"}, "customHeaders: X-Tenant: Null characters are not allowed."),
+        ({"customHeaders": "X-Tenant: a\x07b"}, "the value of X-Tenant must be Latin-1 text without control"),
         ({"customHeaders": "no colon here"}, "customHeaders: line 1: write a header as Name: value"),
         ({"customHeaders": "X-A: 1\nX-A: 2"}, "X-A is given twice"),
         ({"maxRetries": "21"}, "maxRetries: Ensure this value is less than or equal to 20."),
