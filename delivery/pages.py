@@ -132,7 +132,7 @@ def _list_page(request: HttpRequest, membership: Membership, *, status: int = 20
     # Test results are shown in their webhook's row; the other messages where every page shows them.
     tested, other = {}, []
     for message in messages.get_messages(request):
-        tags = message.extra_tags.split()
+        tags = (message.extra_tags or "").split()
         if tags[:1] == [TEST_TAG]:
             tested[tags[1]] = {"text": message.message, "ok": message.level == messages.SUCCESS}
         else:
