@@ -7,10 +7,11 @@ register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
-def nav_link(context: template.Context, url: str, label: str) -> str:
-    """A tab of the project nav, marked as the current page for its own address and the pages under it."""
+def nav_link(context: template.Context, url: str, label: str, *, exact: bool = False) -> str:
+    """A tab of the project nav, marked as the current page for its own address and (unless `exact`) the pages
+    under it."""
     path = context["request"].path if "request" in context else ""
-    current = path == url or path.startswith(url.rstrip("/") + "/")
+    current = path == url or (not exact and path.startswith(url.rstrip("/") + "/"))
     if current:
         return format_html('<a href="{}" aria-current="page">{}</a>', url, label)
     return format_html('<a href="{}">{}</a>', url, label)
