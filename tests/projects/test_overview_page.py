@@ -131,7 +131,8 @@ def test_the_home_page_and_the_project_nav_lead_to_the_overview_and_the_webhooks
     page = client.get(overview_url(owner)).content.decode()
 
     assert f'href="/projects/{owner.project.pk}"' in home
-    assert f'href="/projects/{owner.project.pk}">Overview</a>' in page
+    # The overview is the current tab on its own page only.
+    assert f'href="/projects/{owner.project.pk}" aria-current="page">Overview</a>' in page
     assert f'href="/projects/{owner.project.pk}/webhooks">Event webhooks</a>' in page
 
 
