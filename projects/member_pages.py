@@ -102,7 +102,8 @@ def _members_page(request: HttpRequest, membership: Membership, *, status: int =
             "invitations": invitations,
             "can_manage": can_manage,
             "is_owner": is_owner,
-            "roles": Membership.Role.choices if is_owner else [(r.value, r.label) for r in INVITATION_ROLES[:2]],
+            # Member first: the form's default is the least power. Only owners may give "owner".
+            "roles": [(role.value, role.label) for role in (INVITATION_ROLES if is_owner else INVITATION_ROLES[:2])],
             "form": {},
             "errors": {},
             **extra,

@@ -464,3 +464,12 @@ def test_the_project_nav_links_the_members_and_settings(team):
     text = signed_in(people["member"]).get(f"/projects/{project.pk}/keys").content.decode()
 
     assert f'href="/projects/{project.pk}/members"' in text and f'href="/projects/{project.pk}/settings"' in text
+
+
+def test_the_invitation_form_offers_member_first(team):
+    project, people = team
+
+    text = signed_in(people["owner"]).get(f"/projects/{project.pk}/members").content.decode()
+
+    form = text.split('id="invite-role"')[1]
+    assert form.index('value="member"') < form.index('value="admin"') < form.index('value="owner"')
