@@ -87,7 +87,7 @@ def _members_page(request: HttpRequest, membership: Membership, *, status: int =
     for member in members:
         # What the page offers on each row; the services decide again, under the project's lock.
         member.is_you = member.pk == membership.pk
-        member.can_change = can_manage and not member.is_you and (is_owner or member.role != Membership.Role.OWNER)
+        member.can_change = can_manage and (is_owner or member.role != Membership.Role.OWNER)
     invitations = member_selectors.waiting_invitations_of_project(project=project)
     now = timezone.now()
     for invitation in invitations:
