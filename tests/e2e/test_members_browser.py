@@ -1,6 +1,7 @@
 """A project's members in a real browser (Chromium) against the real site: an owner invites an address, the invitee
 opens the mailed link, signs up, confirms the address, comes back to the invitation, accepts it and sees the
-project; the owner sees them among the members and makes them an admin."""
+project; the owner sees them among the members, makes them an admin, and switches to the same page of another
+project."""
 
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from projects.models import Membership
-from projects.services import bootstrap
+from projects.services import bootstrap, project_create
 from tests.conftest import ServerProcess
 from tests.factories import wait_until
 
@@ -88,6 +89,11 @@ def test_an_owner_invites_a_newcomer_who_signs_up_accepts_and_is_made_an_admin(s
         owner.get_by_role("button", name="Change the role of newcomer@example.test").click()
         owner.get_by_text("newcomer@example.test is now admin.").wait_for()
         assert Membership.objects.get(project=project, user__email="newcomer@example.test").role == "admin"
+        another = project_create(name="Another", owner=get_user_model().objects.get(email="owner@example.test"))
+        owner.reload()
+        owner.get_by_label("Switch project").select_option(label="Another")
+        owner.get_by_role("button", name="Open").click()
+        owner.wait_for_url(f"{site.url}/projects/{another.pk}/members")
 
         invitee.get_by_role("link", name="Members").click()
         assert invitee.get_by_role("button", name="Send invitation").count() == 1  # an admin invites too
