@@ -295,4 +295,4 @@ def test_the_overview_reads_a_fixed_number_of_queries_whatever_the_projects_size
 
     with django_assert_max_num_queries(len(few)):
         client.get(overview_url(owner))
-    assert len(few) <= 9  # the session, the user, the membership, four counters, the chart, the failures
+    assert len(few) <= 10  # the session, user, membership, four counters, the chart, the failures, the switcher
