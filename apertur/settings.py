@@ -467,8 +467,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # A server error's line names the path too: a mailed link's key or a `?token=` must not land in the log there
+    # either (apertur/request_logging.py).
+    "filters": {"redact_tokens": {"()": "apertur.request_logging.RedactTokens"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
         # Refused requests (bad Host, oversized or garbled bodies) as one WARNING line, not an ERROR traceback:
         # it rewrites the record before the `django` and root loggers' handlers see it, so both keep propagating.
         "client_errors": {"class": "apertur.request_logging.ClientErrorsOnOneLine"},

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from apertur.errors import AppError
@@ -120,7 +121,9 @@ def api_key_update(*, api_key: ApiKey, acting_key: ApiKey | None, changes: dict)
         else None
     )
     with transaction.atomic():
-        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        locked = ApiKey.objects.select_for_update().filter(pk=api_key.pk).first()
+        if locked is None:  # deleted since it was looked up
+            raise AppError(404, "NOT_FOUND", "API key not found.")
         changed = [field for field in KEY_SETTINGS if field in changes]
         for field in changed:
             setattr(locked, field, changes[field])
@@ -339,7 +342,12 @@ def invitation_create(*, project: Project, email: str, role: str, actor) -> Invi
             raise AppError(403, "FORBIDDEN", "Only an owner can invite an owner.")
         if _is_member(project=locked, email=email):
             raise AppError(409, "ALREADY_MEMBER", f"{email} is already a member of the project.")
-        Invitation.objects.filter(project=locked, email__iexact=email, accepted_at__isnull=True).delete()
+        replaced = Invitation.objects.alias(address=Lower("email")).filter(
+            project=locked, address=Lower(Value(email)), accepted_at__isnull=True
+        )
+        if acting.role != Membership.Role.OWNER and replaced.filter(role=Membership.Role.OWNER).exists():
+            raise AppError(403, "FORBIDDEN", "Only an owner can replace an owner's invitation.")
+        replaced.delete()
         token = secrets.token_urlsafe(INVITATION_TOKEN_BYTES)
         invitation = Invitation.objects.create(
             project=locked,
@@ -410,8 +418,32 @@ def invitation_for_token(*, token: str) -> Invitation:
 
 
 def invitation_addressee_matches(*, invitation: Invitation, user) -> bool:
-    """Whether the user has confirmed the invited address (in any letter case)."""
-    return EmailAddress.objects.filter(user=user, email__iexact=invitation.email, verified=True).exists()
+    """Whether the user has confirmed the invited address (in any letter case, as the database lower-cases it: the
+    same rule as the one-waiting-invitation-per-address constraint)."""
+    return (
+        EmailAddress.objects.alias(address=Lower("email"))
+        .filter(user=user, address=Lower(Value(invitation.email)), verified=True)
+        .exists()
+    )
+
+
+def _refuse_if_the_inviter_may_no_longer_invite(invitation: Invitation) -> None:
+    """An invitation is only as good as its sender's standing now: one made by someone since removed or demoted
+    (or whose account is gone) would otherwise let them back in, or hand out a role they no longer have."""
+    inviter_role = (
+        Membership.objects.filter(project=invitation.project, user_id=invitation.invited_by_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+    allowed = inviter_role == Membership.Role.OWNER or (
+        inviter_role == Membership.Role.ADMIN and invitation.role != Membership.Role.OWNER
+    )
+    if invitation.invited_by_id is None or not allowed:
+        raise AppError(
+            410,
+            "INVITATION_WITHDRAWN",
+            "Whoever sent this invitation can no longer invite you: ask the project's owners for a new one.",
+        )
 
 
 def invitation_accept(*, token: str, user) -> Membership:
@@ -430,6 +462,7 @@ def invitation_accept(*, token: str, user) -> Membership:
             )
         if Membership.objects.filter(project=invitation.project, user=user).exists():
             raise AppError(409, "ALREADY_MEMBER", f"You are already a member of “{invitation.project.name}”.")
+        _refuse_if_the_inviter_may_no_longer_invite(invitation)
         membership = Membership.objects.create(project=invitation.project, user=user, role=invitation.role)
         invitation.accepted_at, invitation.accepted_by = timezone.now(), user
         invitation.save(update_fields=["accepted_at", "accepted_by"])

@@ -393,6 +393,7 @@ class SessionEventStreamView(KeyApiView):
     """`GET /api/v1/sessions/{id}/events`: a key's stream, the key in the header or `?token=`."""
 
     authentication_classes = [ApiKeyOrQueryTokenAuthentication, DashboardSessionAuthentication]
+    project_from_query = True  # a dashboard's EventSource names the project in the query (docs/api.md)
     rate_limit_scope = "session_read"
     content_negotiation_class = IgnoreClientContentNegotiation  # as PublicEventStreamView
 

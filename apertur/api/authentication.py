@@ -193,12 +193,15 @@ class DashboardSessionAuthentication(SessionAuthentication):
     """A signed-in dashboard user's browser session (docs/api.md "Dashboard access").
 
     Used only when the request carries no API key. The project comes from `X-Aptr-Project`, or from
-    `?project=` where a browser cannot set headers (EventSource). A project the user is not a member of is
+    `?project=` on the one view that says `project_from_query` (the event stream: EventSource cannot set
+    headers). A project the user is not a member of is
     404, like any other project a caller cannot see. Writes need Django's CSRF token (`X-CSRFToken`).
     """
 
     def authenticate(self, request: Request) -> tuple[DashboardPrincipal, None] | None:
-        if get_authorization_header(request) or request.query_params.get("token", "").strip():
+        # A key request is the key's. Another scheme (a proxy's Basic authentication) leaves the cookie to speak.
+        scheme = get_authorization_header(request).decode(errors="replace").partition(" ")[0]
+        if scheme.lower() == "bearer" or request.query_params.get("token", "").strip():
             return None
         user = getattr(request._request, "user", None)
         if user is None or not user.is_authenticated or not user.is_active:
@@ -209,7 +212,12 @@ class DashboardSessionAuthentication(SessionAuthentication):
             raise AppError(
                 403, "CSRF_FAILED", "Missing or wrong CSRF token: send the csrftoken cookie's value as X-CSRFToken."
             ) from refusal
-        project_id = request.META.get(PROJECT_HEADER) or request.query_params.get("project", "")
+        project_id = request.META.get(PROJECT_HEADER, "")
+        view = request.parser_context.get("view") if request.parser_context else None
+        if not project_id and getattr(view, "project_from_query", False):
+            # Only where a browser cannot set headers: elsewhere the header is what a cross-site link or form
+            # cannot send, and so what keeps another site from making a signed-in browser call a GET.
+            project_id = request.query_params.get("project", "")
         if not project_id.strip():
             raise AppError(
                 400,

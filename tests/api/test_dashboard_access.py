@@ -184,3 +184,25 @@ def test_the_event_stream_takes_the_project_from_the_query(api_client, monkeypat
 
     assert foreign.status_code == 404
     assert own.status_code == 503 and own.json()["code"] == "EVENTS_UNAVAILABLE"
+
+
+def test_the_project_in_the_query_is_taken_on_the_event_stream_only():
+    """Elsewhere it would let another site's link make a signed-in browser call a GET (a held poll leases an image)."""
+    persona = make_persona("owner-o")
+    client = _browser(persona.user)
+
+    response = client.get(f"/api/v1/sessions?project={persona.project.pk}")
+    polled = client.get(f"/api/v1/sessions/sess_x/poll?project={persona.project.pk}")
+
+    assert (response.status_code, response.json()["code"]) == (400, "PROJECT_REQUIRED")
+    assert polled.status_code == 400
+
+
+def test_a_proxys_basic_authorization_header_leaves_the_cookie_to_speak():
+    persona = make_persona("owner-p")
+
+    response = _browser(persona.user).get(
+        "/api/v1/sessions", HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz", **_project(persona)
+    )
+
+    assert response.status_code == 200

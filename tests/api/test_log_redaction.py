@@ -26,3 +26,23 @@ def test_a_token_in_the_query_is_redacted_however_it_is_spelt(line, expected):
     )
     assert RedactTokens().filter(record)
     assert record.getMessage() == f'1.2.3.4 - "{expected}" 200'
+
+
+def test_the_console_redacts_a_server_errors_line_too():
+    """Django logs a 5xx as 'Internal Server Error: <path>' from django.request; a mailed link's key in that path
+    must not reach the console either (the access log's filter does not see it)."""
+    import io
+
+    console = next(
+        handler
+        for handler in logging.getLogger().handlers
+        if any(isinstance(found, RedactTokens) for found in getattr(handler, "filters", []))
+    )
+    stream = io.StringIO()
+    previous = console.setStream(stream)
+    try:
+        logging.getLogger("django.request").error("Internal Server Error: %s", "/invitations/SeCrEtToKeN")
+    finally:
+        console.setStream(previous)
+
+    assert "SeCrEtToKeN" not in stream.getvalue() and "/invitations/[redacted]" in stream.getvalue()

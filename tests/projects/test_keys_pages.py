@@ -278,3 +278,22 @@ def test_a_refused_edit_says_why_and_changes_nothing(owner):
     owner.api_key.refresh_from_db()
     assert owner.api_key.label != "x" * 201
     assert unknown.status_code == 404
+
+
+def test_editing_a_key_deleted_meanwhile_is_404_not_500(owner, monkeypatch):
+    from projects import selectors
+
+    real = selectors.key_for_project
+
+    def found_then_deleted(**arguments):
+        found = real(**arguments)
+        ApiKey.objects.filter(pk=found.pk).delete()
+        return found
+
+    monkeypatch.setattr(selectors, "key_for_project", found_then_deleted)
+    client = signed_in(owner.user)
+    client.raise_request_exception = False
+
+    response = client.post(keys_url(owner, str(owner.api_key.pk), "edit"), form(label="late", isActive="on"))
+
+    assert response.status_code == 404

@@ -413,3 +413,57 @@ def test_changes_are_logged_without_the_token(team, mailoutbox, caplog):
     assert len(lines) == 5
     assert any("accepted" in line for line in lines) and any("left" in line for line in lines)
     assert not any(token in line or "new@example.test" in line for line in lines)
+
+
+# --- found by review -------------------------------------------------------------------------------
+
+
+def test_an_admin_cannot_replace_an_owners_invitation_by_inviting_the_address_again(team, mailoutbox):
+    project, people = team
+    invitation_create(project=project, email="boss@example.test", role="owner", actor=people["owner"])
+
+    refused(
+        lambda: invitation_create(project=project, email="BOSS@example.test", role="member", actor=people["admin"]),
+        403,
+        "FORBIDDEN",
+    )
+
+    assert list(Invitation.objects.values_list("email", "role")) == [("boss@example.test", "owner")]
+
+
+def test_an_invitation_is_refused_once_its_sender_may_no_longer_send_it(team, mailoutbox):
+    project, people = team
+    second_owner = make_user("second@example.test")
+    Membership.objects.create(project=project, user=second_owner, role=Membership.Role.OWNER)
+    invitation_create(project=project, email="crony@example.test", role="owner", actor=second_owner)
+    owner_token = LINK.search(mailoutbox[-1].body)[1]
+    invitation_create(project=project, email="pal@example.test", role="member", actor=people["admin"])
+    member_token = LINK.search(mailoutbox[-1].body)[1]
+    membership_role_change(membership=membership(project, second_owner), role="admin", actor=people["owner"])
+    membership_remove(membership=membership(project, people["admin"]), actor=people["owner"])
+
+    crony, pal = make_user("crony@example.test"), make_user("pal@example.test")
+    refused(lambda: invitation_accept(token=owner_token, user=crony), 410, "INVITATION_WITHDRAWN")
+    refused(lambda: invitation_accept(token=member_token, user=pal), 410, "INVITATION_WITHDRAWN")
+
+    assert not Membership.objects.filter(user__in=[crony, pal]).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's UPPER and LOWER disagree on some letters")
+@pytest.mark.parametrize(
+    ("first", "second"), [("a@k.example", "a@\u212a.example"), ("a@i.example", "a@\u0131.example")]
+)
+def test_addresses_that_differ_only_in_exotic_case_replace_each_other_by_the_constraints_rule(
+    team, mailoutbox, first, second
+):
+    project, people = team
+    invitation_create(project=project, email=first, role="member", actor=people["owner"])
+
+    # Either the same address by the database's lower-casing (replaced), or another one (both kept): never a 500
+    # (an IntegrityError) and never another address's invitation deleted.
+    invitation_create(project=project, email=second, role="member", actor=people["owner"])
+
+    emails = set(Invitation.objects.values_list("email", flat=True))
+    assert second in emails and len(emails) in (1, 2)
+    if len(emails) == 2:
+        assert first in emails
