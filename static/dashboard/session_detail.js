@@ -70,6 +70,11 @@
     });
   });
 
+  // A photo whose thumbnail cannot be made (bytes purged, unreadable) is shown by its name alone.
+  region.addEventListener("error", function (event) {
+    if (event.target.matches && event.target.matches("img.thumb")) { event.target.hidden = true; }
+  }, true);
+
   document.querySelectorAll("[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
       var field = document.getElementById(button.dataset.copy);

@@ -77,8 +77,11 @@ def test_a_member_follows_a_sessions_deliveries_live_and_retries_a_failed_one(si
 
         expect(matrix.locator('td[data-status="delivered"]')).to_have_count(3)
         assert len(webhook_receiver.requests) == 3
-        thumbnails = matrix.locator("img.thumb").evaluate_all("images => images.map(image => image.naturalWidth)")
-        assert thumbnails == [160, 160, 160], "each row shows its photo (160 px wide thumbnails)"
+        # Each row shows its photo: a 160 px thumbnail of the 640 x 480 original.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#matrix img.thumb')]"
+            ".filter(image => image.complete && image.naturalWidth === 160).length === 3"
+        )
 
         webhook_receiver.respond = lambda request: 500
         phone.locator("#gallery-input").set_input_files([photo("photo-3.jpg")])
