@@ -187,7 +187,8 @@ def _chosen_key(project: Project, value: str) -> ApiKey | None:
     key = parse_uuid(value)
     api_key = None if key is None else ApiKey.objects.filter(project=project, pk=key, is_active=True).first()
     if api_key is None:
-        raise AppError(400, "VALIDATION_ERROR", "Not an active API key of this project.", fields={"api_key": []})
+        message = "Not an active API key of this project."
+        raise AppError(400, "VALIDATION_ERROR", message, fields={"api_key": [message]})
     return api_key
 
 
@@ -228,7 +229,8 @@ def session_new(request: HttpRequest, project_id: str) -> HttpResponse:
     except AppError as error:
         if error.status != 400:
             raise
-        errors = {name: found or [error.message] for name, found in (error.fields or {"form": []}).items()}
+        # The API's sentence above the form, and each field's own words next to it.
+        errors = {**{name: found for name, found in (error.fields or {}).items() if found}, "form": [error.message]}
         return _create_page(request, project, status=400, form=request.POST, errors=errors)
     messages.success(request, "The session is ready: share its link or QR code.")
     return redirect("session-pages:session-detail", project_id=project.pk, session_id=session.pk)
