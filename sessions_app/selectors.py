@@ -167,7 +167,7 @@ def seconds_until_a_lease_ends(*, session: UploadSession) -> float | None:
 @dataclass(frozen=True)
 class SessionFilters:
     """What the dashboard's session list is narrowed to; None is "any". `api_key_id` "none" means the sessions
-    made without a key (from the dashboard)."""
+    with no key (made in the dashboard, or whose key was deleted since)."""
 
     status: str | None = None
     tag: str | None = None
