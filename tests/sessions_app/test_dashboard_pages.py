@@ -581,3 +581,13 @@ def test_retry_of_another_sessions_delivery_is_404(owner, api_client, with_failu
     )
 
     assert response.status_code == 404 and Delivery.objects.get(pk=delivery.pk).status == Delivery.Status.FAILED
+
+
+@pytest.mark.parametrize("tag", ['café "quoted"', "a%b_c", "x' OR '1'='1", "[1]"])
+def test_a_tag_with_quotes_wildcards_or_accents_matches_itself_only(owner, tag):
+    make_session(owner, label="The one", tags=[tag])
+    make_session(owner, label="Another", tags=["café", "a%b", "[1]x"])
+
+    page = signed_in(owner.user).get(f"/projects/{owner.project.pk}/sessions", {"tag": tag}).content.decode()
+
+    assert "The one" in page and "Another" not in page
