@@ -34,7 +34,7 @@ class ClientErrorsOnOneLine(logging.Handler):
         if path and path not in message:
             message = f"{message} [{getattr(request, 'method', '')} {path}]"
         # A client controls parts of the message (the Host header, the path): no line breaks of its own.
-        record.msg, record.args = " ".join(message.splitlines()), None
+        record.msg, record.args = RedactTokens()._redacted(" ".join(message.splitlines())), None
         record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
         record.exc_info = record.exc_text = record.stack_info = None
 
@@ -53,8 +53,11 @@ class RedactTokens(logging.Filter):
             record.msg = self._redacted(record.msg)
         return True
 
-    # The keys of the accounts' mailed links (a password reset, an address confirmation) are in the path.
-    ACCOUNT_KEY = re.compile(r"(/accounts/(?:password/reset/key|confirm-email)/)[^/\s\"?]+")
+    # The keys of the mailed links (a password reset, an address confirmation, a project's invitation) are in the
+    # path, and in a `next=` query, encoded or not, on the way through signing in.
+    ACCOUNT_KEY = re.compile(
+        r"(/accounts/(?:password/reset/key|confirm-email)/|/invitations/|%2Finvitations%2F)[^/\s\"?&]+", re.IGNORECASE
+    )
 
     def _redacted(self, value: object) -> object:
         if not isinstance(value, str):

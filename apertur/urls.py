@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/v1/", include("delivery.urls")),
     path("api/v1/", include("destinations.urls")),
     path("", include("destinations.page_urls")),
+    path("", include("delivery.page_urls")),
     path("", include("sessions_app.dashboard_urls")),
     path("api/v1/", include("projects.urls")),
 ]

@@ -16,6 +16,7 @@ from apertur.api.views import KeyApiView
 from apertur.api.waiting import Waiting, WaitResponse
 from delivery import documents, selectors, services
 from delivery import schema as shapes
+from projects.models import Membership
 from sessions_app.models import UploadSession
 from sessions_app.selectors import session_for_project
 
@@ -68,6 +69,8 @@ class DeliveryStatusView(KeyApiView):
 
 class DeliveryRetryView(KeyApiView):
     """`POST /api/v1/upload-sessions/{id}/deliveries/{deliveryId}/retry` (docs/api.md "Retrying a delivery")."""
+
+    dashboard_write_roles = Membership.ALL_ROLES
 
     @extend_schema(
         summary="Retry a failed delivery",

@@ -3,6 +3,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 from apertur.crypto import EncryptedJSONField
 
@@ -33,6 +34,8 @@ class Membership(models.Model):
 
     # The roles that may change a project's destinations, keys and webhooks; members only look.
     MANAGING_ROLES = (Role.OWNER, Role.ADMIN)
+    # Every role: sessions are every member's work (making, closing, retrying, pulling; docs/api.md "Dashboard access").
+    ALL_ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
@@ -76,3 +79,39 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.label or 'unlabelled'})"
+
+
+class Invitation(models.Model):
+    """An invitation by email to join a project with a role; only the SHA-256 digest of its link's token is stored.
+
+    One invitation per project and address waits at a time (a new one replaces it); accepting one consumes it, and
+    the row stays, so a used link is told apart from an unknown one.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                "project",
+                condition=models.Q(accepted_at__isnull=True),
+                name="one_pending_invitation_per_address",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.project} ({self.role})"

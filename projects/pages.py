@@ -20,7 +20,7 @@ from apertur.errors import AppError
 from apertur.pages import refusal_page
 from destinations import selectors as destination_selectors
 from projects import selectors, services
-from projects.api import KeyListView
+from projects.api import KeyDetailView, KeyListView
 from projects.models import ALL_MIME_TYPES, ApiKey, Membership
 
 PROJECT_NAME_MAX = 200
@@ -170,6 +170,80 @@ def _shown_once(request: HttpRequest, membership: Membership) -> dict[str, Any]:
     if entry["kind"] == "key":
         return {"created": api_key, "plain_key": entry["secret"]}
     return {"signed": api_key, "signing_secret": entry["secret"]}
+
+
+def _key_edit_input(form: Any) -> dict[str, Any]:
+    """The edit form as the API's PATCH body: every setting is sent, so an emptied field clears it (no limit, the
+    project's default, every image type)."""
+    body = _key_input(form)
+    del body["env"]  # a key's environment is part of the key itself
+    for name in ("maxImages", "maxImageDimension"):
+        body.setdefault(name, None)
+    body.setdefault("allowedMimeTypes", None)
+    body["isActive"] = form.get("isActive") == "on"
+    return body
+
+
+def _key_form(api_key: ApiKey) -> dict[str, Any]:
+    return {
+        "label": api_key.label,
+        "maxImages": api_key.max_images or "",
+        "maxImageDimension": api_key.max_image_dimension or "",
+        "longPollingEnabled": api_key.long_polling_enabled,
+        "allowedIps": "\n".join(api_key.allowed_ips),
+        "allowedDomains": "\n".join(api_key.allowed_domains),
+        "isActive": api_key.is_active,
+    }
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def key_edit(request: HttpRequest, project_id: str, key_id: str) -> HttpResponse:
+    """A key's settings (docs/api.md "API keys", PATCH): limits, types, default destinations, long polling,
+    allow-lists, paused or not. Owners and admins only."""
+    try:
+        membership = _managing(request, project_id)
+        api_key = selectors.key_for_project(project=membership.project, key_id=key_id)
+        context: dict[str, Any] = {
+            "project": membership.project,
+            "key": api_key,
+            "destinations": destination_selectors.destinations_for_project(project=membership.project),
+            "mime_types": ALL_MIME_TYPES,
+            "errors": {},
+        }
+        if request.method == "GET":
+            return render(
+                request,
+                "projects/key_edit.html",
+                {
+                    **context,
+                    "form": _key_form(api_key),
+                    "chosen_mime_types": api_key.allowed_mime_types or list(ALL_MIME_TYPES),
+                    "chosen_destinations": [str(destination.pk) for destination in api_key.default_destinations.all()],
+                },
+            )
+        refused = {
+            **context,
+            "form": request.POST,
+            "chosen_mime_types": request.POST.getlist("allowedMimeTypes"),
+            "chosen_destinations": request.POST.getlist("defaultDestinations"),
+        }
+        payload = KeyDetailView.Input(data=_key_edit_input(request.POST))
+        if not payload.is_valid():
+            refused["errors"] = {name: _messages(found) for name, found in payload.errors.items()}
+            return render(request, "projects/key_edit.html", refused, status=400)
+        try:
+            services.api_key_update(api_key=api_key, acting_key=None, changes=payload.service_arguments())
+        except AppError as error:
+            if error.status != 400:
+                raise
+            refused["errors"] = error.fields or {"form": [error.message]}
+            return render(request, "projects/key_edit.html", refused, status=400)
+    except AppError as error:
+        return refusal_page(request, error)
+    messages.success(request, f"The key {api_key.prefix}… is saved.")
+    return redirect("project-pages:keys", project_id=membership.project.pk)
 
 
 @never_cache

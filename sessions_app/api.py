@@ -15,13 +15,13 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apertur.api.authentication import ApiKeyOrQueryTokenAuthentication, client_ip
+from apertur.api.authentication import ApiKeyOrQueryTokenAuthentication, DashboardSessionAuthentication, client_ip
 from apertur.api.fields import StrictCharField
 from apertur.api.parsers import JsonParser
 from apertur.api.schema import errors
 from apertur.api.views import KeyApiView, PublicSessionApiView
 from apertur.errors import AppError
-from projects.models import ALL_MIME_TYPES
+from projects.models import ALL_MIME_TYPES, Membership
 from sessions_app import documents, live, passwords, qr, receiving, selectors, services
 from sessions_app import schema as shapes
 from sessions_app.uploads import read_upload_body
@@ -55,6 +55,7 @@ class SessionSettingsInput(serializers.Serializer):
 
 class SessionCreateView(KeyApiView):
     rate_limit_scope = "session_create"
+    dashboard_write_roles = Membership.ALL_ROLES
 
     class Input(SessionSettingsInput):
         destination_ids = serializers.ListField(child=StrictCharField(), required=False)
@@ -85,12 +86,14 @@ class SessionCreateView(KeyApiView):
     def post(self, request: Request) -> Response:
         payload = self.Input(data=request.data)
         payload.is_valid(raise_exception=True)
-        session = services.session_create(api_key=request.auth, **payload.validated_data)
+        session = services.session_create(api_key=request.auth, project=self.project, **payload.validated_data)
         destinations = selectors.session_destinations(session=session)
         return Response(documents.created_session_document(session, destinations=destinations), status=201)
 
 
 class SessionUpdateView(KeyApiView):
+    dashboard_write_roles = Membership.ALL_ROLES
+
     class Input(SessionSettingsInput):
         password = StrictCharField(required=False, min_length=4, max_length=128, trim_whitespace=False, allow_null=True)
         max_image_size_mb = serializers.IntegerField(
@@ -389,7 +392,7 @@ class PublicEventStreamView(PublicSessionApiView):
 class SessionEventStreamView(KeyApiView):
     """`GET /api/v1/sessions/{id}/events`: a key's stream, the key in the header or `?token=`."""
 
-    authentication_classes = [ApiKeyOrQueryTokenAuthentication]
+    authentication_classes = [ApiKeyOrQueryTokenAuthentication, DashboardSessionAuthentication]
     rate_limit_scope = "session_read"
     content_negotiation_class = IgnoreClientContentNegotiation  # as PublicEventStreamView
 

@@ -20,12 +20,15 @@ from apertur.api.views import KeyApiView
 from apertur.api.waiting import Waiting, WaitResponse
 from apertur.errors import AppError
 from apertur.streaming import StreamedFileResponse
+from projects.models import Membership
 from sessions_app import documents, polling, selectors
 from sessions_app import schema as shapes
 from sessions_app.models import Image, UploadSession
 
 
 class PullApiView(KeyApiView):
+    dashboard_write_roles = Membership.ALL_ROLES
+
     def long_polling_session(self, session_id: str) -> UploadSession:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
         polling.ensure_long_polling(session=session)

@@ -1,5 +1,6 @@
-"""API-key authentication (docs/api.md "Authentication", "Request signing"): bearer keys, IP and domain
-allow-lists, optional request signing."""
+"""API authentication (docs/api.md "Authentication", "Request signing", "Dashboard access"): bearer keys, IP and
+domain allow-lists, optional request signing; and signed-in dashboard users calling the API with their browser
+session for one project they belong to."""
 
 import hashlib
 import hmac
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.utils import timezone
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.request import Request
 
 from apertur.errors import AppError
-from projects.models import ApiKey, Project, key_digest
+from projects.models import ApiKey, Membership, Project, key_digest
+from projects.selectors import membership_for
 from projects.services import api_key_mark_used
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,33 @@ class KeyPrincipal:
     def project(self) -> Project:
         return self.api_key.project
 
+    @property
+    def rate_limit_identity(self) -> str:
+        return str(self.api_key.pk)
+
+    is_authenticated = True
+
+
+@dataclass(frozen=True)
+class DashboardPrincipal:
+    """`request.user` for a signed-in dashboard user calling the API (`D` in docs/api.md "Conventions"): the user
+    and their membership of the one project the request names. There is no key: `request.auth` is None."""
+
+    membership: Membership
+
+    @property
+    def user(self):
+        return self.membership.user
+
+    @property
+    def project(self) -> Project:
+        return self.membership.project
+
+    @property
+    def rate_limit_identity(self) -> str:
+        return f"user:{self.membership.user_id}"
+
+    api_key = None
     is_authenticated = True
 
 
@@ -154,3 +184,39 @@ class ApiKeyOrQueryTokenAuthentication(ApiKeyAuthentication):
         if found is None and token.strip():
             return self.authenticate_key(request, token)
         return found
+
+
+PROJECT_HEADER = "HTTP_X_APTR_PROJECT"
+
+
+class DashboardSessionAuthentication(SessionAuthentication):
+    """A signed-in dashboard user's browser session (docs/api.md "Dashboard access").
+
+    Used only when the request carries no API key. The project comes from `X-Aptr-Project`, or from
+    `?project=` where a browser cannot set headers (EventSource). A project the user is not a member of is
+    404, like any other project a caller cannot see. Writes need Django's CSRF token (`X-CSRFToken`).
+    """
+
+    def authenticate(self, request: Request) -> tuple[DashboardPrincipal, None] | None:
+        if get_authorization_header(request) or request.query_params.get("token", "").strip():
+            return None
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_authenticated or not user.is_active:
+            return None
+        try:
+            self.enforce_csrf(request)
+        except drf_exceptions.PermissionDenied as refusal:
+            raise AppError(
+                403, "CSRF_FAILED", "Missing or wrong CSRF token: send the csrftoken cookie's value as X-CSRFToken."
+            ) from refusal
+        project_id = request.META.get(PROJECT_HEADER) or request.query_params.get("project", "")
+        if not project_id.strip():
+            raise AppError(
+                400,
+                "PROJECT_REQUIRED",
+                "Name the project: send X-Aptr-Project: <project id> (or ?project=<id> on an event stream).",
+            )
+        return DashboardPrincipal(membership_for(user=user, project_id=project_id.strip())), None
+
+    def authenticate_header(self, request: Request) -> str | None:
+        return None

@@ -184,6 +184,25 @@ class ApiKeyOrQueryTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+class DashboardSessionScheme(OpenApiAuthenticationExtension):
+    """A signed-in dashboard user's browser session (docs/api.md "Dashboard access")."""
+
+    target_class = "apertur.api.authentication.DashboardSessionAuthentication"
+    name = "dashboardSession"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": (
+                "A signed-in dashboard user's session cookie, for a project they are a member of, named by "
+                "`X-Aptr-Project: <project id>` (or `?project=` on an event stream); writes also send the "
+                '`csrftoken` cookie\'s value as `X-CSRFToken` (docs/api.md "Dashboard access").'
+            ),
+        }
+
+
 def api_v1_only(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
     """PREPROCESSING_HOOKS: the schema describes /api/v1 only (not the phone page, the admin or the OAuth pages)."""
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]

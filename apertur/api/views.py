@@ -4,7 +4,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apertur.api import throttling
-from apertur.api.authentication import KeyPrincipal, client_ip
+from apertur.api.authentication import DashboardPrincipal, KeyPrincipal, client_ip
 from apertur.api.parsers import JsonParser
 from apertur.errors import AppError
 from projects.models import Project
@@ -31,13 +31,14 @@ class RateLimitedView(APIView):
 
 
 class KeyApiView(RateLimitedView):
-    """An endpoint for API keys (`K` in docs/api.md "Conventions"), limited per key (docs/api.md "Rate limits")."""
+    """An endpoint for API keys (`K` in docs/api.md "Conventions"), limited per key (docs/api.md "Rate limits"), and
+    for signed-in dashboard users of the project (docs/api.md "Dashboard access"), limited per user."""
 
     def rate_limit_identity(self, request: Request, **kwargs) -> str:
-        return str(request.auth.pk)
+        return self.principal.rate_limit_identity
 
     @property
-    def principal(self) -> KeyPrincipal:
+    def principal(self) -> KeyPrincipal | DashboardPrincipal:
         return self.request.user
 
     @property

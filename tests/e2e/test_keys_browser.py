@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from projects.models import ApiKey
 from projects.services import bootstrap
 from tests.conftest import ServerProcess
 
@@ -48,5 +49,12 @@ def test_an_owner_makes_a_key_sees_it_once_and_it_works(site, chromium):
         assert page.get_by_text(plain[:14]).count() == 1  # its prefix, in the list
         answer = httpx.get(f"{site.url}/api/v1/stats", headers={"Authorization": f"Bearer {plain}"}, timeout=10)
         assert answer.status_code == 200 and answer.json()["activeKeys"] == 2
+
+        page.get_by_role("link", name=f"Edit key {plain[:14]}").click()
+        page.get_by_label("Photos per session").fill("12")
+        page.get_by_role("button", name="Save key").click()
+        page.get_by_text("is saved").wait_for()
+        page.get_by_text("12 photos per session").wait_for()
+        assert ApiKey.objects.get(prefix=plain[:14]).max_images == 12
     finally:
         context.close()

@@ -227,3 +227,54 @@ def test_the_list_reads_a_fixed_number_of_queries_whatever_the_number_of_keys(ow
         client.get(keys_url(owner))
 
     assert len(many) == len(few)
+
+
+@pytest.mark.parametrize(("who", "status"), [("owner", 302), ("admin", 302), ("member", 403), ("outsider", 404)])
+def test_who_edits_a_key(owner, roles, who, status):
+    client = signed_in(roles[who])
+    url = keys_url(owner, str(owner.api_key.pk), "edit")
+
+    page = client.get(url)
+    saved = client.post(url, form(label=f"edited by {who}", isActive="on"))
+
+    assert page.status_code == (200 if status == 302 else status)
+    assert saved.status_code == status
+    owner.api_key.refresh_from_db()
+    assert (owner.api_key.label == f"edited by {who}") == (status == 302)
+
+
+def test_the_edit_form_shows_the_keys_settings_and_saves_every_one(owner, settings):
+    owner.api_key.max_images, owner.api_key.allowed_ips = 9, ["10.0.0.0/8"]
+    owner.api_key.allowed_mime_types = ["image/png"]
+    owner.api_key.save()
+    client = signed_in(owner.user)
+    url = keys_url(owner, str(owner.api_key.pk), "edit")
+
+    page = client.get(url).content.decode()
+    saved = client.post(
+        url,
+        {"label": "Claims", "allowedMimeTypes": ["image/jpeg"], "maxImages": "", "allowedDomains": "app.example.com"},
+    )
+
+    assert 'name="maxImages" type="number" min="1" value="9"' in page and "10.0.0.0/8" in page
+    assert 'value="image/png" checked' in page and 'value="image/jpeg" checked' not in page
+    assert saved.status_code == 302
+    owner.api_key.refresh_from_db()
+    assert owner.api_key.label == "Claims" and owner.api_key.max_images is None  # emptied: the project's default
+    assert owner.api_key.allowed_mime_types == ["image/jpeg"] and owner.api_key.allowed_ips == []
+    assert owner.api_key.allowed_domains == ["app.example.com"]
+    assert owner.api_key.is_active is False  # "Active" was not ticked: paused
+
+
+def test_a_refused_edit_says_why_and_changes_nothing(owner):
+    client = signed_in(owner.user)
+    url = keys_url(owner, str(owner.api_key.pk), "edit")
+
+    refused = client.post(url, form(label="x" * 201, maxImages="0", allowedIps="not an ip", isActive="on"))
+    unknown = client.get(keys_url(owner, "not-a-key", "edit"))
+
+    text = refused.content.decode()
+    assert refused.status_code == 400 and "maxImages" in text and "allowedIps" in text
+    owner.api_key.refresh_from_db()
+    assert owner.api_key.label != "x" * 201
+    assert unknown.status_code == 404
