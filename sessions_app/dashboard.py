@@ -292,6 +292,8 @@ def session_detail(request: HttpRequest, project_id: str, session_id: str) -> Ht
         {
             **_matrix_context(project, session),
             "upload_url": documents.upload_url(session),
+            # The session's event stream, with the dashboard's cookie (docs/api.md "Dashboard access").
+            "events_url": f"{reverse('sessions_app:session-events', args=[session.pk])}?project={project.pk}",
             "is_open": session.closed_at is None and displayed_status(session) != UploadSession.Status.EXPIRED,
         },
     )

@@ -68,7 +68,7 @@ def test_a_member_follows_a_sessions_deliveries_live_and_retries_a_failed_one(si
         session = UploadSession.objects.get(label="Claim 4711")
         upload_url = page.get_by_role("textbox", name="Upload link").input_value()
         assert upload_url == f"{site.url}/u/{session.pk}"
-        assert page.locator("img.qr").evaluate("image => image.complete && image.naturalWidth") > 0
+        page.wait_for_function("() => document.querySelector('img.qr').naturalWidth === 240")
         page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
         matrix = page.locator("#matrix")
 
