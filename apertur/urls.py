@@ -32,5 +32,6 @@ urlpatterns = [
     path("api/v1/", include("destinations.urls")),
     path("", include("destinations.page_urls")),
     path("", include("delivery.page_urls")),
+    path("", include("sessions_app.dashboard_urls")),
     path("api/v1/", include("projects.urls")),
 ]

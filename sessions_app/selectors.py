@@ -5,8 +5,11 @@ An open session past its expiry is returned as it is stored; `documents.py` show
 """
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Count, Min, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from apertur.errors import AppError
@@ -156,3 +159,105 @@ def seconds_until_a_lease_ends(*, session: UploadSession) -> float | None:
         .aggregate(earliest=Min("poll_leased_until"))["earliest"]
     )
     return None if earliest is None else (earliest - now).total_seconds()
+
+
+# --- the dashboard's sessions pages (sessions_app/dashboard.py) --------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionFilters:
+    """What the dashboard's session list is narrowed to; None is "any". `api_key_id` "none" means the sessions
+    with no key (made in the dashboard, or whose key was deleted since)."""
+
+    status: str | None = None
+    tag: str | None = None
+    created_from: date | None = None  # inclusive, UTC days
+    created_to: date | None = None  # inclusive
+    api_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionSummaryRow:
+    """One session of the dashboard's list and its deliveries by outcome."""
+
+    session: UploadSession  # with its api key loaded
+    delivered: int
+    failed: int
+    pending: int  # pending or delivering
+
+
+NO_KEY = "none"
+
+
+def _filtered_sessions(project: Project, filters: SessionFilters) -> QuerySet[UploadSession]:
+    sessions = UploadSession.objects.filter(project=project)
+    if filters.status is not None:
+        # As shown (`status.displayed_status`): an open session past its expiry is expired, whatever is stored.
+        past_expiry = Q(closed_at__isnull=True, expires_at__lte=timezone.now())
+        if filters.status == UploadSession.Status.EXPIRED:
+            sessions = sessions.filter(Q(status=filters.status) | past_expiry)
+        else:
+            sessions = sessions.filter(status=filters.status).exclude(past_expiry)
+    if filters.tag is not None:
+        sessions = sessions.filter(_has_tag(filters.tag))
+    if filters.created_from is not None:
+        sessions = sessions.filter(created_at__gte=_start_of_day(filters.created_from))
+    if filters.created_to is not None:
+        sessions = sessions.filter(created_at__lt=_start_of_day(filters.created_to + timedelta(days=1)))
+    if filters.api_key_id == NO_KEY:
+        sessions = sessions.filter(api_key__isnull=True)
+    elif filters.api_key_id is not None:
+        sessions = sessions.filter(api_key_id=filters.api_key_id)
+    return sessions
+
+
+def _start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _has_tag(tag: str) -> Q | RawSQL:
+    """Sessions whose tag list holds exactly `tag`. PostgreSQL's jsonb containment does it; SQLite has no
+    containment lookup in Django, so its JSON1 `json_each` looks through the list."""
+    if connection.vendor == "postgresql":
+        return Q(tags__contains=[tag])
+    table = UploadSession._meta.db_table
+    # The tag is a parameter; the only text put in is this model's own table name.
+    return RawSQL(  # noqa: S611
+        f'EXISTS (SELECT 1 FROM json_each("{table}"."tags") WHERE json_each.value = %s)',  # noqa: S608
+        [tag],
+        output_field=BooleanField(),
+    )
+
+
+def session_summary_rows(
+    *, project: Project, filters: SessionFilters, offset: int, limit: int
+) -> tuple[list[SessionSummaryRow], int]:
+    """A page of the project's sessions matching `filters`, newest first, and how many match.
+
+    Three queries whatever the page size: the count, the sessions (with their key), and one aggregate of their
+    deliveries by outcome.
+    """
+    sessions = _filtered_sessions(project, filters)
+    total = sessions.count()
+    page = list(sessions.select_related("api_key").order_by("-created_at", "-pk")[offset : offset + limit])
+    counts = {
+        row["image__session_id"]: row
+        for row in Delivery.objects.filter(image__session_id__in=[session.pk for session in page])
+        .values("image__session_id")
+        .annotate(
+            delivered=Count("id", filter=Q(status=Delivery.Status.DELIVERED)),
+            failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
+            pending=Count("id", filter=~Q(status__in=Delivery.TERMINAL)),
+        )
+        .order_by()
+    }
+    empty = {"delivered": 0, "failed": 0, "pending": 0}
+    return [
+        SessionSummaryRow(
+            session=session,
+            delivered=counts.get(session.pk, empty)["delivered"],
+            failed=counts.get(session.pk, empty)["failed"],
+            pending=counts.get(session.pk, empty)["pending"],
+        )
+        for session in page
+    ], total
