@@ -94,7 +94,9 @@ def event_webhook_update(*, webhook: EventWebhook, changes: dict[str, Any]) -> E
     """Apply a PATCH (model field names). Switching a webhook on again clears `disabledAt` and the failure count."""
     with transaction.atomic():
         # NO KEY UPDATE: uploads hold the project's webhooks FOR KEY SHARE while recording events; they need not wait.
-        webhook = EventWebhook.objects.select_for_update(no_key=True).get(pk=webhook.pk)
+        webhook = EventWebhook.objects.select_for_update(no_key=True).filter(pk=webhook.pk).first()
+        if webhook is None:  # deleted since it was looked up
+            raise AppError(404, "NOT_FOUND", "Webhook not found.")
         for field, value in changes.items():
             setattr(webhook, field, value)
         if changes.get("is_active") is True:

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "apertur_oauth_connect"
 # Pending flows kept per browser session: a few tabs at once, not an unbounded pile from a script.
 MAX_PENDING_FLOWS = 10
+NAME_MAX = 200  # Destination.name
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,15 @@ def connect_start(
         raise AppError(409, "OAUTH_NOT_CONFIGURED", f"{backend.label()} is not configured on this server.")
     if destination is not None and (destination.project_id != project.pk or destination.type != kind):
         raise AppError(404, "NOT_FOUND", "Destination not found.")
+    name = name.strip()
+    if len(name) > NAME_MAX or "\x00" in name:
+        # Checked before the provider is asked: the callback's create would refuse it after the grant was made.
+        raise AppError(
+            400,
+            "VALIDATION_ERROR",
+            f"A destination's name has at most {NAME_MAX} characters and no NUL character.",
+            fields={"name": [f"at most {NAME_MAX} characters, no NUL character"]},
+        )
     state = secrets.token_urlsafe(32)
     code_verifier = secrets.token_urlsafe(64) if backend.supports_pkce else None  # 86 characters, RFC 7636 §4.1
     flows = _pending_flows(session)
@@ -127,7 +137,7 @@ def connect_start(
         "project": str(project.pk),
         "type": kind,
         "destination": str(destination.pk) if destination else None,
-        "name": name.strip()[:200],
+        "name": name,
         "code_verifier": code_verifier,
         "redirect_uri": redirect_uri(kind),
         "expires_at": time.time() + settings.APERTUR_OAUTH_STATE_TTL_SECONDS,

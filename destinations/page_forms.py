@@ -265,6 +265,10 @@ def _headers(text: str) -> tuple[dict[str, str], list[str]]:
         if not colon or not name.strip():
             problems.append(f"line {number}: write each header as Name: value")
             continue
+        if name.strip().lower() in (known.lower() for known in headers):
+            # A second line of the same header (in any case) would replace the first without a word.
+            problems.append(f"line {number}: {name.strip()} is given twice")
+            continue
         headers[name.strip()] = value.strip()
     return headers, problems
 

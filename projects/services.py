@@ -149,7 +149,9 @@ def api_key_destinations_set(
         project=api_key.project, destination_ids=destination_ids, field="destination_ids"
     )
     with transaction.atomic():
-        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        locked = ApiKey.objects.select_for_update().filter(pk=api_key.pk).first()
+        if locked is None:  # deleted since it was looked up
+            raise AppError(404, "NOT_FOUND", "API key not found.")
         if long_polling_enabled is not None:
             locked.long_polling_enabled = long_polling_enabled
             locked.save(update_fields=["long_polling_enabled"])

@@ -8,8 +8,11 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
+from importlib import import_module
 from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.contrib import auth
 from django.utils import timezone
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
@@ -189,6 +192,18 @@ class ApiKeyOrQueryTokenAuthentication(ApiKeyAuthentication):
 PROJECT_HEADER = "HTTP_X_APTR_PROJECT"
 
 
+def _signed_in_user(django_request):
+    """The request's user, as Django's session and authentication middleware would give it. The views that wait
+    run without middleware (apertur/api/waiting.py), so there the session is read from its cookie here, in the
+    pool thread the view runs in."""
+    if not hasattr(django_request, "user"):
+        if not hasattr(django_request, "session"):
+            store = import_module(settings.SESSION_ENGINE).SessionStore
+            django_request.session = store(django_request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+        django_request.user = auth.get_user(django_request)
+    return django_request.user
+
+
 class DashboardSessionAuthentication(SessionAuthentication):
     """A signed-in dashboard user's browser session (docs/api.md "Dashboard access").
 
@@ -203,7 +218,7 @@ class DashboardSessionAuthentication(SessionAuthentication):
         scheme = get_authorization_header(request).decode(errors="replace").partition(" ")[0]
         if scheme.lower() == "bearer" or request.query_params.get("token", "").strip():
             return None
-        user = getattr(request._request, "user", None)
+        user = _signed_in_user(request._request)
         if user is None or not user.is_authenticated or not user.is_active:
             return None
         try:

@@ -159,6 +159,15 @@ def merge_secrets(config: dict[str, Any], secrets: dict[str, Any] | None) -> dic
     return merged
 
 
+def refuse_repeated_header_names(headers: dict[str, str]) -> None:
+    """HTTP header names are case-insensitive: `X-A` and `x-a` in one config would send one of them, silently."""
+    seen: set[str] = set()
+    for name in headers:
+        if name.lower() in seen:
+            raise ValueError(f"{name} is given twice (header names ignore case)")
+        seen.add(name.lower())
+
+
 @dataclass(frozen=True)
 class StagedImage:
     """What a backend may know about an image; bytes come from `open()` as a stream, never whole."""

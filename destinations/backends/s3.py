@@ -19,6 +19,7 @@ from destinations.backends.base import (
     DeliveryReceipt,
     DestinationBackend,
     StagedImage,
+    refuse_repeated_header_names,
 )
 from destinations.paths import DEFAULT_PATH_TEMPLATE, PathTemplateError, image_path, validate_template
 
@@ -76,6 +77,7 @@ class S3Config(BackendConfig):
     @field_validator("customHeaders")
     @classmethod
     def headers_are_supported(cls, headers: dict[str, str]) -> dict[str, str]:
+        refuse_repeated_header_names(headers)
         for name, value in headers.items():
             lowered = name.lower()
             if not HEADER_NAME.fullmatch(name) or lowered == METADATA_PREFIX:

@@ -22,6 +22,9 @@ import paramiko
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from pyasn1.codec.der import decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1_modules import rfc5208, rfc7914, rfc8018
 
 from apertur.deadlines import register_socket
 from apertur.http import HostNotAllowed, check_connected_socket, ensure_host_allowed
@@ -57,6 +60,8 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
     openssh_form = data.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
     if openssh_form:
         _refuse_costly_kdf(data)
+    elif data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"):
+        _refuse_costly_pkcs8_derivation(data)
     try:
         if openssh_form:
             loaded = serialization.load_ssh_private_key(data, password)
@@ -91,6 +96,55 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
 
 MAX_BCRYPT_ROUNDS = 128  # ssh-keygen's default is 16; each round costs a web worker tens of milliseconds
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+MAX_PBKDF2_ITERATIONS = 1_000_000  # OpenSSL writes 2,048; a million costs a worker about half a second
+MAX_SCRYPT_COST = 2**17  # scrypt's N (its memory is 128 * N * r bytes)
+MAX_SCRYPT_BLOCK_SIZE = 8
+MAX_SCRYPT_PARALLELISM = 1
+
+
+def _refuse_costly_pkcs8_derivation(data: bytes) -> None:
+    """Refuse an encrypted PKCS#8 key whose passphrase derivation costs more than the caps above, before anything
+    derives it: like OpenSSH's bcrypt rounds, the PBKDF2 count (up to 2^31) or scrypt's N, r and p are the key's
+    to choose, and cryptography derives them holding the GIL, so one such key freezes a whole process for minutes,
+    on every save and every delivery. Only PBES2 with PBKDF2 or scrypt is read; another scheme is refused."""
+
+    def refused(detail: str) -> PrivateKeyError:
+        return PrivateKeyError(f"{detail}: re-encrypt it with `ssh-keygen -p -f <key file>` (the OpenSSH form)")
+
+    try:
+        der = base64.b64decode(b"".join(data.splitlines()[1:-1]), validate=False)
+        info, _ = decoder.decode(der, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())
+        algorithm = info["encryptionAlgorithm"]
+        scheme = algorithm["algorithm"]
+        pbes2 = (
+            decoder.decode(algorithm["parameters"], asn1Spec=rfc8018.PBES2_params())[0]
+            if scheme == rfc8018.id_PBES2
+            else None
+        )
+        derivation = pbes2["keyDerivationFunc"] if pbes2 is not None else None
+        kind = derivation["algorithm"] if derivation is not None else None
+        if kind == rfc8018.id_PBKDF2:
+            costs = decoder.decode(derivation["parameters"], asn1Spec=rfc8018.PBKDF2_params())[0]
+        elif kind == rfc7914.id_scrypt:
+            costs = decoder.decode(derivation["parameters"], asn1Spec=rfc7914.Scrypt_params())[0]
+    except (PyAsn1Error, binascii.Error, ValueError, TypeError):
+        raise PrivateKeyError("not a private key in OpenSSH or PEM form") from None
+    if pbes2 is None:
+        raise refused("the key's encryption scheme is not PBES2")
+    if kind == rfc8018.id_PBKDF2:
+        iterations = int(costs["iterationCount"])
+        if iterations > MAX_PBKDF2_ITERATIONS:
+            raise refused(f"the key's PBKDF2 iterations are too many ({iterations}, at most {MAX_PBKDF2_ITERATIONS})")
+    elif kind == rfc7914.id_scrypt:
+        cost, block, parallel = (
+            int(costs[name]) for name in ("costParameter", "blockSize", "parallelizationParameter")
+        )
+        if cost > MAX_SCRYPT_COST or block > MAX_SCRYPT_BLOCK_SIZE or parallel > MAX_SCRYPT_PARALLELISM:
+            raise refused(f"the key's scrypt parameters are too costly (N={cost}, r={block}, p={parallel})")
+    else:
+        raise refused("the key's passphrase derivation is neither PBKDF2 nor scrypt")
 
 
 def _refuse_costly_kdf(data: bytes) -> None:

@@ -23,6 +23,7 @@ from destinations.backends.base import (
     DeliveryReceipt,
     DestinationBackend,
     StagedImage,
+    refuse_repeated_header_names,
 )
 
 CHUNK_SIZE = 64 * 1024
@@ -75,6 +76,7 @@ class WebhookConfig(BackendConfig):
     @field_validator("customHeaders")
     @classmethod
     def headers_are_safe(cls, headers: dict[str, str]) -> dict[str, str]:
+        refuse_repeated_header_names(headers)
         for name, value in headers.items():
             if name.lower() in PROTECTED_HEADERS:
                 raise ValueError(f"{name} is set by Apertur and cannot be overridden")

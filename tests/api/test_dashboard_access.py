@@ -206,3 +206,27 @@ def test_a_proxys_basic_authorization_header_leaves_the_cookie_to_speak():
     )
 
     assert response.status_code == 200
+
+
+def test_the_browser_session_is_read_where_no_middleware_ran():
+    """The event stream and the long polls are served without middleware (apertur/api/waiting.py): the
+    authentication reads the session cookie itself there."""
+    from django.conf import settings
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from apertur.api.authentication import DashboardPrincipal, DashboardSessionAuthentication
+
+    persona, stranger = make_persona("owner-q"), make_persona("stranger-q")
+    client = APIClient()
+    client.force_login(persona.user)
+    bare = RequestFactory().get("/api/v1/sessions/sess_x/events", HTTP_X_APTR_PROJECT=str(persona.project.pk))
+    bare.COOKIES[settings.SESSION_COOKIE_NAME] = client.cookies[settings.SESSION_COOKIE_NAME].value
+    signed_out = RequestFactory().get("/api/v1/sessions/sess_x/events", HTTP_X_APTR_PROJECT=str(persona.project.pk))
+    signed_out.COOKIES[settings.SESSION_COOKIE_NAME] = "not-a-session"
+
+    principal, _ = DashboardSessionAuthentication().authenticate(Request(bare))
+
+    assert isinstance(principal, DashboardPrincipal) and principal.project == persona.project
+    assert principal.project != stranger.project
+    assert DashboardSessionAuthentication().authenticate(Request(signed_out)) is None

@@ -867,3 +867,16 @@ def test_the_connect_button_of_the_destinations_page_posts_a_working_form(target
     assert response.status_code == 302 and response["Location"].startswith(f"{target.authorize_url}?")
     assert client.get(authorize(response["Location"])).status_code == 302
     assert Destination.objects.get().name == "From the page"
+
+
+@pytest.mark.parametrize("name", ["Team\x00drive", "x" * 201])
+def test_a_name_the_destination_could_not_have_is_refused_before_the_provider_is_asked(owner, dummy_drive_target, name):
+    """Else the callback's create refuses it after the grant was made: a 500 on PostgreSQL (NUL) and a grant
+    neither stored nor revoked."""
+    response = signed_in(owner).post(
+        start_url(dummy_drive_target.kind), {"project": str(owner.project.pk), "name": name}
+    )
+
+    assert response.status_code == 400
+    assert "at most 200 characters" in response.content.decode()
+    assert not Destination.objects.exists()

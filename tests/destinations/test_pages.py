@@ -426,3 +426,25 @@ def test_every_post_needs_the_csrf_token(owner, hook):
     assert client.post(url(owner, "new"), webhook_form(url="http://127.0.0.1:9/x", secret="s" * 12)).status_code == 403
     hook.refresh_from_db()
     assert hook.is_active and hook.deleted_at is None
+
+
+def test_a_header_given_twice_is_named_not_silently_dropped(owner, api_client):
+    client = signed_in(owner.user)
+    page = client.post(
+        url(owner, "new"),
+        webhook_form(url="http://127.0.0.1:9/x", secret="s" * 12, customHeaders="X-A: first\nx-a: second"),
+    ).content.decode()
+    through_api = api_client.post(
+        f"/api/v1/projects/{owner.project.pk}/destinations",
+        {
+            "type": "webhook",
+            "name": "Hook",
+            "config": {"url": "http://127.0.0.1:9/x", "secret": "s" * 12, "customHeaders": {"X-A": "1", "x-a": "2"}},
+        },
+        format="json",
+        **owner.auth,
+    )
+
+    assert "line 2: x-a is given twice" in page
+    assert through_api.status_code == 400 and "given twice" in str(through_api.json()["fields"])
+    assert not Destination.objects.exists()

@@ -19,6 +19,7 @@ from apertur.deadlines import Deadline
 from destinations.attempts import backend_for
 from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore
 from destinations.backends.ftp import FtpBackend, FtpConfig
+from destinations.backends.sftp import load_private_key
 from destinations.models import Destination
 from tests.destinations.contract import (
     BackendContract,
@@ -643,3 +644,41 @@ def test_a_key_with_a_usual_round_count_still_loads():
         }
     )
     assert config.signing_key is not None
+
+
+def _pkcs8_key_asking_for_iterations(iterations: int) -> str:
+    """An Ed25519 key in encrypted PKCS#8 form (PBES2, PBKDF2), its iteration count then edited (making one that
+    really takes 2^31 would cost the test what it guards against)."""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc5208, rfc8018
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    text = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    ).decode()
+    lines = text.strip().splitlines()
+    info, _ = decoder.decode(base64.b64decode("".join(lines[1:-1])), asn1Spec=rfc5208.EncryptedPrivateKeyInfo())
+    pbes2, _ = decoder.decode(info["encryptionAlgorithm"]["parameters"], asn1Spec=rfc8018.PBES2_params())
+    pbkdf2, _ = decoder.decode(pbes2["keyDerivationFunc"]["parameters"], asn1Spec=rfc8018.PBKDF2_params())
+    pbkdf2["iterationCount"] = iterations
+    pbes2["keyDerivationFunc"]["parameters"] = encoder.encode(pbkdf2)
+    info["encryptionAlgorithm"]["parameters"] = encoder.encode(pbes2)
+    body = base64.b64encode(encoder.encode(info)).decode()
+    return "\n".join([lines[0], *(body[i : i + 64] for i in range(0, len(body), 64)), lines[-1]])
+
+
+def test_a_pkcs8_key_asking_for_too_many_iterations_is_refused_before_deriving_anything():
+    started = time.monotonic()
+    with pytest.raises(ValueError) as refused:
+        load_private_key(_pkcs8_key_asking_for_iterations(2**31 - 1), PASSPHRASE)
+
+    assert time.monotonic() - started < 2
+    assert "PBKDF2 iterations are too many (2147483647, at most 1000000)" in str(refused.value)
+
+
+def test_a_pkcs8_key_with_a_usual_iteration_count_still_loads():
+    assert load_private_key(_pkcs8_key_asking_for_iterations(2048), PASSPHRASE).get_name() == "ssh-ed25519"
+    with pytest.raises(ValueError, match="wrong passphrase"):
+        load_private_key(_pkcs8_key_asking_for_iterations(2048), "not it")

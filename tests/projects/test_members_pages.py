@@ -444,7 +444,8 @@ def test_the_switcher_lists_the_users_projects_and_opens_the_same_page_of_anothe
 
     assert f'<option value="{second.pk}">Another</option>' in page and "Elsewhere" not in page
     assert moved["Location"] == f"/projects/{second.pk}/members"
-    assert detail["Location"] == elsewhere["Location"] == f"/projects/{second.pk}/destinations"
+    assert detail["Location"] == f"/projects/{second.pk}/sessions"  # the same page, a list where it was a detail
+    assert elsewhere["Location"] == f"/projects/{second.pk}/destinations"
 
 
 @pytest.mark.parametrize("chosen", ["", "not-a-uuid", "outsiders"])
