@@ -62,7 +62,12 @@ def test_a_member_follows_a_sessions_deliveries_live_and_retries_a_failed_one(si
         page.get_by_label("Label").fill("Claim 4711")
         page.get_by_label("Claims webhook").check()
         page.get_by_label("Tags").fill("claim:4711")
-        page.get_by_role("button", name="Create session").click()
+        # The page follows the session through the API's event stream, with the browser's session (docs/api.md
+        # "Dashboard access"): its answer must be the stream, not a refusal that leaves the page polling.
+        with page.expect_response(lambda answer: "/events?project=" in answer.url) as stream:
+            page.get_by_role("button", name="Create session").click()
+        assert stream.value.status == 200
+        assert stream.value.headers["content-type"].startswith("text/event-stream")
 
         page.get_by_role("heading", name="Claim 4711").wait_for()
         session = UploadSession.objects.get(label="Claim 4711")
