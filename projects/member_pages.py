@@ -84,9 +84,11 @@ def _members_page(request: HttpRequest, membership: Membership, *, status: int =
     is_owner = membership.role == Membership.Role.OWNER
     can_manage = membership.role in Membership.MANAGING_ROLES
     members = member_selectors.members_of_project(project=project)
+    owners = sum(member.role == Membership.Role.OWNER for member in members)
     for member in members:
         # What the page offers on each row; the services decide again, under the project's lock.
         member.is_you = member.pk == membership.pk
+        member.can_leave = member.role != Membership.Role.OWNER or owners > 1
         member.can_change = can_manage and (is_owner or member.role != Membership.Role.OWNER)
     invitations = member_selectors.waiting_invitations_of_project(project=project)
     now = timezone.now()

@@ -474,3 +474,13 @@ def test_the_invitation_form_offers_member_first(team):
 
     form = text.split('id="invite-role"')[1]
     assert form.index('value="member"') < form.index('value="admin"') < form.index('value="owner"')
+
+
+def test_the_last_owner_is_not_offered_to_leave(team):
+    project, people = team
+    alone = signed_in(people["owner"]).get(f"/projects/{project.pk}/members").content.decode()
+    Membership.objects.filter(project=project, user=people["admin"]).update(role=Membership.Role.OWNER)
+    two = signed_in(people["owner"]).get(f"/projects/{project.pk}/members").content.decode()
+
+    assert "Leave project" not in alone and "The last owner cannot leave" in alone
+    assert "Leave project" in two
