@@ -132,6 +132,7 @@ def pages(ids: dict[str, str]) -> dict[str, str]:
         "session-new": f"{project}/sessions/new",
         "session": f"{project}/sessions/{ids['session']}",
         "session-failing": f"{project}/sessions/{ids['failing_session']}",
+        "session-edit": f"{project}/sessions/{ids['session']}/edit",
         "webhooks": f"{project}/webhooks",
         "webhook-deliveries": f"{project}/webhooks/{ids['webhook']}/deliveries",
         "members": f"{project}/members",

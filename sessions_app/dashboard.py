@@ -34,7 +34,7 @@ from destinations.models import Destination
 from projects import selectors as project_selectors
 from projects.models import ALL_MIME_TYPES, ApiKey, Project
 from sessions_app import documents, qr, selectors, services
-from sessions_app.api import SessionCreateView
+from sessions_app.api import SessionCreateView, SessionUpdateView
 from sessions_app.models import Image, UploadSession
 from sessions_app.status import displayed_status
 
@@ -233,6 +233,77 @@ def session_new(request: HttpRequest, project_id: str) -> HttpResponse:
         errors = {**{name: found for name, found in (error.fields or {}).items() if found}, "form": [error.message]}
         return _create_page(request, project, status=400, form=request.POST, errors=errors)
     messages.success(request, "The session is ready: share its link or QR code.")
+    return redirect("session-pages:session-detail", project_id=project.pk, session_id=session.pk)
+
+
+# --- changing a session -------------------------------------------------------------------------------------
+
+
+def _update_body(form: Any) -> dict[str, Any]:
+    """The edit form as the API's PATCH body (docs/api.md "Updating a session"). An emptied limit is `null` (no
+    limit, where the API allows it); the password is kept, replaced or removed as the form says."""
+    body: dict[str, Any] = {}
+    if form.get("expires_at", "").strip():
+        # A datetime-local field has no zone: the dashboard shows and takes UTC.
+        body["expires_at"] = form["expires_at"].strip() + "Z"
+    if form.get("max_images", "").strip():
+        body["max_images"] = form["max_images"].strip()
+    for name in ("max_image_dimension", "max_image_size_mb"):
+        body[name] = form.get(name, "").strip() or None
+    mime_types = form.getlist("allowed_mime_types")
+    body["allowed_mime_types"] = mime_types  # none ticked is refused, as the API refuses []
+    if form.get("password_change") == "set":
+        body["password"] = form.get("password", "")
+    elif form.get("password_change") == "remove":
+        body["password"] = None
+    return body
+
+
+def _edit_page(request: HttpRequest, project: Project, session: UploadSession, **extra: Any) -> HttpResponse:
+    status = extra.pop("status", 200)
+    return render(
+        request,
+        "sessions_app/dashboard_edit.html",
+        {
+            "project": project,
+            "session": session,
+            "mime_types": ALL_MIME_TYPES,
+            "form": {
+                "expires_at": session.expires_at.strftime("%Y-%m-%dT%H:%M"),
+                "max_images": session.max_images,
+                "max_image_dimension": session.max_image_dimension or "",
+                "max_image_size_mb": session.max_image_size_mb or "",
+            },
+            "chosen_mime_types": session.allowed_mime_types,
+            "errors": {},
+            **extra,
+        },
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@_refusals_as_pages
+def session_edit(request: HttpRequest, project_id: str, session_id: str) -> HttpResponse:
+    """A session's limits, expiry and password, as PATCH /api/v1/upload-sessions/{id}: any member may."""
+    project = _project(request, project_id)
+    session = selectors.session_for_project(project=project, session_id=session_id)
+    if request.method == "GET":
+        return _edit_page(request, project, session)
+    refused = {"status": 400, "form": request.POST, "chosen_mime_types": request.POST.getlist("allowed_mime_types")}
+    payload = SessionUpdateView.Input(data=_update_body(request.POST), partial=True)
+    if not payload.is_valid():
+        errors = {name: _messages(found) for name, found in payload.errors.items()}
+        return _edit_page(request, project, session, errors=errors, **refused)
+    try:
+        services.session_update(session=session, changes=payload.validated_data)
+    except AppError as error:
+        if error.status != 400:
+            raise
+        errors = {**{name: found for name, found in (error.fields or {}).items() if found}, "form": [error.message]}
+        return _edit_page(request, project, session, errors=errors, **refused)
+    messages.success(request, "The session is saved.")
     return redirect("session-pages:session-detail", project_id=project.pk, session_id=session.pk)
 
 

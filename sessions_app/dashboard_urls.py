@@ -16,6 +16,7 @@ urlpatterns = [
     path(f"{SESSION}/matrix", dashboard.session_matrix, name="session-matrix"),
     path(f"{SESSION}/qr", dashboard.session_qr, name="session-qr"),
     path(f"{SESSION}/close", dashboard.session_close, name="session-close"),
+    path(f"{SESSION}/edit", dashboard.session_edit, name="session-edit"),
     path(f"{SESSION}/images/<str:image_id>/thumbnail", dashboard.image_thumbnail, name="image-thumbnail"),
     path(f"{SESSION}/deliveries/<str:delivery_id>/retry", dashboard.delivery_retry, name="delivery-retry"),
 ]

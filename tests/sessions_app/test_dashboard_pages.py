@@ -591,3 +591,86 @@ def test_a_tag_with_quotes_wildcards_or_accents_matches_itself_only(owner, tag):
     page = signed_in(owner.user).get(f"/projects/{owner.project.pk}/sessions", {"tag": tag}).content.decode()
 
     assert "The one" in page and "Another" not in page
+
+
+# --- changing a session ---------------------------------------------------------------------------------
+
+
+def edit_form(**fields) -> dict:
+    return {"max_images": "10", "allowed_mime_types": ALL_TYPES, "password_change": "keep", **fields}
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("owner", 302), ("admin", 302), ("member", 302), ("outsider", 404), ("anonymous", 302)]
+)
+def test_who_changes_a_session(owner, roles, who, status):
+    session = make_session(owner)
+    client = Client() if who == "anonymous" else signed_in(roles[who])
+    url = f"/projects/{owner.project.pk}/sessions/{session.pk}/edit"
+
+    page = client.get(url)
+    saved = client.post(url, edit_form(max_images="7"))
+
+    assert page.status_code == (200 if status == 302 and who != "anonymous" else status)
+    assert saved.status_code == status
+    session.refresh_from_db()
+    assert (session.max_images == 7) == (who in ("owner", "admin", "member"))
+    if who == "anonymous":
+        assert saved["Location"].startswith("/accounts/login/")
+
+
+def test_a_change_sets_limits_expiry_and_password_and_reopens_a_full_session(owner):
+    session = make_session(owner, max_images=1)
+    UploadSession.objects.filter(pk=session.pk).update(
+        images_count=1, closed_at=timezone.now(), close_reason=UploadSession.CloseReason.FULL
+    )
+    client = signed_in(owner.user)
+    url = f"/projects/{owner.project.pk}/sessions/{session.pk}/edit"
+    later = (timezone.now() + timedelta(hours=30)).replace(second=0, microsecond=0)
+
+    saved = client.post(
+        url,
+        edit_form(
+            max_images="5",
+            expires_at=later.strftime("%Y-%m-%dT%H:%M"),
+            allowed_mime_types=["image/jpeg"],
+            max_image_dimension="1600",
+            password_change="set",
+            password="open sesame",
+        ),
+    )
+    session.refresh_from_db()
+    removed = client.post(url, edit_form(max_images="5", password_change="remove"))
+
+    assert saved.status_code == 302
+    assert (session.max_images, session.closed_at, session.expires_at) == (5, None, later)
+    assert session.allowed_mime_types == ["image/jpeg"] and session.max_image_dimension == 1600
+    assert session.password_hash
+    assert removed.status_code == 302 and UploadSession.objects.get(pk=session.pk).password_hash == ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"max_images": "0"}, "max_images"),
+        ({"max_images": "lots"}, "max_images"),
+        ({"expires_at": "not a date"}, "expires_at"),
+        ({"expires_at": "2001-01-01T00:00"}, "expires_at"),
+        ({"allowed_mime_types": []}, "allowed_mime_types"),
+        ({"password_change": "set", "password": "abc"}, "password"),
+        ({"password_change": "set", "password": "nul\x00word"}, "password"),
+        ({"max_image_size_mb": "-3"}, "max_image_size_mb"),
+    ],
+)
+def test_a_refused_change_names_its_field_and_changes_nothing(owner, fields, field):
+    session = make_session(owner)
+    before = (session.max_images, session.expires_at, session.password_hash)
+
+    response = signed_in(owner.user).post(
+        f"/projects/{owner.project.pk}/sessions/{session.pk}/edit", edit_form(**fields)
+    )
+
+    assert response.status_code == 400
+    assert 'id="session-' in response.content.decode() and "errorlist" in response.content.decode()
+    session.refresh_from_db()
+    assert (session.max_images, session.expires_at, session.password_hash) == before
