@@ -94,6 +94,9 @@ INSTALLED_APPS = [
     "apertur",
 ]
 
+# Database sessions that refuse a cookie no key could be (apertur/session_store.py).
+SESSION_ENGINE = "apertur.session_store"
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "apertur.static.StaticFilesMiddleware",
@@ -458,6 +461,8 @@ APERTUR_EVENT_REPLAY_MAX = env_int("APERTUR_EVENT_REPLAY_MAX", 2000)  # per sess
 APERTUR_EVENT_BUS_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_EVENT_BUS_CONNECT_TIMEOUT_SECONDS", 5))
 APERTUR_POLL_FROM_MAX_SECONDS = float(os.environ.get("APERTUR_POLL_FROM_MAX_SECONDS", 300))
 APERTUR_SSE_HEARTBEAT_SECONDS = float(os.environ.get("APERTUR_SSE_HEARTBEAT_SECONDS", 15))
+# How often an open event stream asks again whether its key or signed-in user may still watch the session.
+APERTUR_SSE_RECHECK_SECONDS = float(os.environ.get("APERTUR_SSE_RECHECK_SECONDS", 60))
 APERTUR_POLL_LEASE_SECONDS = float(os.environ.get("APERTUR_POLL_LEASE_SECONDS", 300))
 APERTUR_POLL_MAX_TIMEOUT_SECONDS = env_int("APERTUR_POLL_MAX_TIMEOUT_SECONDS", 30)
 APERTUR_ENCRYPTION_KEY_GRACE_HOURS = env_int("APERTUR_ENCRYPTION_KEY_GRACE_HOURS", 168)

@@ -404,4 +404,6 @@ class SessionEventStreamView(KeyApiView):
     )
     def get(self, request: Request, session_id: str) -> HttpResponse:
         session = selectors.session_for_project(project=self.project, session_id=session_id)
-        return live.event_stream_response(request._request, session, anonymous=False)
+        return live.event_stream_response(
+            request._request, session, anonymous=False, still_allowed=self.principal.still_allowed
+        )

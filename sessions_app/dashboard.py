@@ -6,7 +6,6 @@ services as the API (`session_create`, `session_complete`, `delivery_retry`), so
 messages. Every member of the project may read, create, close and retry; anyone else gets 404.
 """
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -15,15 +14,11 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from PIL import Image as PillowImage
-from PIL import ImageOps, UnidentifiedImageError
 
-import sessions_app.decoding  # noqa: F401 (registers the HEIC opener with Pillow, for thumbnails)
 from apertur.errors import AppError
 from apertur.ids import parse_uuid
 from apertur.pages import refusal_page
@@ -33,13 +28,12 @@ from delivery.models import Delivery
 from destinations.models import Destination
 from projects import selectors as project_selectors
 from projects.models import ALL_MIME_TYPES, ApiKey, Project
-from sessions_app import documents, qr, selectors, services
+from sessions_app import documents, qr, selectors, services, thumbnails
 from sessions_app.api import SessionCreateView, SessionUpdateView
 from sessions_app.models import Image, UploadSession
 from sessions_app.status import displayed_status
 
 PAGE_SIZE = 25
-THUMBNAIL_PIXELS = 160
 QR_PIXELS = 240
 
 PageView = Callable[..., HttpResponse]
@@ -403,25 +397,10 @@ def image_thumbnail(request: HttpRequest, project_id: str, session_id: str, imag
     be made (bytes purged, unreadable): the page shows the file's name instead."""
     session = _session(request, project_id, session_id)
     image = selectors.image_for_session(session=session, image_id=image_id)
-    thumbnail = _thumbnail(image)
+    thumbnail = thumbnails.thumbnail_for(image)
     if thumbnail is None:
         raise AppError(404, "NOT_FOUND", "This image has no thumbnail.")
     return HttpResponse(thumbnail, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
-
-
-def _thumbnail(image: Image) -> bytes | None:
-    if image.staged_deleted_at is not None:
-        return None
-    try:
-        with default_storage.open(image.staged_name, "rb") as staged, PillowImage.open(staged) as picture:
-            picture.draft("RGB", (THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))  # JPEG: decode at a fraction of the size
-            small = ImageOps.exif_transpose(picture.convert("RGB"))
-            small.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-    except (OSError, UnidentifiedImageError, ValueError, PillowImage.DecompressionBombError):
-        return None
-    buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=80)
-    return buffer.getvalue()
 
 
 def _wants_fragment(request: HttpRequest) -> bool:

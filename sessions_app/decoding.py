@@ -13,6 +13,7 @@ after a kill or a crash; the file travels by path.
 The child's side reads no Django setting: the limits travel with each request.
 """
 
+import io
 import logging
 import multiprocessing
 import queue
@@ -27,6 +28,7 @@ from multiprocessing.connection import Connection
 import pillow_heif
 from django.conf import settings
 from PIL import Image as PillowImage
+from PIL import ImageOps
 
 # Pillow format name → (MIME type, extension). HEIF containers are reported as HEIF by pillow-heif.
 FORMATS = {
@@ -102,17 +104,37 @@ def inspect_file(path: str, *, allowed_mime_types: list[str], max_pixels: int) -
     return found
 
 
+def make_thumbnail(path: str, *, size: int) -> bytes | None:
+    """A JPEG of the image at most `size` pixels on its longer side, turned as its EXIF orientation says; None
+    when the file cannot be read as an image. Runs in the child: a dashboard's thumbnails cost a decode too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PillowImage.DecompressionBombWarning)
+        try:
+            with PillowImage.open(path, formats=OPENERS) as image:
+                image.draft("RGB", (size, size))  # JPEG: decode at a fraction of the size
+                image.thumbnail((size, size))  # reduces before resampling where the format allows
+                small = ImageOps.exif_transpose(image).convert("RGB")
+        except DECODE_ERRORS:
+            return None
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+OPERATIONS = {"inspect": inspect_file, "thumbnail": make_thumbnail}
+
+
 def _serve(connection: Connection) -> None:
-    """The child: inspect each file it is sent and answer what it found."""
+    """The child: run each operation it is sent on the file it names and answer what it found."""
     # Ctrl-C reaches the whole process group; the parent stops its children itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection.send("ready")
     while True:
         try:
-            path, limits = connection.recv()
+            operation, path, arguments = connection.recv()
         except EOFError:  # the parent went away
             return
-        connection.send(inspect_file(path, **limits))
+        connection.send(OPERATIONS[operation](path, **arguments))
 
 
 class _Decoder:
@@ -133,20 +155,24 @@ class _Decoder:
         self.busy = False
 
     def inspect(self, path: str, *, allowed_mime_types: list[str], max_pixels: int, timeout: float) -> Inspection:
+        limits = {"allowed_mime_types": allowed_mime_types, "max_pixels": max_pixels}
+        return self.run("inspect", path, limits, timeout=timeout)
+
+    def run(self, operation: str, path: str, arguments: dict, *, timeout: float):
         self.busy = True
         try:
-            self.connection.send((path, {"allowed_mime_types": allowed_mime_types, "max_pixels": max_pixels}))
+            self.connection.send((operation, path, arguments))
             if not self.connection.poll(timeout):
-                logger.warning("Image inspection passed its %g s deadline; its process is stopped: %s", timeout, path)
+                logger.warning("Image %s passed its %g s deadline; process stopped: %s", operation, timeout, path)
                 raise DecodeTimedOut
-            inspection = self.connection.recv()
+            answer = self.connection.recv()
         # The child died on these bytes (a decoder crash, or killed for its memory), or just before we sent them.
         except (EOFError, OSError) as error:
             self.process.join(timeout=1)
-            logger.warning("Image decoder exited (code %s) while inspecting %s", self.process.exitcode, path)
+            logger.warning("Image decoder exited (code %s) during %s of %s", self.process.exitcode, operation, path)
             raise DecodeFailed(f"the decoder stopped (exit code {self.process.exitcode})") from error
         self.busy = False
-        return inspection
+        return answer
 
     def stop(self) -> None:
         self.process.kill()
@@ -202,6 +228,11 @@ class DecodePool:
         free one. Raises DecodeFailed, DecodeTimedOut or DecodersBusy."""
         with self.decoder(wait=wait) as decoder:
             return decoder.inspect(path, allowed_mime_types=allowed_mime_types, max_pixels=max_pixels, timeout=timeout)
+
+    def thumbnail(self, path: str, *, size: int, timeout: float, wait: float) -> bytes | None:
+        """`make_thumbnail` in a child process, with the same deadlines as `inspect`."""
+        with self.decoder(wait=wait) as decoder:
+            return decoder.run("thumbnail", path, {"size": size}, timeout=timeout)
 
 
 _pool: DecodePool | None = None

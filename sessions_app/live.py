@@ -2,14 +2,15 @@
 the official clients listen for, the same for Server-Sent Events and Socket.IO."""
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from apertur import events
-from apertur.api.waiting import StreamResponse
+from apertur.api.waiting import StreamResponse, db
 from apertur.errors import AppError
 from apertur.events import Event
 from sessions_app.models import UploadSession
@@ -91,12 +92,22 @@ def sse_frame(name: str, data: dict[str, Any], *, event_id: str | None = None) -
 HEARTBEAT = b": heartbeat\n\n"
 
 
-def event_stream_response(request: HttpRequest, session: UploadSession, *, anonymous: bool) -> HttpResponseBase:
+def event_stream_response(
+    request: HttpRequest,
+    session: UploadSession,
+    *,
+    anonymous: bool,
+    still_allowed: Callable[[], bool] | None = None,
+) -> HttpResponseBase:
     """The event stream of a session the caller may see (docs/api.md "Server-Sent Events").
 
     A reconnect names the last event it got (`Last-Event-ID`, or `lastEventId` in the query for clients that cannot
     set headers) and gets what it missed. A first connection starts from the newest event now, read before the
     stream's coroutine attaches, so nothing published in between is lost.
+
+    `still_allowed` (for a key's or a signed-in user's stream) is asked again every APERTUR_SSE_RECHECK_SECONDS:
+    a stream outlives the request that opened it by hours, and a revoked key, a signed-out browser or a removed
+    member must stop hearing the session. The stream then ends; a reconnect is refused like any request.
     """
     resumed_from = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId")
     if resumed_from is not None and not events.is_valid_event_id(resumed_from):
@@ -117,7 +128,9 @@ def event_stream_response(request: HttpRequest, session: UploadSession, *, anony
         final_id = max(latest, f"{ended_ms}-0", key=events.event_id_key)
         ending = (final_id, displayed_status(session))
     return StreamResponse(
-        lambda: _event_stream(session.pk, after=resumed_from or latest, ending=ending, anonymous=anonymous),
+        lambda: _event_stream(
+            session.pk, after=resumed_from or latest, ending=ending, anonymous=anonymous, still_allowed=still_allowed
+        ),
         content_type="text/event-stream",
     )
 
@@ -131,7 +144,12 @@ def _password_changed(event: Event) -> bool:
 
 
 async def _event_stream(
-    session_id: str, *, after: str, ending: tuple[str, str] | None, anonymous: bool
+    session_id: str,
+    *,
+    after: str,
+    ending: tuple[str, str] | None,
+    anonymous: bool,
+    still_allowed: Callable[[], bool] | None = None,
 ) -> AsyncIterator[bytes]:
     async with events.listen(session_id, after=after) as listener:
         yield b"retry: 3000\n" + sse_frame("connected", {"sessionId": session_id})
@@ -145,10 +163,15 @@ async def _event_stream(
                 final_id, status = ending
                 yield sse_frame("session:completed", {"sessionId": session_id, "status": status}, event_id=final_id)
             return
+        checked_at = time.monotonic()
         while True:
             event = await listener.next(settings.APERTUR_SSE_HEARTBEAT_SECONDS)
             if listener.closing:
                 return
+            if still_allowed is not None and time.monotonic() - checked_at >= settings.APERTUR_SSE_RECHECK_SECONDS:
+                if not await db(still_allowed):
+                    return
+                checked_at = time.monotonic()
             if event is None:
                 yield HEARTBEAT
                 continue

@@ -202,7 +202,7 @@ def _filtered_sessions(project: Project, filters: SessionFilters) -> QuerySet[Up
         sessions = sessions.filter(_has_tag(filters.tag))
     if filters.created_from is not None:
         sessions = sessions.filter(created_at__gte=_start_of_day(filters.created_from))
-    if filters.created_to is not None:
+    if filters.created_to is not None and filters.created_to < date.max:  # the last day there is bounds nothing
         sessions = sessions.filter(created_at__lt=_start_of_day(filters.created_to + timedelta(days=1)))
     if filters.api_key_id == NO_KEY:
         sessions = sessions.filter(api_key__isnull=True)

@@ -20,6 +20,7 @@ from sessions_app.encryption import encryption_key_ensure
 from sessions_app.images import ImageFacts
 from sessions_app.models import Image, UploadSession
 from sessions_app.status import SessionEvent, session_changed
+from sessions_app.thumbnails import thumbnails_delete
 from sessions_app.uploads import ReceivedFile
 
 Status = UploadSession.Status
@@ -293,6 +294,7 @@ def images_purge_staged() -> int:
     purged = 0
     for image in expired:
         default_storage.delete(image.staged_name)
+        thumbnails_delete(image.staged_name)
         Image.objects.filter(pk=image.pk).update(staged_deleted_at=timezone.now())
         purged += 1
     return purged

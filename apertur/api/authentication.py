@@ -41,6 +41,10 @@ class KeyPrincipal:
     def rate_limit_identity(self) -> str:
         return str(self.api_key.pk)
 
+    def still_allowed(self) -> bool:
+        """For a long stream: the key still works (not revoked or paused since the stream opened)."""
+        return ApiKey.objects.filter(pk=self.api_key.pk, is_active=True).exists()
+
     is_authenticated = True
 
 
@@ -50,6 +54,7 @@ class DashboardPrincipal:
     and their membership of the one project the request names. There is no key: `request.auth` is None."""
 
     membership: Membership
+    session_key: str | None = None  # the browser session's, to look again during a long stream
 
     @property
     def user(self):
@@ -62,6 +67,12 @@ class DashboardPrincipal:
     @property
     def rate_limit_identity(self) -> str:
         return f"user:{self.membership.user_id}"
+
+    def still_allowed(self) -> bool:
+        """For a long stream: the user is still signed in with that browser session and still a member."""
+        store = import_module(settings.SESSION_ENGINE).SessionStore(self.session_key)
+        signed_in = store.get(auth.SESSION_KEY) == str(self.membership.user_id)
+        return signed_in and Membership.objects.filter(pk=self.membership.pk, user__is_active=True).exists()
 
     api_key = None
     is_authenticated = True
@@ -239,7 +250,8 @@ class DashboardSessionAuthentication(SessionAuthentication):
                 "PROJECT_REQUIRED",
                 "Name the project: send X-Aptr-Project: <project id> (or ?project=<id> on an event stream).",
             )
-        return DashboardPrincipal(membership_for(user=user, project_id=project_id.strip())), None
+        membership = membership_for(user=user, project_id=project_id.strip())
+        return DashboardPrincipal(membership, session_key=request._request.session.session_key), None
 
     def authenticate_header(self, request: Request) -> str | None:
         return None

@@ -230,3 +230,18 @@ def test_the_browser_session_is_read_where_no_middleware_ran():
     assert isinstance(principal, DashboardPrincipal) and principal.project == persona.project
     assert principal.project != stranger.project
     assert DashboardSessionAuthentication().authenticate(Request(signed_out)) is None
+
+
+def test_a_session_cookie_no_key_could_be_counts_as_none():
+    """A quoted cookie may unquote to a NUL, which PostgreSQL refuses: that was a 500 on every page and API call."""
+    from django.test import Client
+
+    persona = make_persona("owner-r")
+    client = Client()
+    client.cookies["sessionid"] = "\x00aaaaaaaaaaaaaaa"
+
+    page = client.get(f"/projects/{persona.project.pk}/keys")
+    api = client.get("/api/v1/sessions", HTTP_X_APTR_PROJECT=str(persona.project.pk))
+
+    assert page.status_code == 302 and page["Location"].startswith("/accounts/login/")
+    assert api.status_code == 401

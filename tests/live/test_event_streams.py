@@ -22,6 +22,7 @@ def server(transactional_db, tmp_path):
         log_path=tmp_path / "server.log",
         APERTUR_SWEEP_INTERVAL_SECONDS="0.5",
         APERTUR_SSE_HEARTBEAT_SECONDS="0.3",
+        APERTUR_SSE_RECHECK_SECONDS="0.5",
     )
     yield process
     process.stop()
@@ -306,3 +307,30 @@ def test_stopping_the_server_ends_streams_and_answers_waiting_polls_at_once(api)
     api.server.process.wait(timeout=10)
     assert time.monotonic() - stopping < 5
     stream.close()
+
+
+def test_a_stream_ends_when_its_key_is_revoked_or_its_browser_signs_out(api):
+    """A stream outlives the request that opened it: it asks again every APERTUR_SSE_RECHECK_SECONDS (0.5 here)."""
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+
+    from projects.models import ApiKey
+
+    session_id = api.session(long_polling=True)
+    by_key = SseReader(
+        f"{api.server.url}/api/v1/sessions/{session_id}/events", {"Authorization": f"Bearer {api.persona.plain_key}"}
+    )
+    browser = Client()
+    browser.force_login(api.persona.user)
+    cookie = browser.cookies["sessionid"].value
+    by_cookie = SseReader(
+        f"{api.server.url}/api/v1/sessions/{session_id}/events?project={api.persona.project.pk}",
+        {"Cookie": f"sessionid={cookie}"},
+    )
+    assert by_key.status == by_cookie.status == 200
+    assert by_key.next().event == by_cookie.next().event == "connected"
+
+    Session.objects.filter(session_key=cookie).delete()  # signed out
+    assert by_cookie.ended.wait(10) and not by_key.ended.is_set()
+    ApiKey.objects.filter(pk=api.persona.api_key.pk).update(is_active=False)
+    assert by_key.ended.wait(10)

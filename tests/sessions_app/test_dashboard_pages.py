@@ -674,3 +674,56 @@ def test_a_refused_change_names_its_field_and_changes_nothing(owner, fields, fie
     assert 'id="session-' in response.content.decode() and "errorlist" in response.content.decode()
     session.refresh_from_db()
     assert (session.max_images, session.expires_at, session.password_hash) == before
+
+
+def test_a_thumbnail_is_made_once_in_a_decoder_and_goes_with_the_staged_bytes(owner, with_failure, monkeypatch):
+    from django.core.files.storage import default_storage
+
+    from sessions_app import decoding
+    from sessions_app.services import images_purge_staged
+
+    session, image, _ = with_failure
+    made = []
+    pool = decoding.decode_pool()
+    real = pool.thumbnail
+    monkeypatch.setattr(pool, "thumbnail", lambda *args, **kwargs: made.append(1) or real(*args, **kwargs))
+    client = signed_in(owner.user)
+    url = f"/projects/{owner.project.pk}/sessions/{session.pk}/images/{image.pk}/thumbnail"
+
+    first, second = client.get(url), client.get(url)
+
+    assert first.status_code == second.status_code == 200 and first.content == second.content
+    assert first.content.startswith(b"\xff\xd8") and len(made) == 1
+    assert default_storage.exists(f"{image.staged_name}.thumb.jpg")
+    monkeypatch.setattr("django.conf.settings.APERTUR_STAGING_RETENTION_DAYS", -1)
+    Image.objects.filter(pk=image.pk).update(acknowledged_at=timezone.now())
+    images_purge_staged()
+    assert not default_storage.exists(f"{image.staged_name}.thumb.jpg")
+
+
+def test_a_file_that_times_out_in_the_decoder_is_not_decoded_again(owner, with_failure, monkeypatch):
+    from sessions_app import decoding
+
+    session, image, _ = with_failure
+    calls = []
+
+    def too_slow(*args, **kwargs):
+        calls.append(1)
+        raise decoding.DecodeTimedOut
+
+    monkeypatch.setattr(decoding.decode_pool(), "thumbnail", too_slow)
+    client = signed_in(owner.user)
+    url = f"/projects/{owner.project.pk}/sessions/{session.pk}/images/{image.pk}/thumbnail"
+
+    answers = [client.get(url).status_code for _ in range(3)]
+
+    assert answers == [404, 404, 404] and len(calls) == 1
+
+
+@pytest.mark.parametrize("query", [{"created_to": "9999-12-31"}, {"created_from": "0001-01-01"}])
+def test_the_ends_of_the_calendar_are_filters_not_errors(owner, query):
+    make_session(owner, label="Claim 1")
+
+    response = signed_in(owner.user).get(f"/projects/{owner.project.pk}/sessions", query)
+
+    assert response.status_code == 200 and "Claim 1" in response.content.decode()
