@@ -20,6 +20,7 @@
   var again = false;
   var stream = null;
   var streaming = false;
+  var signedOut = false;  // the matrix answered with the sign-in page: nothing more to follow here
 
   function matrix() { return document.getElementById("matrix"); }
   function live() { return matrix().dataset.live === "true"; }
@@ -30,6 +31,11 @@
     var url = region.dataset.matrixUrl + "?since=" + encodeURIComponent(matrix().dataset.changed);
     fetch(url, {credentials: "same-origin", headers: {"X-Requested-With": "fetch"}})
       .then(function (response) {
+        if (response.redirected || response.status === 403 || response.status === 404) {
+          signedOut = true;
+          disconnect();
+          return;
+        }
         if (response.status !== 200) { return; }
         return response.text().then(function (html) {
           var holder = document.createElement("div");
@@ -53,13 +59,13 @@
 
   function schedule() {
     clearTimeout(pollTimer);
-    if (!streaming && live() && document.visibilityState === "visible") {
+    if (!signedOut && !streaming && live() && document.visibilityState === "visible") {
       pollTimer = setTimeout(refresh, POLL_MS);
     }
   }
 
   function connect() {
-    if (!window.EventSource || stream || !live()) { return; }
+    if (signedOut || !window.EventSource || stream || !live()) { return; }
     stream = new EventSource(region.dataset.eventsUrl);
     stream.addEventListener("connected", function () {
       streaming = true;
