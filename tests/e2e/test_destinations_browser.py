@@ -57,7 +57,7 @@ def test_an_owner_adds_and_tests_a_webhook_and_connects_a_drive(site, chromium, 
         page.get_by_role("link", name="Destinations").click()
 
         page.get_by_role("link", name="Add a destination").first.click()
-        page.get_by_role("link", name="Webhook").click()
+        page.get_by_role("link", name="Webhook", exact=True).click()
         page.get_by_label("Name").fill("Claims hook")
         page.get_by_label("URL").fill(f"{webhook_receiver.url}/hook")
         page.get_by_label("Signing secret").fill("a-shared-secret-123")
