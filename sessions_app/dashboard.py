@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from apertur.api import throttling
 from apertur.errors import AppError
 from apertur.ids import parse_uuid
 from apertur.pages import refusal_page
@@ -213,6 +214,8 @@ def session_new(request: HttpRequest, project_id: str) -> HttpResponse:
     project = _project(request, project_id)
     if request.method == "GET":
         return _create_page(request, project)
+    # The same budget as the API's session create for this user (docs/api.md "Rate limits"): one counter for both.
+    throttling.hit(SessionCreateView.rate_limit_scope, f"user:{request.user.pk}")
     payload = SessionCreateView.Input(data=_create_body(request.POST))
     if not payload.is_valid():
         errors = {name: _messages(found) for name, found in payload.errors.items()}

@@ -727,3 +727,15 @@ def test_the_ends_of_the_calendar_are_filters_not_errors(owner, query):
     response = signed_in(owner.user).get(f"/projects/{owner.project.pk}/sessions", query)
 
     assert response.status_code == 200 and "Claim 1" in response.content.decode()
+
+
+def test_sessions_made_in_the_dashboard_count_against_the_users_api_budget(owner, settings, monkeypatch):
+    monkeypatch.setitem(settings.APERTUR_RATE_LIMITS, "session_create", 2)
+    client = signed_in(owner.user)
+    url = f"/projects/{owner.project.pk}/sessions/new"
+    form = {"long_polling": "on", "allowed_mime_types": ALL_TYPES}
+
+    answers = [client.post(url, form).status_code for _ in range(3)]
+
+    assert answers == [302, 302, 429]
+    assert UploadSession.objects.count() == 2
