@@ -6,7 +6,6 @@ say the same things. Members read everything here; owners and admins change it."
 
 import json
 import math
-import secrets
 from typing import Any
 
 from django.contrib import messages
@@ -17,9 +16,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from apertur.crypto import decrypt_text_if_fresh, encrypt_text
 from apertur.errors import AppError
-from apertur.pages import refusal_page
+from apertur.pages import refusal_page, show_once, take_shown_once
 from delivery import event_webhooks as services
 from delivery import event_webhooks_selectors as selectors
 from delivery import page_selectors
@@ -179,37 +177,16 @@ def webhook_list(request: HttpRequest, project_id: str) -> HttpResponse:
     return _show_once(request, membership, webhook=webhook, secret=secret)
 
 
-# Post/redirect/get, as the keys page does it (projects/pages.py): the new secret waits in the user's session,
-# encrypted with the server's keys and good for SHOW_ONCE_SECONDS, for the GET the redirect names (`?shown=<nonce>`),
-# which takes it out. Several can wait at once, each bound to its project.
-SHOW_ONCE_KEY = "apertur_show_once_webhook"
-SHOW_ONCE_SECONDS = 300
-
-
-def _opened(token: str) -> dict[str, str] | None:
-    text = decrypt_text_if_fresh(token, max_age_seconds=SHOW_ONCE_SECONDS)
-    return None if text is None else json.loads(text)
-
-
 def _show_once(request: HttpRequest, membership: Membership, *, webhook: EventWebhook, secret: str) -> HttpResponse:
-    waiting = {
-        nonce: token for nonce, token in request.session.get(SHOW_ONCE_KEY, {}).items() if _opened(token) is not None
-    }
-    nonce = secrets.token_urlsafe(12)
-    entry = {"webhook_id": str(webhook.pk), "project_id": str(membership.project.pk), "secret": secret}
-    waiting[nonce] = encrypt_text(json.dumps(entry))
-    request.session[SHOW_ONCE_KEY] = waiting
-    return redirect(f"{reverse('delivery-pages:webhooks', args=[membership.project.pk])}?shown={nonce}")
+    url = reverse("delivery-pages:webhooks", args=[membership.project.pk])
+    project_id = str(membership.project.pk)
+    return show_once(request, url, kind="webhook", project_id=project_id, webhook_id=str(webhook.pk), secret=secret)
 
 
 def _shown_once(request: HttpRequest, membership: Membership) -> dict[str, Any]:
-    nonce = request.GET.get("shown", "")
-    waiting = request.session.get(SHOW_ONCE_KEY, {})
-    entry = _opened(waiting[nonce]) if nonce in waiting else None
-    if entry is None or entry["project_id"] != str(membership.project.pk):
+    entry = take_shown_once(request, kinds=("webhook",), project_id=str(membership.project.pk))
+    if entry is None:
         return {}
-    del waiting[nonce]
-    request.session[SHOW_ONCE_KEY] = waiting
     webhook = EventWebhook.objects.filter(pk=entry["webhook_id"], project=membership.project).first()
     return {} if webhook is None else {"created": webhook, "secret": entry["secret"]}
 

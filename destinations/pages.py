@@ -1,4 +1,4 @@
-"""The pages of a project's destinations for signed-in users (SPEC "The dashboard"): the list with each one's
+"""The pages of a project's destinations for signed-in users (docs/dashboard.md "Pages"): the list with each one's
 state and buttons (test, pause/resume, delete), the per-type forms that create and edit them, and the OAuth connect
 flow (start, callback, disconnect; docs/destinations.md "Connecting an OAuth destination").
 

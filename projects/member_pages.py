@@ -1,5 +1,5 @@
 """A project's settings (its name) and members (roles, removal, leaving, invitations by email), the invitation
-link's page, and the project switcher (SPEC §13 "Projects"). Views are thin: every rule (who may do what, the last
+link's page, and the project switcher (docs/dashboard.md "Pages"). Views are thin: every rule (who may do what, the last
 owner, single-use invitations) is in projects/services.py, which locks the project's row for each change."""
 
 import re

@@ -1,9 +1,7 @@
-"""Project pages for signed-in users (the start of the dashboard, SPEC "The dashboard"): making a project, and a
+"""Project pages for signed-in users (the dashboard, docs/dashboard.md): making a project, and a
 project's API keys. Views are thin: input is checked by the same serializers as the API (projects/api.py) and the
 rows are written by projects/services.py."""
 
-import json
-import secrets
 from typing import Any
 
 from django import forms
@@ -15,9 +13,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apertur.crypto import decrypt_text_if_fresh, encrypt_text
 from apertur.errors import AppError
-from apertur.pages import refusal_page
+from apertur.pages import refusal_page, show_once, take_shown_once
 from destinations import selectors as destination_selectors
 from projects import selectors, services
 from projects.api import KeyDetailView, KeyListView
@@ -128,42 +125,18 @@ def keys(request: HttpRequest, project_id: str) -> HttpResponse:
     return _show_once(request, membership, kind="key", api_key=api_key, secret=plain)
 
 
-# Post/redirect/get: a reload of the page that shows a new secret must not make another key. The secret waits in
-# the user's session for the GET the redirect names (`?shown=<nonce>`), which takes it out: encrypted with the
-# server's keys (APERTUR_SECRET_KEYS) and good for SHOW_ONCE_SECONDS, so one that was never picked up is useless;
-# several can wait at once (two tabs), each bound to its project.
-SHOW_ONCE_KEY = "apertur_show_once"
-SHOW_ONCE_SECONDS = 300
-
-
 def _show_once(
     request: HttpRequest, membership: Membership, *, kind: str, api_key: ApiKey, secret: str
 ) -> HttpResponse:
-    waiting = {
-        nonce: token
-        for nonce, token in request.session.get(SHOW_ONCE_KEY, {}).items()
-        if _opened(token) is not None  # the stale ones go
-    }
-    nonce = secrets.token_urlsafe(12)
-    entry = {"kind": kind, "key_id": str(api_key.pk), "project_id": str(membership.project.pk), "secret": secret}
-    waiting[nonce] = encrypt_text(json.dumps(entry))
-    request.session[SHOW_ONCE_KEY] = waiting
-    return redirect(f"{reverse('project-pages:keys', args=[membership.project.pk])}?shown={nonce}")
-
-
-def _opened(token: str) -> dict[str, str] | None:
-    text = decrypt_text_if_fresh(token, max_age_seconds=SHOW_ONCE_SECONDS)
-    return None if text is None else json.loads(text)
+    url = reverse("project-pages:keys", args=[membership.project.pk])
+    project_id = str(membership.project.pk)
+    return show_once(request, url, kind=kind, project_id=project_id, key_id=str(api_key.pk), secret=secret)
 
 
 def _shown_once(request: HttpRequest, membership: Membership) -> dict[str, Any]:
-    nonce = request.GET.get("shown", "")
-    waiting = request.session.get(SHOW_ONCE_KEY, {})
-    entry = _opened(waiting[nonce]) if nonce in waiting else None
-    if entry is None or entry["project_id"] != str(membership.project.pk):
+    entry = take_shown_once(request, kinds=("key", "signing"), project_id=str(membership.project.pk))
+    if entry is None:
         return {}
-    del waiting[nonce]
-    request.session[SHOW_ONCE_KEY] = waiting
     api_key = ApiKey.objects.filter(pk=entry["key_id"], project=membership.project).first()
     if api_key is None:
         return {}

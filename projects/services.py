@@ -221,7 +221,7 @@ def bootstrap(*, email: str, password: str, project_name: str, site_admin: bool 
     return project, plain
 
 
-# --- a project's name and members (SPEC §13 "Projects"; the dashboard's members and settings pages) -------------
+# --- a project's name and members (docs/dashboard.md "Roles"; the dashboard's members and settings pages) -------------
 #
 # Every change locks the project's row first, so changes to one project's members happen one at a time: two owners
 # removing each other at once cannot leave the project without an owner, whichever commits first.

@@ -1,4 +1,4 @@
-"""A project's upload sessions in the dashboard (SPEC §13 "sessions"): the filterable list, a session made from a
+"""A project's upload sessions in the dashboard (docs/dashboard.md "Pages"): the filterable list, a session made from a
 form, and a session's detail with its QR code, thumbnails and live delivery matrix (image by destination) with Retry.
 
 Views are thin: input is checked by the API's own serializers (sessions_app/api.py), writes go through the same

@@ -1,4 +1,4 @@
-// The session detail page (templates/sessions_app/dashboard_detail.html): copy the link, confirm closing, keep the
+// The session detail page (templates/sessions_app/dashboard_detail.html): keep the
 // delivery matrix live and send Retry without leaving the page. Everything works without this script too: the
 // matrix is server-rendered and Retry is a plain form.
 //
@@ -125,25 +125,6 @@
   region.addEventListener("error", function (event) {
     if (event.target.matches && event.target.matches("img.thumb")) { event.target.hidden = true; }
   }, true);
-
-  document.querySelectorAll("[data-copy]").forEach(function (button) {
-    button.addEventListener("click", function () {
-      var field = document.getElementById(button.dataset.copy);
-      function selectIt() {  // no clipboard outside HTTPS: select the text for Ctrl+C
-        field.focus();
-        field.select();
-        button.textContent = "Selected: press Ctrl+C";
-      }
-      if (!navigator.clipboard) { selectIt(); return; }
-      navigator.clipboard.writeText(field.value).then(function () { button.textContent = "Copied"; }, selectIt);
-    });
-  });
-
-  document.querySelectorAll("[data-confirm]").forEach(function (button) {
-    button.form.addEventListener("submit", function (event) {
-      if (!window.confirm(button.dataset.confirm)) { event.preventDefault(); }
-    });
-  });
 
   connect();
   schedule();

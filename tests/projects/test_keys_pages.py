@@ -158,7 +158,7 @@ def test_a_shown_once_secret_is_kept_encrypted_for_its_own_page_and_two_can_wait
 
 
 def test_a_shown_once_secret_not_picked_up_in_time_is_gone(owner, monkeypatch):
-    from projects import pages
+    from apertur import pages
 
     client = signed_in(owner.user)
     made = client.post(keys_url(owner), form(label="late"))
