@@ -15,6 +15,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apertur import http as outbound
+from projects.models import Membership
 from tests import official_client
 from tests.factories import make_persona
 from tests.servers.webhook_receiver import WebhookReceiver
@@ -49,6 +50,19 @@ def owner(db):
 @pytest.fixture
 def outsider(db):
     return make_persona("outsider")
+
+
+@pytest.fixture
+def roles(owner):
+    """The users of the dashboard's permission matrices: the owner, an admin and a member of the owner's project,
+    and an outsider (another project's owner)."""
+    people = {"owner": owner.user}
+    for role in ("admin", "member"):
+        persona = make_persona(f"role-{role}")
+        Membership.objects.create(user=persona.user, project=owner.project, role=role)
+        people[role] = persona.user
+    people["outsider"] = make_persona("role-outsider").user
+    return people
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pillow_heif
 from django.contrib.auth import get_user_model
+from django.test import Client
 from PIL import Image as PillowImage
 
 from projects.models import ApiKey, Project
@@ -33,6 +34,13 @@ def make_persona(name: str) -> Persona:
     project = project_create(name=f"{name}'s project", owner=user)
     api_key, plain = api_key_create(project=project, label=name)
     return Persona(user=user, project=project, api_key=api_key, plain_key=plain)
+
+
+def signed_in(user) -> Client:
+    """A browser client signed in as `user` (the dashboard's page tests)."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 30, 30)) -> bytes:

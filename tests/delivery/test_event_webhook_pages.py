@@ -14,27 +14,9 @@ from django.utils import timezone
 from delivery.event_webhooks import event_webhook_create
 from delivery.models import EventDelivery, EventLog, EventWebhook
 from projects.models import Membership
-from tests.factories import make_persona
+from tests.factories import make_persona, signed_in
 
 HOOK_URL = "https://hooks.example.test/apertur"
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def roles(owner):
-    """owner, admin, member of the owner's project, and an outsider (another project's owner)."""
-    people = {"owner": owner.user}
-    for role in ("admin", "member"):
-        persona = make_persona(f"hooks-{role}")
-        Membership.objects.create(user=persona.user, project=owner.project, role=role)
-        people[role] = persona.user
-    people["outsider"] = make_persona("hooks-outsider").user
-    return people
 
 
 @pytest.fixture

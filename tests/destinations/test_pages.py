@@ -13,9 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from destinations import page_forms, services
 from destinations.backends import BACKENDS
 from destinations.models import Destination
-from projects.models import Membership
 from tests.conftest import free_port
-from tests.factories import make_persona
+from tests.factories import signed_in
 
 WEBHOOK_SECRET = "receiver-shared-secret-1234"
 ACCOUNT_KEY = base64.b64encode(b"k" * 64).decode()
@@ -33,24 +32,6 @@ CONFIGS = {
 }
 FORM_TYPES = sorted(kind for kind in BACKENDS if not page_forms.is_oauth(kind))
 OAUTH_TYPES = sorted(kind for kind in BACKENDS if page_forms.is_oauth(kind))
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def roles(owner):
-    """owner, admin and member of the owner's project, and an outsider (another project's owner)."""
-    people = {"owner": owner.user}
-    for role in ("admin", "member"):
-        persona = make_persona(f"destinations-{role}")
-        Membership.objects.create(user=persona.user, project=owner.project, role=role)
-        people[role] = persona.user
-    people["outsider"] = make_persona("destinations-outsider").user
-    return people
 
 
 @pytest.fixture

@@ -8,25 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from projects.models import ApiKey, Membership
 from projects.services import api_key_create
-from tests.factories import make_persona
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def roles(owner):
-    """owner, admin, member of the owner's project, and an outsider (another project's owner)."""
-    people = {"owner": owner.user}
-    for role in ("admin", "member"):
-        persona = make_persona(f"keys-{role}")
-        Membership.objects.create(user=persona.user, project=owner.project, role=role)
-        people[role] = persona.user
-    people["outsider"] = make_persona("keys-outsider").user
-    return people
+from tests.factories import make_persona, signed_in
 
 
 def form(**fields) -> dict:

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from projects.models import Invitation, Membership, Project
 from projects.services import invitation_create, project_create
+from tests.factories import signed_in
 
 LINK = re.compile(r"https?://\S+/invitations/(\S+)")
 ROLES = ("owner", "admin", "member", "outsider")
@@ -22,12 +23,6 @@ def make_user(email: str):
     user = get_user_model().objects.create_user(username=email, email=email, password="x" * 12)
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
     return user
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

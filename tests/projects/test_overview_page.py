@@ -12,17 +12,10 @@ from django.utils import timezone
 from delivery.models import Delivery
 from delivery.overview_selectors import DayTally
 from destinations.models import Destination
-from projects.models import Membership
 from projects.overview import BOTTOM, HEIGHT, TOP, _scale_top, delivery_chart
 from sessions_app.models import Image, UploadSession
-from tests.factories import make_persona
+from tests.factories import make_persona, signed_in
 from tests.sessions_app.helpers import webhook_destination
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def overview_url(persona) -> str:
@@ -84,17 +77,6 @@ def chart_days(page: str) -> dict[str, dict[str, int]]:
             outcome: int(count) for outcome, count in re.findall(r'data-outcome="(\w+)" data-count="(\d+)"', group)
         }
     return found
-
-
-@pytest.fixture
-def roles(owner):
-    people = {"owner": owner.user}
-    for role in ("admin", "member"):
-        persona = make_persona(f"overview-{role}")
-        Membership.objects.create(user=persona.user, project=owner.project, role=role)
-        people[role] = persona.user
-    people["outsider"] = make_persona("overview-outsider").user
-    return people
 
 
 # --- who -------------------------------------------------------------------------------------------

@@ -11,31 +11,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from delivery.models import Delivery
-from projects.models import Membership
 from sessions_app import services
 from sessions_app.models import Image, UploadSession
-from tests.factories import image_bytes, make_persona
+from tests.factories import image_bytes, signed_in
 from tests.sessions_app.helpers import upload, webhook_destination
 
 ALL_TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic"]
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def roles(owner):
-    """owner, admin, member of the owner's project, and an outsider (another project's owner)."""
-    people = {"owner": owner.user}
-    for role in ("admin", "member"):
-        persona = make_persona(f"sessions-{role}")
-        Membership.objects.create(user=persona.user, project=owner.project, role=role)
-        people[role] = persona.user
-    people["outsider"] = make_persona("sessions-outsider").user
-    return people
 
 
 def make_session(persona, *, destinations=(), **settings) -> UploadSession:
