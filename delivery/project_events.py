@@ -74,7 +74,7 @@ def project_event_record(
     if not webhooks:
         return None
     created_at = created_at or database_now()  # claims judge `next_retry_at` by the database's clock
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         event = EventLog.objects.create(project_id=project_id, topic=topic, data=data, created_at=created_at)
         deliveries = EventDelivery.objects.bulk_create(
             [

@@ -10,14 +10,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from pydantic import ValidationError as ConfigValidationError
 
 from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from delivery.event_webhooks import event_deliveries_sweep
-from delivery.leases import database_now, lease_expiry, lease_keeper
+from delivery.leases import database_now, lease_keeper
 from delivery.models import Delivery, DeliveryAttempt
 from destinations.attempts import backend_for, deadline_message, destination_record_outcome
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
@@ -117,7 +117,7 @@ def _claim(delivery_id: str) -> Claim | None:
             return None
         delivery.attempts += 1
         delivery.status = Status.DELIVERING
-        delivery.lease_expires_at = lease_expiry()
+        delivery.lease_expires_at = now + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
         delivery.next_retry_at = None
         delivery.enqueued_at = None
         delivery.waiting_for_slot = False
@@ -150,10 +150,15 @@ def _over_concurrency_cap(delivery: Delivery, now) -> bool:
     checks of rows being written for the project (PostgreSQL takes KEY SHARE locks for them at commit)."""
     project_id = delivery.destination.project_id
     list(Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("pk", flat=True))
-    in_flight = Delivery.objects.filter(status=Status.DELIVERING, lease_expires_at__gt=now).exclude(pk=delivery.pk)
-    if in_flight.filter(destination_id=delivery.destination_id).count() >= settings.APERTUR_DESTINATION_CONCURRENCY:
-        return True
-    return in_flight.filter(destination__project_id=project_id).count() >= settings.APERTUR_PROJECT_CONCURRENCY
+    in_flight = (
+        Delivery.objects.filter(status=Status.DELIVERING, lease_expires_at__gt=now, destination__project_id=project_id)
+        .exclude(pk=delivery.pk)
+        .aggregate(project=Count("pk"), destination=Count("pk", filter=Q(destination_id=delivery.destination_id)))
+    )
+    return (
+        in_flight["destination"] >= settings.APERTUR_DESTINATION_CONCURRENCY
+        or in_flight["project"] >= settings.APERTUR_PROJECT_CONCURRENCY
+    )
 
 
 def _defer(delivery: Delivery, now) -> None:

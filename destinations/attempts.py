@@ -92,7 +92,7 @@ def destination_record_outcome(
         changes["last_error"] = error[:1000]
     if delivered_at is not None:
         changes["last_delivery_at"] = delivered_at
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if needs_reconnect:
             destination_flag_needs_reconnect(destination_id=destination_id, error=error or "")
         Destination.objects.filter(pk=destination_id).update(**changes)
@@ -101,7 +101,7 @@ def destination_record_outcome(
 def destination_flag_needs_reconnect(*, destination_id: str, error: str) -> None:
     """Flag a reconnect; when the flag was off, the project event `project.destination.needs_reconnect` is
     recorded in the same transaction (delivery/project_events.py), so it is sent once per flagging."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         flagged = Destination.objects.filter(pk=destination_id, needs_reconnect=False).update(needs_reconnect=True)
         if flagged:
             destination_needs_reconnect_event(destination=Destination.objects.get(pk=destination_id), error=error)

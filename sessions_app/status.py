@@ -56,14 +56,25 @@ def displayed_status(session: UploadSession) -> str:
 
 
 def session_status_refresh(*, session: UploadSession) -> str:
-    """Recompute and store the status from the facts; call inside the transaction that changed them.
+    """Recompute and store the status from the facts; call inside the transaction that changed them."""
+    status, _ = _refresh(session)
+    return status
+
+
+def _refresh(session: UploadSession, **also: Any) -> tuple[str, bool]:
+    """Recompute the status from the facts and store it, with the columns in `also`, in one UPDATE; returns the
+    status and whether the session had ended before this change.
 
     The session row is locked first: two deliveries finishing at once would otherwise each count the other as
     still open (READ COMMITTED) and neither would write `completed`. Lock order everywhere:
     delivery → attempt → destination → session.
     """
-    locked = UploadSession.objects.select_for_update().get(pk=session.pk)
-    counts = Delivery.objects.filter(image__session=locked).aggregate(
+    locked = (
+        UploadSession.objects.select_for_update()
+        .only("closed_at", "close_reason", "images_count", "status", "ended_at")
+        .get(pk=session.pk)
+    )
+    counts = Delivery.objects.filter(image__session_id=session.pk).aggregate(
         open=Count("id", filter=~Q(status__in=Delivery.TERMINAL)),
         failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
     )
@@ -71,31 +82,41 @@ def session_status_refresh(*, session: UploadSession) -> str:
     # Ended: closed and nothing left to deliver (an expired session's accepted images are still delivered). The
     # moment is kept, so live clients are told of the end once, when it happens (docs/api.md "Live events").
     ended = locked.closed_at is not None and not counts["open"]
-    changes = {}
+    changes = dict(also)
     if status != locked.status:
         changes["status"] = status
     if ended and locked.ended_at is None:
         changes["ended_at"] = session.ended_at = timezone.now()
     elif not ended and locked.ended_at is not None:
         changes["ended_at"] = session.ended_at = None
+    else:
+        session.ended_at = locked.ended_at
     if changes:
         UploadSession.objects.filter(pk=session.pk).update(**changes)
     session.status = status
-    return status
+    return status, locked.ended_at is not None
+
+
+# Events that move a delivery between two open states (pending → delivering): the counts `derive_status` reads
+# cannot change, so neither can the status, and the session row needs no lock (docs/api.md "Status lifecycle").
+_STATUS_UNCHANGED = frozenset({"delivery.started"})
 
 
 def session_changed(*, session: UploadSession, event: SessionEvent, **data: Any) -> None:
     """Record that a session's facts changed: refresh its status, bump `last_changed_at`, and publish the event
-        once the surrounding transaction commits, with the project events it makes for event webhooks (written in the
+    once the surrounding transaction commits, with the project events it makes for event webhooks (written in the
     same transaction: delivery/project_events.py). Call it once per change, inside the transaction that made it."""
-    with transaction.atomic():
-        was_ended = UploadSession.objects.filter(pk=session.pk, ended_at__isnull=False).exists()
-        status = session_status_refresh(session=session)
+    # No savepoint: an error here fails the caller's transaction, which must not commit a change left unannounced.
+    with transaction.atomic(savepoint=False):
         now = timezone.now()
-        UploadSession.objects.filter(pk=session.pk).update(last_changed_at=now)
+        if event in _STATUS_UNCHANGED:
+            UploadSession.objects.filter(pk=session.pk).update(last_changed_at=now)
+            status, ended = session.status, False
+        else:
+            status, was_ended = _refresh(session, last_changed_at=now)
+            # `ended`: this change ended the session (it was not ended before, it is now).
+            ended = session.ended_at is not None and not was_ended
         session.last_changed_at = now
-        # `ended`: this change ended the session (it was not ended before, it is now).
-        ended = session.ended_at is not None and not was_ended
         session_project_events(session=session, event=str(event), data=data, status=status, ended=ended)
         published = events.Event(
             session_id=session.pk, name=str(event), changed_at=now, data={**data, "status": status, "ended": ended}

@@ -4,6 +4,7 @@ import re
 import threading
 from collections import OrderedDict
 
+import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
@@ -98,6 +99,11 @@ class S3Config(BackendConfig):
 # Resources are not thread-safe, so each worker thread keeps its own few, keyed by everything that shapes them.
 _RESOURCES_PER_THREAD = 16
 _thread_resources = threading.local()
+# They are all made from one boto3 session without credentials of its own (each resource gets its destination's),
+# whose loader keeps the parsed service model: only the first resource of the process pays for loading it
+# (docs/benchmarks.md "To S3"). A botocore session is not safe to make clients from in two threads at once.
+_shared_session: boto3.Session | None = None
+_shared_session_lock = threading.Lock()
 
 
 class GuardedS3Storage(S3Storage):
@@ -112,14 +118,21 @@ class GuardedS3Storage(S3Storage):
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        resource = self._create_session().resource(
-            "s3",
-            region_name=self.region_name,
-            use_ssl=self.use_ssl,
-            endpoint_url=self.endpoint_url,
-            config=self.client_config,
-            verify=self.verify,
-        )
+        global _shared_session
+        with _shared_session_lock:
+            if _shared_session is None:
+                _shared_session = boto3.Session()
+            resource = _shared_session.resource(
+                "s3",
+                aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key,
+                aws_session_token=None,  # a destination has its own keys only
+                region_name=self.region_name,
+                use_ssl=self.use_ssl,
+                endpoint_url=self.endpoint_url,
+                config=self.client_config,
+                verify=self.verify,
+            )
         guard_botocore_client(resource.meta.client)
         cache[key] = resource
         while len(cache) > _RESOURCES_PER_THREAD:
