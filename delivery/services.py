@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Case, Count, Q, When
 from django.utils import timezone
 from pydantic import ValidationError as ConfigValidationError
 
@@ -181,10 +181,13 @@ def _defer(delivery: Delivery, now) -> None:
 def _oldest_waiting(finished: Delivery) -> str | None:
     """The delivery that has waited longest for a slot of `finished`'s destination, else of its project, made due
     now. Two workers may pick the same one; only one claims it."""
-    waiting = Delivery.objects.filter(status=Status.PENDING, waiting_for_slot=True).order_by("created_at", "pk")
     next_id = (
-        waiting.filter(destination_id=finished.destination_id).values_list("pk", flat=True).first()
-        or waiting.filter(destination__project_id=finished.destination.project_id).values_list("pk", flat=True).first()
+        Delivery.objects.filter(
+            status=Status.PENDING, waiting_for_slot=True, destination__project_id=finished.destination.project_id
+        )
+        .order_by(Case(When(destination_id=finished.destination_id, then=0), default=1), "created_at", "pk")
+        .values_list("pk", flat=True)
+        .first()
     )
     if next_id is not None:
         Delivery.objects.filter(pk=next_id, status=Status.PENDING).update(next_retry_at=timezone.now())
@@ -295,10 +298,10 @@ def _current(claim: Claim) -> Delivery | None:
     """The row, locked, if this attempt still owns it: still delivering, and its latest attempt is this one
     (a lease takeover or a manual retry makes an older attempt stale)."""
     delivery = (
-        Delivery.objects.select_for_update(of=("self",))
-        .select_related("image__session", "destination")
-        .get(pk=claim.delivery.pk)
+        Delivery.objects.select_for_update(of=("self",)).select_related("image__session").get(pk=claim.delivery.pk)
     )
+    # The claim's destination, not a second read of it: its type cannot change, and its secrets need no decrypting.
+    delivery.destination = claim.delivery.destination
     latest_attempt = DeliveryAttempt.objects.filter(delivery=delivery).order_by("-pk").values_list("pk", flat=True)
     if delivery.status != Status.DELIVERING or latest_attempt.first() != claim.attempt.pk:
         return None
