@@ -374,6 +374,9 @@ APERTUR_RETRY_DELAYS = [float(delay) for delay in env_list("APERTUR_RETRY_DELAYS
 APERTUR_DELIVERY_LEASE_SECONDS = float(os.environ.get("APERTUR_DELIVERY_LEASE_SECONDS", 30))
 # The total time one attempt (or destination test) may take, whatever the protocol.
 APERTUR_DELIVERY_ATTEMPT_TIMEOUT = float(os.environ.get("APERTUR_DELIVERY_ATTEMPT_TIMEOUT", 60))
+# How long a delivery worker thread keeps an idle SFTP connection for its next attempt to the same destination
+# (docs/destinations.md); 0: a connection per attempt.
+APERTUR_SFTP_KEEPALIVE_SECONDS = float(os.environ.get("APERTUR_SFTP_KEEPALIVE_SECONDS", 30))
 # Fairness between tenants: attempts in flight per destination and per project; one over the cap waits a few
 # seconds (not an attempt, not a failure).
 APERTUR_DESTINATION_CONCURRENCY = env_int("APERTUR_DESTINATION_CONCURRENCY", 2)

@@ -13,7 +13,8 @@ otherwise) with one destination of each type. Then, in order:
    concurrency: --per-destination attempts per destination (APERTUR_DESTINATION_CONCURRENCY), 4 x that in all
    (APERTUR_EMBEDDED_WORKER_THREADS, APERTUR_PROJECT_CONCURRENCY);
 4. the baseline again (the machine drifts: Apertur's run is bracketed), then once more with a new connection per
-   file for SFTP, WebDAV and the webhook, as Apertur's backends make one per delivery;
+   file for SFTP, WebDAV and the webhook, as Apertur's WebDAV and webhook backends make one per delivery (its SFTP
+   worker threads keep theirs, docs/destinations.md);
 5. memory: one ~--big-mb MB JPEG uploaded and delivered to all four, the delivering process's RSS sampled every
    5 ms and its VmHWM reset just before (last, so that every worker thread has run deliveries of every type: a
    thread's first S3 delivery builds its boto3 client, which the image would otherwise be charged for).

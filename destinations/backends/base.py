@@ -295,6 +295,10 @@ class AttemptContext:
     # Record something about the destination at once (e.g. needs_reconnect when a token refresh is refused),
     # without waiting for the attempt's outcome.
     record_outcome: Callable[..., None] = field(default=lambda **changes: None)
+    # Whether a connection may outlive the attempt, kept by its thread for the next attempt to the same destination
+    # (SFTP's, docs/destinations.md): for the delivery engine, whose worker threads are long-lived; not for a
+    # destination test, whose web request thread would leave it behind.
+    keep_connections: bool = False
 
     def save_secrets(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge `changes` into the stored secrets under the destination's lock; returns all secrets after."""

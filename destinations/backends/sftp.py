@@ -6,22 +6,31 @@ timeouts capped by the same deadline. The server's host key is verified before a
 `hostKeyFingerprint` when the destination has one, else it is pinned once the login succeeds (trust on first use,
 written back with the destination's secrets). A file is written under a temporary name in its final folder and
 renamed once complete, so a transfer cut half-way never leaves a partial file under the final name.
+
+For the delivery engine (`context.keep_connections`), a worker thread keeps a connection its attempt used
+successfully, logged in with its SFTP channel open, for its next attempt to the same destination
+(kept_connections.py; docs/destinations.md, the sftp row's "Kept connections").
 """
 
 import base64
 import binascii
 import contextlib
 import errno
+import hmac
 import io
+import json
+import secrets
 import socket
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 import paramiko
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from django.conf import settings
 from pyasn1.codec.der import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1_modules import rfc5208, rfc7914, rfc8018
@@ -29,6 +38,7 @@ from pyasn1_modules import rfc5208, rfc7914, rfc8018
 from apertur.deadlines import register_socket
 from apertur.http import HostNotAllowed, check_connected_socket, ensure_host_allowed
 from destinations.backends.base import AttemptContext, DeliveryError, DeliveryReceipt, StagedImage
+from destinations.backends.kept_connections import KeptConnections
 
 if TYPE_CHECKING:
     from destinations.backends.ftp import FtpConfig
@@ -38,6 +48,7 @@ CONNECT_TIMEOUT_SECONDS = 30
 HANDSHAKE_TIMEOUT_SECONDS = 30  # each of: the server's banner, the key exchange, the login
 OPERATION_TIMEOUT_SECONDS = 60  # each SFTP request's answer
 PINNED_FINGERPRINT = "hostKeyFingerprint"
+MAX_KEPT_CONNECTIONS = 4  # per delivery worker thread
 _KEY_CLASSES = (
     (rsa.RSAPrivateKey, paramiko.RSAKey),
     (ec.EllipticCurvePrivateKey, paramiko.ECDSAKey),
@@ -181,8 +192,26 @@ def _refuse_costly_kdf(data: bytes) -> None:
         )
 
 
+@dataclass
+class SftpConnection:
+    """A logged-in transport with its SFTP channel open."""
+
+    transport: paramiko.Transport
+    sftp: paramiko.SFTPClient
+
+    def close(self) -> None:
+        self.transport.close()  # its channels with it
+
+
+_kept: KeptConnections[SftpConnection] = KeptConnections(MAX_KEPT_CONNECTIONS)
+# A kept connection's key holds a digest of the credentials, never them; keyed with this process's own secret, the
+# digest of a weak password says nothing outside the process.
+_CREDENTIALS_DIGEST_KEY = secrets.token_bytes(32)
+
+
 class SftpTransfer:
-    """Deliveries over SFTP for one ftp destination with protocol "sftp": one connection per delivery."""
+    """Deliveries over SFTP for one ftp destination with protocol "sftp": on a connection of their own, or for the
+    delivery engine on one its worker thread kept from an earlier attempt to the same destination."""
 
     def __init__(self, config: "FtpConfig", context: AttemptContext) -> None:
         self.config = config
@@ -195,25 +224,74 @@ class SftpTransfer:
         temporary = f"{folder}/.{name}.{image.delivery_id}.part".lstrip("/")
         # Opened first: staged bytes that are gone are the delivery engine's error to report, not the server's.
         with image.open() as stream:
-            transport = self._connect()
             try:
-                host_key = self._verified_host_key(transport)
-                self._log_in(transport)
-                if self.expected_fingerprint is None:
-                    self._pin(host_key)
-                sftp = self._open_sftp(transport)
-                with self._server_answers(transport, "make folders"):
-                    self._make_folders(sftp, folder)
-                with self._server_answers(transport, "take the upload"):
-                    self._upload(sftp, transport, stream, temporary)
-                with self._server_answers(transport, "rename the uploaded file"):
-                    self._rename(sftp, transport, temporary, path)
+                connection = self._kept_connection() or self._dial()
+                try:
+                    sftp, transport = connection.sftp, connection.transport
+                    with self._server_answers(transport, "make folders"):
+                        self._make_folders(sftp, folder)
+                    with self._server_answers(transport, "take the upload"):
+                        self._upload(sftp, transport, stream, temporary)
+                    with self._server_answers(transport, "rename the uploaded file"):
+                        self._rename(sftp, transport, temporary, path)
+                except BaseException:
+                    # Never kept after a failed attempt: what the server and paramiko make of it is unknown.
+                    connection.close()
+                    raise
             except (OSError, EOFError, paramiko.SSHException) as error:
                 reason = str(error) or type(error).__name__
                 raise DeliveryError(f"SFTP server unreachable or connection lost: {reason}") from error
-            finally:
-                transport.close()
+        if self._keeps_connections():
+            _kept.put_back(self._connection_key(), connection)
+        else:
+            connection.close()
         return DeliveryReceipt(remote_reference=f"sftp://{self.config.host}/{path}")
+
+    def _keeps_connections(self) -> bool:
+        return self.context.keep_connections and settings.APERTUR_SFTP_KEEPALIVE_SECONDS > 0
+
+    def _connection_key(self) -> tuple[str | int | None, ...]:
+        """Everything that shapes a connection: a changed setting never reuses one made before it."""
+        config = self.config
+        secret_fields = (config.password, config.privateKey, config.passphrase)
+        credentials = json.dumps([field and field.get_secret_value() for field in secret_fields])
+        digest = hmac.digest(_CREDENTIALS_DIGEST_KEY, credentials.encode(), "sha256").hex()
+        fingerprint = self.expected_fingerprint
+        return (self.context.destination_id, config.host, config.port, config.username, digest, fingerprint)
+
+    def _kept_connection(self) -> SftpConnection | None:
+        """The connection this thread kept for this destination, if it still answers within this attempt's
+        deadline; else None (and it is closed). It was verified (gate, host key, login) when it was dialled."""
+        if not self._keeps_connections():
+            return None
+        connection = _kept.take(self._connection_key(), idle_limit=settings.APERTUR_SFTP_KEEPALIVE_SECONDS)
+        if connection is None:
+            return None
+        # Under this attempt's deadline, as a fresh connection is: its timer shuts the socket, and each SFTP
+        # request's wait is capped by it.
+        register_socket(connection.transport.sock)
+        connection.sftp.get_channel().settimeout(self.context.deadline.timeout(OPERATION_TIMEOUT_SECONDS))
+        try:
+            if not connection.transport.is_active():
+                raise EOFError("closed by the server")
+            connection.sftp.normalize(".")  # one round trip: the server still answers on this connection
+        except (OSError, EOFError, paramiko.SSHException):
+            connection.close()
+            return None
+        return connection
+
+    def _dial(self) -> SftpConnection:
+        """A new connection: dialled through the gate, host key verified (or pinned), logged in, channel open."""
+        transport = self._connect()
+        try:
+            host_key = self._verified_host_key(transport)
+            self._log_in(transport)
+            if self.expected_fingerprint is None:
+                self._pin(host_key)
+            return SftpConnection(transport, self._open_sftp(transport))
+        except BaseException:
+            transport.close()
+            raise
 
     def _connect(self) -> paramiko.Transport:
         """A transport on a socket dialled to the address the gate checked, under the attempt's deadline."""

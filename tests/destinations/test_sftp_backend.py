@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from apertur.deadlines import Deadline
 from destinations.attempts import backend_for
+from destinations.backends import kept_connections, sftp
 from destinations.backends.base import AttemptContext, DeliveryError, MemorySecretsStore
 from destinations.backends.ftp import FtpBackend, FtpConfig
 from destinations.backends.sftp import load_private_key
@@ -423,6 +424,135 @@ def test_a_server_that_never_sends_its_banner_is_cut_at_the_attempt_deadline():
     assert time.monotonic() - started < 5
     assert raised.value.message.startswith("SFTP server unreachable or connection lost:")
     assert raised.value.permanent is False
+
+
+# --- kept connections (the delivery engine) -----------------------------------------------------------
+
+
+@pytest.fixture
+def engine_destination(sftp_server, owner):
+    """A stored SFTP destination and how the delivery engine builds its backend for each attempt (a connection
+    kept by this thread for the next attempt); what this thread kept is closed after the test."""
+    username, home = sftp_server.add_user()
+    destination = stored_destination(sftp_backend(sftp_server, username), owner.project)
+
+    def backend(**kwargs) -> FtpBackend:
+        return backend_for(Destination.objects.get(pk=destination.pk), keep_connections=True, **kwargs)
+
+    yield destination, backend, username, home
+    sftp._kept.close_all()
+
+
+def _deliver(backend: FtpBackend, number: int, size: tuple[int, int] = (160, 120)):
+    image = make_staged_image(noisy_jpeg(size), image_id=f"img_01JKEPT{number:019d}")
+    path = rendered_path(image)
+    backend.deliver(image, path)
+    return path, image.open().read()
+
+
+def test_deliveries_in_one_worker_thread_to_one_destination_share_one_connection(sftp_server, engine_destination):
+    _, backend, username, home = engine_destination
+
+    first = _deliver(backend(), 1)
+    second = _deliver(backend(), 2)
+
+    assert sftp_server.logins.count(username) == 1
+    assert files_under(home) == dict([first, second])
+
+
+def test_a_destination_test_keeps_no_connection(sftp_server, owner):
+    username, _ = sftp_server.add_user()
+    destination = stored_destination(sftp_backend(sftp_server, username), owner.project)
+
+    results = [backend_for(Destination.objects.get(pk=destination.pk)).check() for _ in range(2)]
+
+    assert [result.success for result in results] == [True, True]
+    assert sftp_server.logins.count(username) == 2
+
+
+def test_changed_credentials_make_a_new_connection(sftp_server, engine_destination):
+    destination, backend, username, home = engine_destination
+    _deliver(backend(), 1)
+    # The user changes the password on their server (which keeps open sessions) and then in Apertur.
+    sftp_server.users[username].password = "changed-password"
+    Destination.objects.filter(pk=destination.pk).update(
+        secrets={**Destination.objects.get(pk=destination.pk).secrets, "password": "changed-password"}
+    )
+
+    changed = _deliver(backend(), 2)
+    again = _deliver(backend(), 3)
+
+    assert sftp_server.logins.count(username) == 2
+    assert changed[0] in files_under(home) and again[0] in files_under(home)
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_by_a_fresh_one(sftp_server, engine_destination):
+    _, backend, username, home = engine_destination
+    _deliver(backend(), 1)
+
+    sftp_server.drop_connections()
+    path, data = _deliver(backend(), 2)
+
+    assert sftp_server.logins.count(username) == 2
+    assert files_under(home)[path] == data
+
+
+def test_a_connection_whose_attempt_failed_is_not_reused(sftp_server, engine_destination):
+    _, backend, username, home = engine_destination
+    _deliver(backend(), 1)
+    sftp_server.users[username].misbehaviour = Misbehaviour.FAIL_UPLOAD
+    with pytest.raises(DeliveryError, match="refused to take the upload"):
+        _deliver(backend(), 2)
+    logins_after_the_failure = sftp_server.logins.count(username)
+
+    sftp_server.users[username].misbehaviour = Misbehaviour.NONE
+    path, data = _deliver(backend(), 3)
+
+    assert logins_after_the_failure == 1  # the failed attempt ran on the kept connection
+    assert sftp_server.logins.count(username) == 2
+    assert files_under(home)[path] == data
+
+
+def test_the_attempt_deadline_cuts_a_slow_upload_on_a_kept_connection(sftp_server, engine_destination):
+    _, backend, username, home = engine_destination
+    _deliver(backend(), 1)
+    sftp_server.users[username].misbehaviour = Misbehaviour.SLOW_UPLOAD
+    image = make_staged_image(bytes(16 * 1024 * 1024), image_id="img_01JKEPTSLOW000000000000001")
+
+    started = time.monotonic()
+    with Deadline(1.0) as deadline, pytest.raises(DeliveryError) as raised:
+        backend(deadline=deadline).deliver(image, rendered_path(image))
+    elapsed = time.monotonic() - started
+
+    assert sftp_server.logins.count(username) == 1  # cut on the kept connection, not on a new one
+    assert deadline.expired
+    assert elapsed < 5, (elapsed, raised.value.message)
+    assert rendered_path(image) not in files_under(home)
+
+
+def test_a_connection_idle_longer_than_the_keepalive_is_closed_not_reused(
+    sftp_server, engine_destination, settings, monkeypatch
+):
+    _, backend, username, home = engine_destination
+    settings.APERTUR_SFTP_KEEPALIVE_SECONDS = 30
+    _deliver(backend(), 1)
+    now = time.monotonic()
+    monkeypatch.setattr(kept_connections, "monotonic", lambda: now + 31)
+
+    path, data = _deliver(backend(), 2)
+
+    assert sftp_server.logins.count(username) == 2
+    assert files_under(home)[path] == data
+
+
+def test_a_keepalive_of_zero_makes_a_connection_per_attempt(sftp_server, engine_destination, settings):
+    _, backend, username, _ = engine_destination
+    settings.APERTUR_SFTP_KEEPALIVE_SECONDS = 0
+
+    _deliver(backend(), 1)
+    _deliver(backend(), 2)
+
+    assert sftp_server.logins.count(username) == 2
 
 
 # --- config -------------------------------------------------------------------------------------------

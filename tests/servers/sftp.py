@@ -108,8 +108,9 @@ class SftpServer:
     # user name → ("posix-rename" or "rename", old path, new path) for each rename the server carried out
     renames: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     slowed: threading.Event = field(default_factory=threading.Event)  # a slow upload has started
-    # user names in the order clients asked to log in as them (before any credential is checked)
+    # user names in the order clients asked to log in as them (before any credential is checked): one per connection
     logins: list[str] = field(default_factory=list)
+    _connections: set = field(default_factory=set)  # the clients' connections open now (asyncssh.SSHServerConnection)
 
     @property
     def host_key_fingerprint(self) -> str:
@@ -145,6 +146,16 @@ class SftpServer:
         """Answer new connections with a new host key, as a reinstalled server (or an impostor) would."""
         self.host_key = _asyncssh().generate_private_key("ssh-ed25519")
         self._call(self._acceptor.update, server_host_keys=[self.host_key])
+
+    def drop_connections(self) -> None:
+        """Close every client's connection from the server's side, as a server that restarts or ends idle sessions
+        does."""
+
+        def close_all() -> None:
+            for connection in list(self._connections):
+                connection.close()
+
+        self._call(close_all)
 
     def _call(self, function, *args, **kwargs) -> None:
         done = threading.Event()
@@ -190,6 +201,10 @@ def _server_classes(running: SftpServer):
     class Server(asyncssh.SSHServer):
         def connection_made(self, connection) -> None:
             self.connection = connection
+            running._connections.add(connection)
+
+        def connection_lost(self, exc) -> None:
+            running._connections.discard(self.connection)
 
         def begin_auth(self, username: str) -> bool:
             running.logins.append(username)
