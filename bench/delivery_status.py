@@ -1,15 +1,17 @@
 """Benchmark: the CPU cost of one read of GET …/delivery-status (docs/api.md "Delivery status").
 
 In one process, on a scratch database (SQLite under a temporary var dir; PostgreSQL if DATABASE_URL is set, which
-must name a database this script may fill), makes a session with --images photos, each with a delivery to every one
-of --destinations destinations in mixed states (pending with a next try, delivering, delivered, failed with an
-error), then reads its delivery status --calls times through Django's test client, as a polling client would.
-It reports the process's CPU time and the wall time per read (the whole request: authentication, rate limit,
-queries, document, JSON; with SQLite the database's own work is in the process too) and SQL queries per read.
-No server, worker or broker runs.
+must name a database this script may fill; then set APERTUR_VAR_DIR too, the same for every run on that database,
+since its keys encrypt the secrets stored there), makes a session with --images photos, each with a delivery to
+every one of --destinations destinations in mixed states (pending with a next try, delivering, delivered, failed
+with an error), then reads its delivery status --calls times through Django's test client, as a polling client
+would. It reports the process's CPU time and the wall time per read (the whole request: authentication, rate
+limit, queries, document, JSON; with SQLite the database's own work is in the process too) and SQL queries per
+read. No server, worker or broker runs.
 
     .venv/bin/python bench/delivery_status.py
     .venv/bin/python bench/delivery_status.py --images 10 --calls 500
+    .venv/bin/python bench/delivery_status.py --repo ../other    # the code of another checkout (A/B)
 """
 
 import argparse
@@ -23,11 +25,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def setup_django() -> None:
-    sys.path.insert(0, str(REPO))
+def setup_django(repo: Path) -> None:
+    sys.path.insert(0, str(repo))
     os.environ.setdefault("APERTUR_VAR_DIR", tempfile.mkdtemp(prefix="apertur-delivery-status-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apertur.settings")
     os.environ["APERTUR_RATE_LIMIT_SESSION_READ"] = str(10**9)  # the benchmark polls far faster than a client may
@@ -141,12 +141,13 @@ def measure(session_id: str, key: str, calls: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--destinations", type=int, default=4)
     parser.add_argument("--calls", type=int, default=200)
     options = parser.parse_args()
 
-    setup_django()
+    setup_django(options.repo.resolve())
     from django.db import connection
 
     session_id, key = fill(options.images, options.destinations)
