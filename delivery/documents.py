@@ -6,42 +6,42 @@ from django.utils import timezone
 
 from apertur.api.formats import iso
 from delivery.models import Delivery
-from sessions_app.models import Image, UploadSession
+from delivery.selectors import DeliveryRow, ImageRow
+from sessions_app.models import UploadSession
 from sessions_app.status import displayed_status
 
 
-def delivery_status_document(session: UploadSession, *, images: list[Image]) -> dict:
+def delivery_status_document(session: UploadSession, *, images: list[ImageRow]) -> dict:
     """GET …/delivery-status (docs/api.md "Delivery status"): the documented shape (`images`) and the official
     clients' shape (`files`) at once. `images` come from `selectors.images_with_deliveries`."""
     image_rows, file_rows = [], []
     now = timezone.now()
     for image in images:
-        deliveries = list(image.deliveries.all())
         image_row = {
-            "image_id": image.pk,
+            "image_id": image.id,
             "image_index": image.index,
             "filename": image.filename,
             "size_bytes": image.size_bytes,
-            "deliveries": [_delivery_row(delivery) for delivery in deliveries],
+            "deliveries": [_delivery_row(delivery) for delivery in image.deliveries],
         }
         if session.long_polling:
             image_row["pull"] = _pull_state(image, now=now)
         image_rows.append(image_row)
         file_rows.append(
             {
-                "record_id": image.pk,
+                "record_id": image.id,
                 "filename": image.filename,
                 "size_bytes": image.size_bytes,
                 "destinations": [
                     {
                         "destination_id": str(delivery.destination_id),
-                        "type": delivery.destination.type,
-                        "name": delivery.destination.name,
+                        "type": delivery.destination_type,
+                        "name": delivery.destination_name,
                         "status": delivery.status,
                         "attempts": delivery.attempts,
                         "last_error": delivery.last_error or None,
                     }
-                    for delivery in deliveries
+                    for delivery in image.deliveries
                 ],
             }
         )
@@ -54,7 +54,7 @@ def delivery_status_document(session: UploadSession, *, images: list[Image]) -> 
     }
 
 
-def _pull_state(image: Image, *, now: datetime) -> dict:
+def _pull_state(image: ImageRow, *, now: datetime) -> dict:
     """Where the image stands in the pull queue (docs/api.md "Pull delivery")."""
     if image.acknowledged_at is not None:
         status = "acknowledged"
@@ -73,12 +73,12 @@ def _pull_state(image: Image, *, now: datetime) -> dict:
     }
 
 
-def _delivery_row(delivery: Delivery) -> dict:
+def _delivery_row(delivery: DeliveryRow) -> dict:
     row = {
-        "delivery_id": str(delivery.pk),
+        "delivery_id": str(delivery.id),
         "destination_id": str(delivery.destination_id),
-        "destination_name": delivery.destination.name,
-        "destination_type": delivery.destination.type,
+        "destination_name": delivery.destination_name,
+        "destination_type": delivery.destination_type,
         "status": delivery.status,
         "attempts": delivery.attempts,
     }

@@ -31,7 +31,7 @@ from projects import selectors as project_selectors
 from projects.models import ALL_MIME_TYPES, ApiKey, Project
 from sessions_app import documents, qr, selectors, services, thumbnails
 from sessions_app.api import SessionCreateView, SessionUpdateView
-from sessions_app.models import Image, UploadSession
+from sessions_app.models import UploadSession
 from sessions_app.status import displayed_status
 
 PAGE_SIZE = 25
@@ -308,14 +308,20 @@ def session_edit(request: HttpRequest, project_id: str, session_id: str) -> Http
 
 
 @dataclass(frozen=True)
+class MatrixColumn:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
 class MatrixRow:
-    image: Image
-    cells: list[Delivery | None]  # one per column; None where the image has no delivery to that destination
+    image: delivery_selectors.ImageRow
+    cells: list[delivery_selectors.DeliveryRow | None]  # one per column; None where the image has no delivery to it
 
 
 @dataclass(frozen=True)
 class Matrix:
-    destinations: list[Destination]
+    destinations: list[MatrixColumn]
     rows: list[MatrixRow]
     live: bool  # something may still change: the session is open or a delivery is still to run
 
@@ -323,13 +329,19 @@ class Matrix:
 def _matrix(session: UploadSession) -> Matrix:
     """Image by destination, from three queries whatever the number of images and destinations."""
     images = delivery_selectors.images_with_deliveries(session=session)
-    columns = {destination.pk: destination for destination in selectors.session_destinations(session=session)}
+    columns = {
+        destination.pk: MatrixColumn(name=destination.name, type=destination.type)
+        for destination in selectors.session_destinations(session=session)
+    }
     for image in images:
-        for delivery in image.deliveries.all():
-            columns.setdefault(delivery.destination_id, delivery.destination)
+        for delivery in image.deliveries:
+            columns.setdefault(
+                delivery.destination_id,
+                MatrixColumn(name=delivery.destination_name, type=delivery.destination_type),
+            )
     rows = []
     for image in images:
-        by_destination = {delivery.destination_id: delivery for delivery in image.deliveries.all()}
+        by_destination = {delivery.destination_id: delivery for delivery in image.deliveries}
         rows.append(MatrixRow(image=image, cells=[by_destination.get(key) for key in columns]))
     open_deliveries = any(
         cell is not None and cell.status not in Delivery.TERMINAL for row in rows for cell in row.cells
