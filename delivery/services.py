@@ -213,7 +213,7 @@ def _attempt(destination: Destination, image: StagedImage, deadline: Deadline) -
     if not destination.is_active:
         raise DeliveryError("the destination is switched off (isActive: false)")
     try:
-        backend = backend_for(destination, deadline=deadline)
+        backend = backend_for(destination, deadline=deadline, keep_connections=True)
     except ConfigValidationError as error:
         raise DeliveryError(
             f"the destination's config is invalid: {error.errors()[0]['msg']}", permanent=True

@@ -107,9 +107,11 @@ def destination_flag_needs_reconnect(*, destination_id: str, error: str) -> None
             destination_needs_reconnect_event(destination=Destination.objects.get(pk=destination_id), error=error)
 
 
-def backend_for(destination: Destination, *, deadline: Deadline | None = None) -> DestinationBackend:
-    """The destination's backend, with a context for one attempt. Raises ConfigValidationError when the stored
-    config no longer validates."""
+def backend_for(
+    destination: Destination, *, deadline: Deadline | None = None, keep_connections: bool = False
+) -> DestinationBackend:
+    """The destination's backend, with a context for one attempt (`keep_connections`: see AttemptContext). Raises
+    ConfigValidationError when the stored config no longer validates."""
     config = backend_class(destination.type).Config.model_validate(
         merge_secrets(destination.config, destination.secrets)
     )
@@ -118,6 +120,7 @@ def backend_for(destination: Destination, *, deadline: Deadline | None = None) -
         secrets=DestinationSecretsStore(str(destination.pk)),
         deadline=deadline or Deadline(settings.APERTUR_DELIVERY_ATTEMPT_TIMEOUT),
         record_outcome=partial(destination_record_outcome, destination_id=str(destination.pk)),
+        keep_connections=keep_connections,
     )
     return backend_class(destination.type)(config, context)
 

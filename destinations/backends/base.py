@@ -295,6 +295,9 @@ class AttemptContext:
     # Record something about the destination at once (e.g. needs_reconnect when a token refresh is refused),
     # without waiting for the attempt's outcome.
     record_outcome: Callable[..., None] = field(default=lambda **changes: None)
+    # Reuse this thread's kept HTTP connections (apertur/http.py `kept_outbound_session`): set by the delivery
+    # engine, whose worker threads run attempt after attempt; a destination test or a script closes its own.
+    keep_connections: bool = False
 
     def save_secrets(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge `changes` into the stored secrets under the destination's lock; returns all secrets after."""
