@@ -4,11 +4,19 @@ Every connection to a host a user typed in (webhook URL, S3 endpoint, FTP/SFTP/W
 checked against the address the socket actually connected to, so DNS tricks cannot reach the
 metadata service or the private network. Private ranges are reachable only when listed in
 APERTUR_ALLOWED_PRIVATE_NETWORKS.
+
+Delivery attempts keep their HTTP connections alive in a per-thread session (`kept_outbound_session`), so a
+receiver's next delivery skips the TCP and TLS set-up; the check above runs whenever a connection is dialled, and a
+kept connection is put under each later attempt's deadline again (docs/destinations.md "How attempts run").
 """
 
+import http.cookiejar
 import ipaddress
 import re
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -234,8 +242,60 @@ def _session(adapter: HTTPAdapter) -> requests.Session:
 
 
 def outbound_session() -> requests.Session:
-    """A requests session for user-supplied URLs: guarded sockets, no proxies from the environment."""
+    """A requests session for user-supplied URLs: guarded sockets, no proxies from the environment. Callers close
+    it; for delivery attempts, see `kept_outbound_session`."""
     return _session(GuardedAdapter())
+
+
+# Receivers one delivery thread keeps a connection to (urllib3 closes the least recently used pool beyond it); one
+# connection each, as a thread sends one request at a time.
+KEPT_POOLS_PER_THREAD = 16
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Stores no cookie and sends none: a kept session serves every tenant's destinations in its thread, so one
+    receiver's Set-Cookie must never reach another destination, or a later attempt."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+_kept = threading.local()
+
+
+def kept_outbound_session() -> requests.Session:
+    """This thread's outbound session, kept open across delivery attempts so that connections are reused.
+
+    Shared by every destination a delivery thread serves, so it holds no per-destination state: no cookies
+    (`_NoCookies`), and callers pass credentials and headers per request and never change the session. Connections
+    are pooled by scheme, host name, port and TLS settings, so a kept connection only serves the host it was dialled
+    and checked for; a new host is dialled and checked as always. urllib3 drops a connection that failed and checks
+    a kept one on checkout (`is_connection_dropped`), so a socket the deadline shut down is never reused. A response
+    goes back to the pool only once its body has been read to the end: read a short body, or close the response.
+    """
+    session = getattr(_kept, "session", None)
+    if session is None:
+        session = _session(GuardedAdapter(pool_connections=KEPT_POOLS_PER_THREAD, pool_maxsize=1))
+        session.cookies.set_policy(_NoCookies())
+        _kept.session = session
+    # Read at each use: requests keys its pools by the CA bundle, so a connection verified against one bundle is
+    # never reused under another.
+    session.verify = settings.APERTUR_OUTBOUND_CA_BUNDLE or True
+    return session
+
+
+@contextmanager
+def attempt_session(*, kept: bool) -> Iterator[requests.Session]:
+    """The session for one attempt: this thread's kept session (left open) when `kept`, else a fresh
+    `outbound_session()`, closed at the end (destination tests, scripts)."""
+    if kept:
+        yield kept_outbound_session()
+        return
+    with outbound_session() as session:
+        yield session
 
 
 def token_endpoint_session() -> requests.Session:

@@ -295,9 +295,10 @@ class AttemptContext:
     # Record something about the destination at once (e.g. needs_reconnect when a token refresh is refused),
     # without waiting for the attempt's outcome.
     record_outcome: Callable[..., None] = field(default=lambda **changes: None)
-    # Whether a connection may outlive the attempt, kept by its thread for the next attempt to the same destination
-    # (SFTP's, docs/destinations.md): for the delivery engine, whose worker threads are long-lived; not for a
-    # destination test, whose web request thread would leave it behind.
+    # Whether a connection may outlive the attempt, kept by its thread for the next attempt: SFTP's logged-in
+    # connection to the same destination, and HTTP connections (apertur/http.py `kept_outbound_session`), see
+    # docs/destinations.md "How attempts run". Set by the delivery engine, whose worker threads run attempt after
+    # attempt; a destination test or a script closes its own, or its web request thread would leave them behind.
     keep_connections: bool = False
 
     def save_secrets(self, changes: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """WebDAV destination (Nextcloud, ownCloud, Apache mod_dav, nginx, any RFC 4918 server): docs/destinations.md "Types".
 
-Plain `requests` through the outbound gate (`apertur/http.py` `outbound_session()`), not webdavclient3: that library
+Plain `requests` through the outbound gate (`apertur/http.py` `attempt_session()`), not webdavclient3: that library
 builds its own session, follows redirects, takes one timeout when it is built and checks each parent with an extra
-HEAD; here every request passes the gate, follows nothing and is bounded by the attempt's deadline.
+HEAD; here every request passes the gate, follows nothing and is bounded by the attempt's deadline. A delivery
+reuses its worker thread's kept connections, so the session is shared with other destinations: the credentials go
+with each request, never onto the session.
 
 One attempt: make the missing folders (MKCOL), then one PUT of the staged stream to the final path. No temporary
 name and MOVE: docs/destinations.md "Types" says why.
@@ -21,7 +23,7 @@ from django.conf import settings
 from pydantic import SecretStr, field_validator
 from requests.utils import requote_uri
 
-from apertur.http import HostNotAllowed, is_host_name_or_address, outbound_session
+from apertur.http import HostNotAllowed, attempt_session, is_host_name_or_address
 from destinations.backends.base import (
     BackendConfig,
     DeliveryError,
@@ -133,8 +135,7 @@ class WebdavBackend(DestinationBackend):
         segments = path.split("/")
         target = self.url_of(segments)
         try:
-            with outbound_session() as session:
-                session.headers["Authorization"] = self._basic_authorization()
+            with attempt_session(kept=self.context.keep_connections) as session:
                 self._make_folders(session, segments[:-1])
                 with image.open() as stream:
                     body = _SizedStream(stream, image.size_bytes)
@@ -188,16 +189,20 @@ class WebdavBackend(DestinationBackend):
             return True
         raise _refusal("MKCOL", url, answer)
 
-    def _request(self, session: requests.Session, method: str, url: str, **kwargs: Any) -> _Answer:
-        """One request: no redirect followed, each wait bounded by the outbound timeout and by the attempt's
-        deadline (which shuts the socket when it passes). Only the status and the start of the body are read;
-        a short body read to its end leaves the connection to the next request."""
+    def _request(
+        self, session: requests.Session, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> _Answer:
+        """One request, with the destination's credentials: no redirect followed, each wait bounded by the outbound
+        timeout and by the attempt's deadline (which shuts the socket when it passes). Only the status and the
+        start of the body are read; a short body read to its end leaves the connection to the next request (of
+        this attempt, or of a later one in this thread), a longer one closes it."""
         timeout = settings.APERTUR_OUTBOUND_TIMEOUT_SECONDS
         wait = self.context.deadline.timeout(timeout)
         try:
             response = session.request(
                 method,
                 url,
+                headers={"Authorization": self._basic_authorization(), **(headers or {})},
                 timeout=wait,
                 allow_redirects=False,
                 stream=True,

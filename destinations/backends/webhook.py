@@ -12,11 +12,12 @@ from typing import IO, Literal
 from urllib.parse import quote
 
 import requests
+import urllib3
 from django.conf import settings
 from pydantic import AnyHttpUrl, SecretStr, field_validator
 from requests_toolbelt import MultipartEncoder
 
-from apertur.http import HostNotAllowed, outbound_session
+from apertur.http import HostNotAllowed, attempt_session
 from destinations.backends.base import (
     BackendConfig,
     DeliveryError,
@@ -49,6 +50,11 @@ PROTECTED_HEADERS = frozenset(
 )
 # RFC 9110 field-name token characters.
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# A receiver's answer body is not used. One this short that arrives this quickly is read to its end, so that the
+# connection can carry the next delivery (apertur/http.py `kept_outbound_session`); a longer, slower or endless one
+# closes the connection instead of holding the worker.
+REUSABLE_ANSWER_BYTES = 64 * 1024
+REUSABLE_ANSWER_SECONDS = 1.0
 # The receiver refused our signature: the shared secret is this destination's credential.
 CREDENTIAL_REFUSED_STATUSES = frozenset({401, 403})
 
@@ -202,7 +208,7 @@ class WebhookBackend(DestinationBackend):
 
     def _post(self, url: str, body: IO[bytes], headers: dict[str, str]) -> requests.Response:
         try:
-            with outbound_session() as session:
+            with attempt_session(kept=self.context.keep_connections) as session:
                 response = session.post(
                     url,
                     data=body,
@@ -213,7 +219,7 @@ class WebhookBackend(DestinationBackend):
                     # Only the status matters: a receiver that drips a long body must not hold the worker.
                     stream=True,
                 )
-                response.close()
+                _finish_answer(response)
                 return response
         except HostNotAllowed as error:
             raise DeliveryError(f"refused host: {error}", permanent=True) from error
@@ -223,6 +229,33 @@ class WebhookBackend(DestinationBackend):
             ) from error
         except requests.RequestException as error:
             raise DeliveryError(f"could not reach the webhook: {_root_cause(error)}") from error
+
+
+def _finish_answer(response: requests.Response) -> None:
+    """Read a short answer body to its end, which hands the connection back to its pool; anything else (a body
+    declared longer than REUSABLE_ANSWER_BYTES, one that is still coming after REUSABLE_ANSWER_SECONDS, a read that
+    fails) closes the connection when the response is closed. The status is already known either way."""
+    raw = response.raw
+    until = time.monotonic() + REUSABLE_ANSWER_SECONDS
+    received = 0
+    try:
+        if raw.chunked or (raw.length_remaining is not None and raw.length_remaining <= REUSABLE_ANSWER_BYTES):
+            # urllib3 releases the connection (and forgets it here) once the body has ended.
+            while (connection := raw.connection) is not None and received <= REUSABLE_ANSWER_BYTES:
+                left = until - time.monotonic()
+                if left <= 0 or connection.sock is None:
+                    break
+                # One receive per read below, each within what is left (urllib3 sets its own timeout again for
+                # the connection's next request).
+                connection.sock.settimeout(left)
+                chunk = raw.read1(CHUNK_SIZE, decode_content=False)
+                if not chunk:
+                    break
+                received += len(chunk)
+    except (OSError, urllib3.exceptions.HTTPError, requests.RequestException):
+        pass  # the connection is closed below
+    finally:
+        response.close()
 
 
 def _root_cause(error: BaseException) -> str:

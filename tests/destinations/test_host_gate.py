@@ -14,7 +14,7 @@ from apertur.http import (
 )
 from delivery.models import Delivery
 from delivery.services import delivery_execute
-from destinations.backends.base import DeliveryError
+from destinations.backends.base import AttemptContext, DeliveryError
 from destinations.backends.s3 import S3Backend, S3Config
 from destinations.backends.webhook import WebhookBackend, WebhookConfig
 from tests.destinations.contract import make_staged_image, rendered_path
@@ -141,6 +141,26 @@ def test_a_webhook_to_loopback_fails_permanently_as_refused_host(loopback_refuse
     assert raised.value.message == LOOPBACK_REFUSED[host]
     assert raised.value.permanent is True
     assert webhook_receiver.requests == []
+
+
+def test_a_kept_session_still_checks_each_new_host_it_dials(allowed_networks, webhook_receiver):
+    # A delivery thread keeps its session, and the connection to an allowed host, across attempts: another host is
+    # its own connection, dialled and checked as ever.
+    allowed_networks("127.0.0.1/32")
+    port = webhook_receiver.url.rsplit(":", 1)[1]
+    image = make_staged_image(noisy_jpeg((160, 120)))
+
+    def kept_backend(host: str) -> WebhookBackend:
+        config = WebhookConfig(url=f"http://{host}:{port}/hook", secret="gate-secret")
+        return WebhookBackend(config, AttemptContext(keep_connections=True))
+
+    kept_backend("127.0.0.1").deliver(image, rendered_path(image))
+    with pytest.raises(DeliveryError) as raised:
+        kept_backend("127.0.0.2").deliver(image, rendered_path(image))
+
+    assert raised.value.message == LOOPBACK_REFUSED["127.0.0.1"].replace("127.0.0.1", "127.0.0.2")
+    assert raised.value.permanent is True
+    assert (len(webhook_receiver.requests), webhook_receiver.connections) == (1, 1)
 
 
 def test_an_s3_endpoint_on_loopback_fails_permanently_as_refused_host(loopback_refused, moto_server):

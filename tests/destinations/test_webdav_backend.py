@@ -1,5 +1,6 @@
 """The webdav destination against real local wsgidav servers: the share at `/`, and below a Nextcloud-style prefix."""
 
+import base64
 import hashlib
 import io
 import time
@@ -23,6 +24,7 @@ from tests.destinations.contract import (
 )
 from tests.destinations.helpers import create_destination, create_session, upload_image
 from tests.destinations.test_destinations_api import assert_no_secret, assert_validation_error, destinations_url
+from tests.destinations.test_webhook_backend import kept_webhook_backend
 from tests.factories import make_persona, noisy_jpeg, wait_until
 from tests.servers.https_receiver import write_localhost_certificate
 from tests.servers.s3 import free_port
@@ -37,6 +39,7 @@ from tests.servers.webdav import (
     files_under,
     start_webdav_server,
 )
+from tests.servers.webhook_receiver import WebhookReceiver
 
 # How Nextcloud (SabreDAV) explains a refusal in its error body.
 SABRE_QUOTA_ERROR = (
@@ -48,6 +51,13 @@ SABRE_QUOTA_ERROR = (
 
 def webdav_backend(server: WebdavServer, url: str, **config) -> WebdavBackend:
     return WebdavBackend(WebdavConfig.model_validate(server.config(url, **config)))
+
+
+def kept_webdav_backend(server: WebdavServer, url: str, **config) -> WebdavBackend:
+    """As the delivery engine builds it: reusing this thread's kept connections."""
+    return WebdavBackend(
+        WebdavConfig.model_validate(server.config(url, **config)), AttemptContext(keep_connections=True)
+    )
 
 
 class WebdavTarget(ContractTarget):
@@ -499,6 +509,63 @@ def test_an_answer_dripped_on_a_kept_alive_connection_is_cut_at_the_attempt_dead
     assert deadline.expired
     assert elapsed < 5, (elapsed, raised.value.message)
     assert raised.value.message.startswith("WebDAV server unreachable or connection lost during PUT")
+
+
+# --- kept connections (docs/destinations.md "How attempts run") ----------------------------------------
+
+
+def test_deliveries_in_one_thread_reuse_one_connection(webdav_server):
+    url, folder = webdav_server.new_folder()
+    images = [make_staged_image(noisy_jpeg((160, 120)), index=i, image_id=f"img_kept{i}") for i in range(3)]
+
+    for image in images:
+        backend = kept_webdav_backend(webdav_server, url)
+        backend.deliver(image, backend.remote_path(image))
+
+    requests_made = webdav_server.requests_below(url)
+    assert [r.method for r in requests_made] == ["MKCOL", "PUT", "MKCOL", "PUT", "MKCOL", "PUT"]
+    assert len({r.client_port for r in requests_made}) == 1
+    assert len(files_under(folder)) == 3
+
+
+def test_a_destinations_credentials_never_reach_another_destination_served_by_the_same_thread(
+    webdav_server, nextcloud_style_webdav_server
+):
+    first_url, _ = webdav_server.new_folder()
+    second_url, second_folder = nextcloud_style_webdav_server.new_folder()
+    receiver = WebhookReceiver().start()
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    try:
+        kept_webdav_backend(webdav_server, first_url, username=UTF8_USERNAME, password=UTF8_PASSWORD).deliver(
+            image, rendered_path(image)
+        )
+        kept_webdav_backend(nextcloud_style_webdav_server, second_url).deliver(image, rendered_path(image))
+        kept_webhook_backend(f"{receiver.url}/hook").deliver(image, rendered_path(image))
+        [to_webhook] = receiver.wait_for_requests(1)
+    finally:
+        receiver.stop()
+
+    first_authorization = "Basic " + base64.b64encode(f"{UTF8_USERNAME}:{UTF8_PASSWORD}".encode()).decode()
+    second_authorization = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    assert {r.headers["Authorization"] for r in webdav_server.requests_below(first_url)} == {first_authorization}
+    assert {r.headers["Authorization"] for r in nextcloud_style_webdav_server.requests_below(second_url)} == {
+        second_authorization
+    }
+    assert to_webhook.header("Authorization") is None
+    assert files_under(second_folder) == {rendered_path(image): image.open().read()}
+
+
+def test_a_kept_https_connection_is_not_reused_once_the_ca_bundle_no_longer_trusts_it(https_webdav_server, settings):
+    settings.APERTUR_OUTBOUND_CA_BUNDLE = str(https_webdav_server.certificate)
+    url, _ = https_webdav_server.new_folder()
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    kept_webdav_backend(https_webdav_server, url).deliver(image, rendered_path(image))
+    settings.APERTUR_OUTBOUND_CA_BUNDLE = ""
+
+    with pytest.raises(DeliveryError) as raised:
+        kept_webdav_backend(https_webdav_server, url).deliver(replace(image, attempt=2), rendered_path(image))
+
+    assert "CERTIFICATE_VERIFY_FAILED" in raised.value.message
 
 
 # --- config and API -----------------------------------------------------------------------------------

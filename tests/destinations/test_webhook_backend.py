@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from urllib.parse import unquote
 
 import pytest
@@ -12,9 +13,10 @@ from apertur_sdk.signature import verify_webhook_signature
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from standardwebhooks.webhooks import Webhook
 
+from apertur.deadlines import Deadline
 from delivery.models import Delivery
 from delivery.services import delivery_execute
-from destinations.backends.base import DeliveryError
+from destinations.backends.base import AttemptContext, DeliveryError
 from destinations.backends.webhook import WebhookBackend, WebhookConfig
 from tests.destinations.contract import (
     BackendContract,
@@ -26,7 +28,9 @@ from tests.destinations.contract import (
 from tests.destinations.helpers import FixedAnswerServer, create_destination, create_session, upload_image
 from tests.factories import noisy_jpeg
 from tests.servers.s3 import free_port
-from tests.servers.webhook_receiver import ReceivedRequest
+from tests.servers.tarpit import TarpitServer
+from tests.servers.webhook_receiver import LongAnswerServer, ReceivedRequest, WebhookReceiver
+from tests.waiting import wait_until
 
 SECRET = "receiver-shared-secret"
 WHSEC_SECRET = "whsec_" + base64.b64encode(b"standard webhooks key bytes").decode()
@@ -35,6 +39,12 @@ FORMATS = ["multipart", "json_base64", "binary"]
 
 def webhook_backend(url: str, **config) -> WebhookBackend:
     return WebhookBackend(WebhookConfig.model_validate({"url": url, "secret": SECRET, **config}))
+
+
+def kept_webhook_backend(url: str, deadline: Deadline | None = None, **config) -> WebhookBackend:
+    """As the delivery engine builds it: reusing this thread's kept connections."""
+    context = AttemptContext(keep_connections=True, **({"deadline": deadline} if deadline else {}))
+    return WebhookBackend(WebhookConfig.model_validate({"url": url, "secret": SECRET, **config}), context)
 
 
 def image_part(request: ReceivedRequest) -> bytes:
@@ -379,3 +389,103 @@ def test_a_refused_connection_is_a_failure_with_a_clear_message():
     assert "Connection refused" in raised.value.message
     assert raised.value.permanent is False
     assert raised.value.http_status is None
+
+
+# --- kept connections (docs/destinations.md "How attempts run") ----------------------------------------
+
+
+def deliver_kept(url: str, deadline: Deadline | None = None) -> None:
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    kept_webhook_backend(url, deadline).deliver(image, rendered_path(image))
+
+
+def test_deliveries_run_by_one_worker_thread_reuse_one_connection(api_client, owner, webhook_receiver):
+    destination = create_destination(
+        api_client, owner, "webhook", {"url": f"{webhook_receiver.url}/hook", "secret": SECRET}
+    )
+    session = create_session(api_client, owner, [destination["id"]])
+    images = [upload_image(api_client, session["id"], noisy_jpeg((160, 120))) for _ in range(3)]
+
+    for image in images:
+        delivery_execute(delivery_id=str(Delivery.objects.get(image_id=image["id"]).pk))
+
+    assert len(webhook_receiver.wait_for_requests(3)) == 3
+    assert webhook_receiver.connections == 1
+    assert set(Delivery.objects.filter(image_id__in=[i["id"] for i in images]).values_list("status", flat=True)) == {
+        "delivered"
+    }
+
+
+def test_a_destination_test_closes_its_connection(webhook_receiver):
+    image = make_staged_image(noisy_jpeg((160, 120)))
+    webhook_backend(f"{webhook_receiver.url}/hook").deliver(image, rendered_path(image))
+    webhook_backend(f"{webhook_receiver.url}/hook").deliver(image, rendered_path(image))
+
+    assert len(webhook_receiver.wait_for_requests(2)) == 2
+    assert webhook_receiver.connections == 2
+
+
+def test_a_cookie_a_receiver_sets_is_never_sent_again(webhook_receiver):
+    webhook_receiver.answer_headers = {"Set-Cookie": "receiver-session=alice; Path=/"}
+    other = WebhookReceiver().start()  # another destination on the same host (cookies ignore ports)
+    try:
+        deliver_kept(f"{webhook_receiver.url}/hook")
+        deliver_kept(f"{webhook_receiver.url}/hook")
+        deliver_kept(f"{other.url}/hook")
+        [to_other] = other.wait_for_requests(1)
+    finally:
+        other.stop()
+
+    first, again = webhook_receiver.wait_for_requests(2)
+    assert [request.header("Cookie") for request in (first, again, to_other)] == [None, None, None]
+    assert webhook_receiver.connections == 1
+
+
+def test_a_kept_connection_whose_socket_the_deadline_shut_is_not_reused(webhook_receiver):
+    # The deadline's timer fires after the attempt has handed its connection back (a late timer): the kept socket
+    # is shut down while idle, and the next attempt must dial a new connection rather than fail on it.
+    with Deadline(1.0) as deadline:
+        deliver_kept(f"{webhook_receiver.url}/hook", deadline)
+        deliver_kept(f"{webhook_receiver.url}/hook", deadline)  # on the kept connection
+        wait_until(lambda: deadline.expired)
+
+    deliver_kept(f"{webhook_receiver.url}/hook")
+
+    assert len(webhook_receiver.wait_for_requests(3)) == 3
+    assert webhook_receiver.connections == 2
+
+
+def test_after_the_deadline_cut_a_request_on_a_kept_connection_the_next_attempt_succeeds_on_a_new_one():
+    # The first request is answered at once and its connection kept; the answer to the second, on that connection,
+    # comes one byte at a time (so no read times out) until the deadline shuts the socket; the third goes out on a
+    # new connection and is answered at once.
+    server = TarpitServer(mode="drip", interval=0.1, limit=20, quick=1)
+    try:
+        deliver_kept(f"{server.url}/hook")
+        with Deadline(0.5) as deadline, pytest.raises(DeliveryError) as raised:
+            deliver_kept(f"{server.url}/hook", deadline)
+        deliver_kept(f"{server.url}/hook")
+    finally:
+        server.stop()
+
+    assert deadline.expired
+    assert not raised.value.permanent
+    assert (server.accepted, server.connections) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("declared", "withheld"),
+    [(None, False), (256 * 1024 * 1024, False), (16, True)],
+    ids=["endless chunked", "256 MiB", "short but withheld"],
+)
+def test_a_long_or_slow_answer_body_is_not_waited_for_and_its_connection_is_closed(declared, withheld):
+    server = LongAnswerServer(declared=declared, withheld=withheld)
+    started = time.monotonic()
+    try:
+        deliver_kept(f"{server.url}/hook")
+        deliver_kept(f"{server.url}/hook")
+    finally:
+        server.stop()
+
+    assert time.monotonic() - started < 5
+    assert server.accepted == 2

@@ -51,6 +51,7 @@ class RecordedRequest:
     path: str  # decoded, as wsgidav resolves it
     headers: dict[str, str]  # as sent, names in Title-Case
     status: int
+    client_port: int  # one per TCP connection the client opened
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,9 @@ class WebdavServer:
             }
 
             def recording_start_response(status: str, response_headers: list, *args: Any) -> Any:
-                self.requests.append(RecordedRequest(method, path, headers, int(status.split()[0])))
+                self.requests.append(
+                    RecordedRequest(method, path, headers, int(status.split()[0]), int(environ["REMOTE_PORT"]))
+                )
                 return start_response(status, response_headers, *args)
 
             rule = self._rule_for(path)
