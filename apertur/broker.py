@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import dramatiq
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
@@ -105,11 +105,14 @@ class SweeperMiddleware(Middleware):
 
 class WorkerStartMiddleware(Middleware):
     """What every worker process makes sure of when it boots: the encryption key pair exists, so the GET endpoints
-    that show its public key (and never write) have one to show."""
+    that show its public key (and never write) have one to show; and a worker process of its own keeps its
+    threads' database connections (`keep_worker_connections`)."""
 
     def after_worker_boot(self, broker, worker) -> None:
         from sessions_app.encryption import encryption_key_ensure  # apps load after the broker module
 
+        if not getattr(worker, "apertur_embedded", False):
+            keep_worker_connections(settings.APERTUR_WORKER_DB_CONN_MAX_AGE)
         close_old_connections()
         try:
             encryption_key_ensure()
@@ -118,6 +121,21 @@ class WorkerStartMiddleware(Middleware):
             logger.exception("could not make sure the encryption key pair exists")
         finally:
             close_old_connections()
+
+
+def keep_worker_connections(max_age: int) -> None:
+    """Let each thread of this worker process keep its database connection for `max_age` seconds (checked before
+    reuse) instead of opening one per message: a PostgreSQL connection costs milliseconds of both processes' CPU
+    (docs/deployment.md "Several processes or machines").
+
+    Only for a worker process of its own, whose threads live as long as it does. Web processes open one per request:
+    they serve requests in threads that come and go, whose kept connections would be left behind (Django's advice for
+    ASGI), and so does a worker embedded in one, as it shares their settings."""
+    if max_age <= 0:
+        return
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    database["CONN_MAX_AGE"] = max_age
+    database["CONN_HEALTH_CHECKS"] = True
 
 
 def start_embedded_worker() -> dramatiq.Worker:

@@ -411,6 +411,9 @@ APERTUR_OAUTH_STATE_TTL_SECONDS = env_int("APERTUR_OAUTH_STATE_TTL_SECONDS", 600
 APERTUR_SWEEP_INTERVAL_SECONDS = float(os.environ.get("APERTUR_SWEEP_INTERVAL_SECONDS", 5))
 APERTUR_SWEEP_RESEND_AFTER_SECONDS = float(os.environ.get("APERTUR_SWEEP_RESEND_AFTER_SECONDS", 60))
 APERTUR_EMBEDDED_WORKER_THREADS = env_int("APERTUR_EMBEDDED_WORKER_THREADS", 8)
+# A worker process of its own (`rundramatiq`) keeps each thread's database connection this long (Django's
+# CONN_MAX_AGE), instead of a new one per message: docs/deployment.md "Several processes or machines".
+APERTUR_WORKER_DB_CONN_MAX_AGE = env_int("APERTUR_WORKER_DB_CONN_MAX_AGE", 300)
 APERTUR_OUTBOUND_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_OUTBOUND_TIMEOUT_SECONDS", 30))
 # A request body that stops arriving for this long is answered 408 and dropped (slow-body clients).
 APERTUR_BODY_IDLE_TIMEOUT_SECONDS = float(os.environ.get("APERTUR_BODY_IDLE_TIMEOUT_SECONDS", 30))

@@ -87,6 +87,7 @@ def in_process_worker(settings, *, threads: int) -> Iterator[dramatiq.Worker]:
     broker = dramatiq.get_broker()
     broker.flush_all()
     running = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    running.apertur_embedded = True  # in the tests' own process, sharing its settings (apertur/broker.py)
     running.start()
     try:
         yield running

@@ -315,12 +315,15 @@ def test_config_is_validated_strictly(config, message):
         S3Config.model_validate({"bucket": "media", "accessKey": "testing", "secretKey": "testingsecret", **config})
 
 
-def test_deliveries_with_the_same_credentials_reuse_one_client_and_a_changed_secret_gets_a_new_one(
+def test_deliveries_with_the_same_credentials_reuse_one_client_and_bucket_and_a_changed_secret_gets_a_new_one(
     seaweedfs_server,
 ):
     bucket = seaweedfs_server.create_bucket()
     first, second = (s3_backend(seaweedfs_server, bucket).storage(make_staged_image(b"x")) for _ in range(2))
     assert first.connection is second.connection
+    assert first.bucket is second.bucket and first.bucket.name == bucket
+    other_bucket = seaweedfs_server.create_bucket()
+    assert s3_backend(seaweedfs_server, other_bucket).storage(make_staged_image(b"x")).bucket.name == other_bucket
 
     changed = s3_backend(seaweedfs_server, bucket, secretKey="not-the-secret-key").storage(make_staged_image(b"x"))
     assert changed.connection is not first.connection

@@ -1,8 +1,11 @@
 """A worker says once, at INFO, that it is up: how many threads and which broker, never the broker's password."""
 
 import logging
+import threading
 
 import dramatiq
+import pytest
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
@@ -24,7 +27,59 @@ def test_the_embedded_worker_logs_one_line_with_its_threads_and_broker(transacti
     assert broker_description(dramatiq.get_broker()) in message
 
 
-def test_a_rundramatiq_worker_boot_logs_the_line_too(transactional_db, caplog):
+@pytest.fixture
+def database_settings_restored():
+    """Booting a worker of its own changes the process's database settings (apertur/broker.py
+    `keep_worker_connections`): put them back for the tests that follow."""
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    before = {key: database.get(key) for key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS")}
+    yield
+    database.update(before)
+
+
+def _connection_kept_across_messages() -> bool:
+    """Whether a new thread's connection survives what DbConnectionsMiddleware does between two messages."""
+    kept = []
+
+    def run() -> None:
+        connection.ensure_connection()
+        before = connection.connection
+        close_old_connections()
+        kept.append(connection.connection is before)
+        connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return kept[0]
+
+
+def test_a_worker_process_of_its_own_keeps_its_threads_database_connections(
+    transactional_db, settings, database_settings_restored
+):
+    settings.APERTUR_WORKER_DB_CONN_MAX_AGE = 120
+    assert not _connection_kept_across_messages()  # a web process: one connection per request
+
+    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=1)
+    worker.start()
+    worker.stop(timeout=10_000)
+
+    assert connections.settings[DEFAULT_DB_ALIAS]["CONN_MAX_AGE"] == 120
+    assert _connection_kept_across_messages()
+
+
+def test_an_embedded_worker_leaves_the_web_process_a_connection_per_request(
+    transactional_db, settings, database_settings_restored
+):
+    settings.APERTUR_WORKER_DB_CONN_MAX_AGE = 120
+    worker = start_embedded_worker()
+    worker.stop(timeout=10_000)
+
+    assert connections.settings[DEFAULT_DB_ALIAS]["CONN_MAX_AGE"] == 0
+    assert not _connection_kept_across_messages()
+
+
+def test_a_rundramatiq_worker_boot_logs_the_line_too(transactional_db, caplog, database_settings_restored):
     caplog.set_level(logging.INFO, logger="apertur.broker")
 
     worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=2)
