@@ -111,8 +111,6 @@ class WorkerStartMiddleware(Middleware):
     def after_worker_boot(self, broker, worker) -> None:
         from sessions_app.encryption import encryption_key_ensure  # apps load after the broker module
 
-        if not getattr(worker, "apertur_embedded", False):
-            keep_worker_connections(settings.APERTUR_WORKER_DB_CONN_MAX_AGE)
         close_old_connections()
         try:
             encryption_key_ensure()
@@ -121,6 +119,10 @@ class WorkerStartMiddleware(Middleware):
             logger.exception("could not make sure the encryption key pair exists")
         finally:
             close_old_connections()
+        # After the boot's own queries: this thread's connection was opened before, so it is closed above and this
+        # main thread, which runs no messages, keeps none.
+        if not getattr(worker, "apertur_embedded", False):
+            keep_worker_connections(settings.APERTUR_WORKER_DB_CONN_MAX_AGE)
 
 
 def keep_worker_connections(max_age: int) -> None:

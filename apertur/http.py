@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from time import monotonic
 from typing import Any
 
 import requests
@@ -250,6 +251,8 @@ def outbound_session() -> requests.Session:
 # Receivers one delivery thread keeps a connection to (urllib3 closes the least recently used pool beyond it); one
 # connection each, as a thread sends one request at a time.
 KEPT_POOLS_PER_THREAD = 16
+# A thread's kept session unused for longer is closed and replaced by a new one at its next use.
+KEPT_IDLE_SECONDS = 30
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -277,10 +280,17 @@ def kept_outbound_session() -> requests.Session:
     goes back to the pool only once its body has been read to the end: read a short body, or close the response.
     """
     session = getattr(_kept, "session", None)
+    now = monotonic()
+    if session is not None and now - _kept.used_at > KEPT_IDLE_SECONDS:
+        # Connections idle this long are dropped rather than trusted: a firewall or NAT may have forgotten them
+        # without a word, and a request on one would wait out its whole timeout.
+        session.close()
+        session = None
     if session is None:
         session = _session(GuardedAdapter(pool_connections=KEPT_POOLS_PER_THREAD, pool_maxsize=1))
         session.cookies.set_policy(_NoCookies())
         _kept.session = session
+    _kept.used_at = now
     # Read at each use: requests keys its pools by the CA bundle, so a connection verified against one bundle is
     # never reused under another.
     session.verify = settings.APERTUR_OUTBOUND_CA_BUNDLE or True

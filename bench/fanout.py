@@ -148,17 +148,27 @@ class Bench:
                 for name in ("UPLOAD_PAGE", "SESSION_CREATE", "SESSION_READ", "DEFAULT")
             },
         }
-        self.apertur = Apertur(
-            scratch,
-            environment,
-            (scratch / "server.log").open("wb"),
-            separate_worker_threads=concurrency if options.separate_worker else 0,
-            profile=options.profile,
-        )
-        self.kinds_by_id = {
-            self.apertur.create_destination(destination_type, config): kind
-            for kind, (destination_type, config) in self.stores.destinations().items()
-        }
+        # A failed start (a PostgreSQL database left by an earlier run, whose secrets this run's keys cannot
+        # decrypt) must not leave the servers and Apertur's processes running.
+        try:
+            self.apertur = Apertur(
+                scratch,
+                environment,
+                (scratch / "server.log").open("wb"),
+                separate_worker_threads=concurrency if options.separate_worker else 0,
+                profile=options.profile,
+            )
+        except BaseException:
+            self.stores.stop()
+            raise
+        try:
+            self.kinds_by_id = {
+                self.apertur.create_destination(destination_type, config): kind
+                for kind, (destination_type, config) in self.stores.destinations().items()
+            }
+        except BaseException:
+            self.stop()
+            raise
         self.meter = CpuMeter(
             {"apertur": self.apertur.web.pid}
             | ({"apertur worker": self.apertur.delivering_pid} if options.separate_worker else {})

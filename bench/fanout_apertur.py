@@ -70,7 +70,13 @@ class Apertur:
             self.worker = subprocess.Popen(
                 [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", threads], **launch
             )
-        wait_until_healthy(self.base)
+        try:
+            wait_until_healthy(self.base)
+        except BaseException:
+            for process in (self.web, self.worker):
+                if process is not None:
+                    process.terminate()
+            raise
         self.api = httpx.Client(
             base_url=f"{self.base}/api/v1", headers={"Authorization": f"Bearer {self.key}"}, timeout=120
         )

@@ -17,7 +17,7 @@ from pydantic import ValidationError as ConfigValidationError
 from apertur.deadlines import Deadline
 from apertur.errors import AppError
 from delivery.event_webhooks import event_deliveries_sweep
-from delivery.leases import database_now, lease_keeper
+from delivery.leases import database_now, lease_expiry, lease_keeper
 from delivery.models import Delivery, DeliveryAttempt
 from destinations.attempts import backend_for, deadline_message, destination_record_outcome
 from destinations.backends.base import DeliveryError, DeliveryReceipt, StagedImage
@@ -117,7 +117,8 @@ def _claim(delivery_id: str) -> Claim | None:
             return None
         delivery.attempts += 1
         delivery.status = Status.DELIVERING
-        delivery.lease_expires_at = now + timedelta(seconds=settings.APERTUR_DELIVERY_LEASE_SECONDS)
+        # From the clock read now, not `now`: the cap check may have waited for the project's row lock.
+        delivery.lease_expires_at = lease_expiry()
         delivery.next_retry_at = None
         delivery.enqueued_at = None
         delivery.waiting_for_slot = False

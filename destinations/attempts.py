@@ -70,8 +70,14 @@ def database_lock(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        except BaseException:
+            # A lock left held would outlive this attempt on a kept connection (apertur/broker.py
+            # `keep_worker_connections`): closing the connection releases it.
+            connection.close()
+            raise
 
 
 def destination_record_outcome(

@@ -98,7 +98,9 @@ def _refresh(session: UploadSession, **also: Any) -> tuple[str, bool]:
 
 
 # Events that move a delivery between two open states (pending → delivering): the counts `derive_status` reads
-# cannot change, so neither can the status, and the session row needs no lock (docs/api.md "Status lifecycle").
+# cannot change, so neither can the status, and the session row needs no lock (docs/api.md "Status lifecycle"). The
+# status such an event carries is the one the caller read with the delivery, in its transaction; a session expiring
+# at that very moment announces `expired` in its own event.
 _STATUS_UNCHANGED = frozenset({"delivery.started"})
 
 

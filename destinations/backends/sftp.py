@@ -22,8 +22,9 @@ import json
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
 import paramiko
@@ -49,6 +50,10 @@ HANDSHAKE_TIMEOUT_SECONDS = 30  # each of: the server's banner, the key exchange
 OPERATION_TIMEOUT_SECONDS = 60  # each SFTP request's answer
 PINNED_FINGERPRINT = "hostKeyFingerprint"
 MAX_KEPT_CONNECTIONS = 4  # per delivery worker thread
+# A kept connection is logged in once: one busy enough never to idle out is still replaced after this long, so a
+# password or key revoked on the server, or a rotated host key, is met within minutes.
+MAX_KEPT_CONNECTION_AGE_SECONDS = 300
+LIVENESS_TIMEOUT_SECONDS = 2
 _KEY_CLASSES = (
     (rsa.RSAPrivateKey, paramiko.RSAKey),
     (ec.EllipticCurvePrivateKey, paramiko.ECDSAKey),
@@ -198,12 +203,18 @@ class SftpConnection:
 
     transport: paramiko.Transport
     sftp: paramiko.SFTPClient
+    dialled_at: float = field(default_factory=time.monotonic)
+
+    def age(self) -> float:
+        return time.monotonic() - self.dialled_at
 
     def close(self) -> None:
         self.transport.close()  # its channels with it
 
 
-_kept: KeptConnections[SftpConnection] = KeptConnections(MAX_KEPT_CONNECTIONS)
+_kept: KeptConnections[SftpConnection] = KeptConnections(
+    MAX_KEPT_CONNECTIONS, idle_limit=lambda: settings.APERTUR_SFTP_KEEPALIVE_SECONDS
+)
 # A kept connection's key holds a digest of the credentials, never them; keyed with this process's own secret, the
 # digest of a weak password says nothing outside the process.
 _CREDENTIALS_DIGEST_KEY = secrets.token_bytes(32)
@@ -226,6 +237,7 @@ class SftpTransfer:
         with image.open() as stream:
             try:
                 connection = self._kept_connection() or self._dial()
+                delivered = False
                 try:
                     sftp, transport = connection.sftp, connection.transport
                     with self._server_answers(transport, "make folders"):
@@ -234,17 +246,17 @@ class SftpTransfer:
                         self._upload(sftp, transport, stream, temporary)
                     with self._server_answers(transport, "rename the uploaded file"):
                         self._rename(sftp, transport, temporary, path)
-                except BaseException:
-                    # Never kept after a failed attempt: what the server and paramiko make of it is unknown.
-                    connection.close()
-                    raise
+                    delivered = True
+                finally:
+                    # Kept only after a successful attempt, and not past its age limit; closed otherwise (after a
+                    # failure, what the server and paramiko make of it is unknown), whatever interrupted us.
+                    if delivered and self._keeps_connections() and connection.age() < MAX_KEPT_CONNECTION_AGE_SECONDS:
+                        _kept.put_back(self._connection_key(), connection)
+                    else:
+                        connection.close()
             except (OSError, EOFError, paramiko.SSHException) as error:
                 reason = str(error) or type(error).__name__
                 raise DeliveryError(f"SFTP server unreachable or connection lost: {reason}") from error
-        if self._keeps_connections():
-            _kept.put_back(self._connection_key(), connection)
-        else:
-            connection.close()
         return DeliveryReceipt(remote_reference=f"sftp://{self.config.host}/{path}")
 
     def _keeps_connections(self) -> bool:
@@ -267,17 +279,22 @@ class SftpTransfer:
         connection = _kept.take(self._connection_key(), idle_limit=settings.APERTUR_SFTP_KEEPALIVE_SECONDS)
         if connection is None:
             return None
-        # Under this attempt's deadline, as a fresh connection is: its timer shuts the socket, and each SFTP
-        # request's wait is capped by it.
-        register_socket(connection.transport.sock)
-        connection.sftp.get_channel().settimeout(self.context.deadline.timeout(OPERATION_TIMEOUT_SECONDS))
         try:
+            # Under this attempt's deadline, as a fresh connection is: its timer shuts the socket.
+            register_socket(connection.transport.sock)
+            channel = connection.sftp.get_channel()
             if not connection.transport.is_active():
                 raise EOFError("closed by the server")
-            connection.sftp.normalize(".")  # one round trip: the server still answers on this connection
-        except (OSError, EOFError, paramiko.SSHException):
+            # One round trip: the server still answers on this connection. Briefly: a connection a firewall dropped
+            # without a word would otherwise take the attempt's whole deadline before a fresh one is dialled.
+            channel.settimeout(self.context.deadline.timeout(LIVENESS_TIMEOUT_SECONDS))
+            connection.sftp.normalize(".")
+            channel.settimeout(self.context.deadline.timeout(OPERATION_TIMEOUT_SECONDS))
+        except BaseException as error:
             connection.close()
-            return None
+            if isinstance(error, (OSError, EOFError, paramiko.SSHException)):
+                return None
+            raise
         return connection
 
     def _dial(self) -> SftpConnection:

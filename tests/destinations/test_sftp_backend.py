@@ -1,6 +1,7 @@
 """The ftp destination with protocol sftp, against a real local SFTP server (asyncssh, tests/servers/sftp.py)."""
 
 import base64
+import contextlib
 import hashlib
 import io
 import socket
@@ -31,7 +32,7 @@ from tests.destinations.contract import (
     stored_destination,
 )
 from tests.destinations.test_destinations_api import assert_no_secret, assert_validation_error, destinations_url
-from tests.factories import noisy_jpeg
+from tests.factories import noisy_jpeg, wait_until
 from tests.servers.s3 import free_port
 from tests.servers.sftp import PASSPHRASE, PASSWORD, Misbehaviour, SftpServer, files_under
 
@@ -543,6 +544,90 @@ def test_a_connection_idle_longer_than_the_keepalive_is_closed_not_reused(
 
     assert sftp_server.logins.count(username) == 2
     assert files_under(home)[path] == data
+
+
+def test_an_idle_kept_connection_is_closed_without_another_attempt(sftp_server, engine_destination, settings):
+    _, backend, _, _ = engine_destination
+    settings.APERTUR_SFTP_KEEPALIVE_SECONDS = 0.3
+    _deliver(backend(), 1)
+    [(_, kept)] = sftp._kept._mine().connections.values()
+    assert kept.transport.is_active()
+
+    # This thread makes no further SFTP attempt (its destination deleted, or only other work left): the reaper
+    # closes the session anyway.
+    assert wait_until(lambda: not kept.transport.is_active(), timeout=5)
+
+
+def test_a_connection_past_its_age_limit_is_replaced(sftp_server, engine_destination, monkeypatch):
+    _, backend, username, _ = engine_destination
+    monkeypatch.setattr(sftp, "MAX_KEPT_CONNECTION_AGE_SECONDS", 0)
+
+    _deliver(backend(), 1)
+    _deliver(backend(), 2)
+
+    assert sftp_server.logins.count(username) == 2
+
+
+class SilencingProxy:
+    """A TCP forwarder whose `silence()` stops passing bytes on the flows open so far, without a reset or a close:
+    a firewall or NAT that forgot a connection. New connections get flows of their own."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.silenced: list[threading.Event] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(self.target)
+                silenced = threading.Event()
+                self.silenced.append(silenced)
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(source, sink, silenced), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, silenced: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not silenced.is_set():
+                    sink.sendall(data)
+
+    def silence(self) -> None:
+        for flow in self.silenced:
+            flow.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_kept_connection_that_went_silent_costs_a_moment_not_the_attempt(sftp_server, owner, settings):
+    settings.APERTUR_SFTP_KEEPALIVE_SECONDS = 30
+    username, home = sftp_server.add_user()
+    proxy = SilencingProxy((sftp_server.host, sftp_server.port))
+    destination = stored_destination(sftp_backend(sftp_server, username, port=proxy.port), owner.project)
+
+    def deliver(number: int) -> tuple[str, bytes]:
+        with Deadline(20) as deadline:
+            backend = backend_for(Destination.objects.get(pk=destination.pk), keep_connections=True, deadline=deadline)
+            return _deliver(backend, number)
+
+    try:
+        deliver(1)
+        proxy.silence()
+        started = time.monotonic()
+        path, data = deliver(2)
+        elapsed = time.monotonic() - started
+    finally:
+        sftp._kept.close_all()
+        proxy.close()
+
+    assert files_under(home)[path] == data
+    assert sftp_server.logins.count(username) == 2  # the silent one given up, a fresh one dialled
+    assert elapsed < sftp.LIVENESS_TIMEOUT_SECONDS + 5, elapsed
 
 
 def test_a_keepalive_of_zero_makes_a_connection_per_attempt(sftp_server, engine_destination, settings):

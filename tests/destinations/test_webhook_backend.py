@@ -13,6 +13,7 @@ from apertur_sdk.signature import verify_webhook_signature
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from standardwebhooks.webhooks import Webhook
 
+from apertur import http as http_module
 from apertur.deadlines import Deadline
 from delivery.models import Delivery
 from delivery.services import delivery_execute
@@ -414,6 +415,18 @@ def test_deliveries_run_by_one_worker_thread_reuse_one_connection(api_client, ow
     assert set(Delivery.objects.filter(image_id__in=[i["id"] for i in images]).values_list("status", flat=True)) == {
         "delivered"
     }
+
+
+def test_a_kept_session_idle_too_long_is_replaced_by_a_new_connection(webhook_receiver, monkeypatch):
+    deliver_kept(f"{webhook_receiver.url}/hook")
+    deliver_kept(f"{webhook_receiver.url}/hook")
+    later = time.monotonic() + http_module.KEPT_IDLE_SECONDS + 1
+    monkeypatch.setattr(http_module, "monotonic", lambda: later)
+
+    deliver_kept(f"{webhook_receiver.url}/hook")
+
+    assert len(webhook_receiver.wait_for_requests(3)) == 3
+    assert webhook_receiver.connections == 2
 
 
 def test_a_destination_test_closes_its_connection(webhook_receiver):
