@@ -4,8 +4,15 @@ the real site (`manage.py apertur_run`: web server and embedded worker) on the t
 import os
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from projects.services import bootstrap
+from tests.conftest import ServerProcess
 from tests.e2e.chromium import CHROMIUM, CHROMIUM_ARGUMENTS
+
+OWNER_EMAIL = "owner@example.test"
+PASSWORD = "correct horse battery"
 
 # A mid-range Android phone.
 PHONE = {
@@ -53,3 +60,42 @@ def phone(chromium):
     page.problems = problems
     yield page
     context.close()
+
+
+@pytest.fixture
+def site(transactional_db, tmp_path):
+    """The site with its worker; journeys that need settings of their own define their own `site`."""
+    server = ServerProcess(with_worker=True, log_path=tmp_path / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(chromium):
+    """A fresh desktop-sized browser context's page (the dashboard journeys'); `page.problems` collects uncaught
+    script errors."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def make_owner(*, project_name: str = "Claims"):
+    """The project's owner, as `bootstrap` makes an operator's first account (returns what it returns), with a
+    password the server can check: hashed as the server hashes (the tests' own settings use a fast hasher the
+    server does not know)."""
+    made = bootstrap(email=OWNER_EMAIL, password=PASSWORD, project_name=project_name)
+    hashed = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    get_user_model().objects.filter(email=OWNER_EMAIL).update(password=hashed)
+    return made
+
+
+def sign_in(page, site_url: str, email: str = OWNER_EMAIL) -> None:
+    page.goto(f"{site_url}/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In").click()

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from projects.models import Membership
-from projects.services import bootstrap, project_create
+from projects.services import project_create
 from tests.conftest import ServerProcess
+from tests.e2e.conftest import PASSWORD, make_owner, sign_in
 from tests.factories import wait_until
 
-PASSWORD = "correct horse battery"
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 
 
@@ -48,20 +47,14 @@ def mailed_link(mail_dir: Path, pattern: str) -> str:
 
 
 def test_an_owner_invites_a_newcomer_who_signs_up_accepts_and_is_made_an_admin(site, chromium, mail_dir, tmp_path):
-    project, _ = bootstrap(email="owner@example.test", password=PASSWORD, project_name="Claims")
-    # Hashed as the server hashes (the tests' own settings use a fast hasher the server does not know).
-    hashed = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    get_user_model().objects.filter(email="owner@example.test").update(password=hashed)
+    project, _ = make_owner()
     owner_context, invitee_context = chromium.new_context(**DESKTOP), chromium.new_context(**DESKTOP)
     owner_context.set_default_timeout(20_000)
     invitee_context.set_default_timeout(20_000)
     owner, invitee = owner_context.new_page(), invitee_context.new_page()
     owner.on("dialog", lambda dialog: dialog.accept())
     try:
-        owner.goto(f"{site.url}/accounts/login/")
-        owner.get_by_label("Email").fill("owner@example.test")
-        owner.get_by_label("Password").fill(PASSWORD)
-        owner.get_by_role("button", name="Sign In").click()
+        sign_in(owner, site.url)
         owner.get_by_role("link", name="Claims").click()
         owner.get_by_role("link", name="Members").click()
         owner.get_by_label("Email").fill("Newcomer@Example.test")
