@@ -55,15 +55,9 @@ def displayed_status(session: UploadSession) -> str:
     return session.status
 
 
-def session_status_refresh(*, session: UploadSession) -> str:
-    """Recompute and store the status from the facts; call inside the transaction that changed them."""
-    status, _ = _refresh(session)
-    return status
-
-
-def _refresh(session: UploadSession, **also: Any) -> tuple[str, bool]:
-    """Recompute the status from the facts and store it, with the columns in `also`, in one UPDATE; returns the
-    status and whether the session had ended before this change.
+def session_status_refresh(session: UploadSession, **also: Any) -> tuple[str, bool]:
+    """Recompute the status from the facts and store it, with the columns in `also`, in one UPDATE; call inside the
+    transaction that changed them. Returns the status and whether the session had ended before this change.
 
     The session row is locked first: two deliveries finishing at once would otherwise each count the other as
     still open (READ COMMITTED) and neither would write `completed`. Lock order everywhere:
@@ -115,7 +109,7 @@ def session_changed(*, session: UploadSession, event: SessionEvent, **data: Any)
             UploadSession.objects.filter(pk=session.pk).update(last_changed_at=now)
             status, ended = session.status, False
         else:
-            status, was_ended = _refresh(session, last_changed_at=now)
+            status, was_ended = session_status_refresh(session, last_changed_at=now)
             # `ended`: this change ended the session (it was not ended before, it is now).
             ended = session.ended_at is not None and not was_ended
         session.last_changed_at = now
