@@ -60,6 +60,8 @@ from upload_and_deliver import free_port
 BYTES_PER_PIXEL = 0.74
 # Above the default 20 (MB of 2^20 bytes), so the ~20 MB image passes whatever its noise compresses to.
 MAX_IMAGE_SIZE_MB = 32
+# Issue 8's target: Apertur's fan-out within 1.25 x the baseline's time.
+TARGET_RATIO = 1.25
 
 
 def noisy_jpeg(size: tuple[int, int], quality: int) -> bytes:
@@ -94,10 +96,28 @@ def process_status(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _children(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
+    """User + system CPU time so far of a process, all its threads, and by default of every process below it: the
+    web process's image decoders (sessions_app/decoding.py) and rundramatiq's worker processes count too. Children
+    that have exited count once their parent has reaped them (cutime, cstime)."""
+    ticks = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            pending += _children(current) if with_children else []
+        except FileNotFoundError:
+            continue  # it ended between the two reads
+        ticks += sum(int(value) for value in fields[11 : 15 if with_children else 13])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def iso_seconds(value: str) -> float:
@@ -115,7 +135,8 @@ class CpuMeter:
         self.pids = pids
 
     def _now(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        # The benchmark's own process started all the others: its children are counted under their own names.
+        return {name: cpu_seconds(pid, with_children=name != "bench") for name, pid in self.pids.items()}
 
     def start(self) -> None:
         self.started = self._now()
@@ -156,6 +177,7 @@ class Bench:
                 environment,
                 (scratch / "server.log").open("wb"),
                 separate_worker_threads=concurrency if options.separate_worker else 0,
+                separate_worker_processes=options.worker_processes,
                 profile=options.profile,
             )
         except BaseException:
@@ -171,7 +193,7 @@ class Bench:
             raise
         self.meter = CpuMeter(
             {"apertur": self.apertur.web.pid}
-            | ({"apertur worker": self.apertur.delivering_pid} if options.separate_worker else {})
+            | ({"apertur worker": self.apertur.worker.pid} if options.separate_worker else {})
             | {"bench": os.getpid()}
             | self.stores.pids()
         )
@@ -255,18 +277,25 @@ class Bench:
         """The delivering process's RSS while one big image is uploaded and delivered to every destination: VmRSS,
         and its two parts, RssAnon (the heap: buffers) and RssFile (pages of mapped files, which the kernel can drop;
         the upload's JPEG check maps the staged file)."""
-        apertur, pid = self.apertur, self.apertur.delivering_pid
+        apertur, pids = self.apertur, self.apertur.delivering_pids
         sessions = apertur.create_sessions(list(self.kinds_by_id), 1)
         time.sleep(2)  # let the last run's garbage settle
         fields = ("VmRSS", "RssAnon", "RssFile")
-        idle = {field: process_status(pid, field) for field in fields}
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (proc(5))
+
+        def status(field: str) -> int:
+            """Summed over the delivering processes (with --worker-processes above 1, the four deliveries may be
+            spread over them)."""
+            return sum(process_status(pid, field) for pid in pids)
+
+        idle = {field: status(field) for field in fields}
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (proc(5))
         samples: list[tuple[float, dict[str, int]]] = []
         sampling = threading.Event()
 
         def sample() -> None:
             while not sampling.is_set():
-                samples.append((time.time(), {field: process_status(pid, field) for field in fields}))
+                samples.append((time.time(), {field: status(field) for field in fields}))
                 time.sleep(0.005)
 
         sampler = threading.Thread(target=sample)
@@ -278,7 +307,8 @@ class Bench:
             sampling.set()
             sampler.join()
         ((_, answered),) = accepted.values()
-        high_water = process_status(pid, "VmHWM")
+        # Each process's high-water mark may come at a different moment: their sum is an upper bound.
+        high_water = status("VmHWM")
         self.verify_apertur("memory", accepted, sessions)
         size = self.big.stat().st_size
 
@@ -312,6 +342,12 @@ def main() -> None:
     parser.add_argument("--big-mb", type=float, default=20, help="size of the memory test's image, in MB")
     parser.add_argument("--separate-worker", action="store_true", help="deliveries in rundramatiq (a broker needed)")
     parser.add_argument("--hold-deliveries", action="store_true", help="with --separate-worker: after the uploads")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        help="with --separate-worker: rundramatiq --processes (the worker threads are shared out among them)",
+    )
     for mode, what in (("wall", "where its threads are (sampled)"), ("cpu", "where its CPU goes (cProfile)")):
         parser.add_argument(
             f"--profile-{mode}",
@@ -324,6 +360,10 @@ def main() -> None:
     options = parser.parse_args()
     if options.separate_worker and not os.environ.get("DRAMATIQ_BROKER_URL"):
         parser.error("--separate-worker needs DRAMATIQ_BROKER_URL")
+    if options.worker_processes != 1 and not options.separate_worker:
+        parser.error("--worker-processes needs --separate-worker")
+    if options.separate_worker and (4 * options.per_destination) % options.worker_processes:
+        parser.error("--worker-processes must divide the worker threads (4 x --per-destination)")
     if options.hold_deliveries and not options.separate_worker:
         parser.error("--hold-deliveries needs --separate-worker")
     profiles = [(mode, path) for mode in ("wall", "cpu") if (path := getattr(options, f"profile_{mode}"))]
@@ -355,12 +395,14 @@ def main() -> None:
         "image_bytes_mean": int(statistics.mean(path.stat().st_size for path in bench.files)),
         "per_destination": options.per_destination,
         "worker_threads": 4 * options.per_destination,
+        "worker_processes": options.worker_processes if options.separate_worker else 1,
         "upload_concurrency": options.upload_concurrency,
         "runs": runs,
         "ratio": round(runs["apertur"]["seconds"] / baseline_seconds, 2),
         "ratio_to_new_connection_per_file": round(
             runs["apertur"]["seconds"] / runs["baseline, new connection per file"]["seconds"], 2
         ),
+        "cpu_budget": cpu_budget(runs, baseline_seconds),
         "memory": memory,
         "verified_objects": bench.verified,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -369,6 +411,25 @@ def main() -> None:
     print(json.dumps(result))
     if not options.keep:
         subprocess.run(["rm", "-rf", str(scratch)], check=False)
+
+
+def cpu_budget(runs: dict[str, dict[str, Any]], baseline_seconds: float) -> dict[str, Any]:
+    """What the machine could give Apertur at the target ratio: every core for TARGET_RATIO x the baseline's time,
+    less what the destination servers and the benchmark's client needed in Apertur's own run."""
+    cores = os.cpu_count() or 1
+    machine = cores * TARGET_RATIO * baseline_seconds
+    apertur_cpu = runs["apertur"]["cpu_s"]
+    apertur = sum(seconds for name, seconds in apertur_cpu.items() if name.startswith("apertur"))
+    others = sum(seconds for name, seconds in apertur_cpu.items() if not name.startswith("apertur"))
+    client = statistics.mean(runs[label]["cpu_s"]["bench"] for label in ("baseline", "baseline again"))
+    return {
+        "cores": cores,
+        "machine_cpu_s": round(machine, 2),
+        "servers_and_client_cpu_s": round(others, 2),
+        "left_for_apertur_cpu_s": round(machine - others, 2),
+        "apertur_cpu_s": round(apertur, 2),
+        "baseline_client_cpu_s": round(client, 2),
+    }
 
 
 def report(result: dict[str, Any], baseline_seconds: float) -> None:
@@ -396,6 +457,14 @@ def report(result: dict[str, Any], baseline_seconds: float) -> None:
     print("apertur: " + "; ".join(phases))
     for label, run in result["runs"].items():
         print(f"CPU seconds, {label}: {run['cpu_s']}")
+    budget = result["cpu_budget"]
+    print(
+        f"CPU budget at {TARGET_RATIO}x: {budget['machine_cpu_s']} CPU-s on {budget['cores']} cores; the four servers "
+        f"and the client used {budget['servers_and_client_cpu_s']} of them in Apertur's run, which leaves "
+        f"{budget['left_for_apertur_cpu_s']} for Apertur's {result['images']} uploads and "
+        f"{result['images'] * len(KINDS)} deliveries; it used "
+        f"{budget['apertur_cpu_s']}. The baseline's client alone used {budget['baseline_client_cpu_s']} for its pushes."
+    )
     memory = result["memory"]
     megabytes = {key: round(value / 1e6, 1) for key, value in memory.items() if "rss" in key or "rise" in key}
     megabytes.pop("rise_per_file_size")

@@ -33,6 +33,7 @@ class Apertur:
         log: IO[bytes],
         *,
         separate_worker_threads: int = 0,
+        separate_worker_processes: int = 1,
         profile: tuple[str, Path] | None = None,
     ) -> None:
         self.scratch = scratch
@@ -66,10 +67,12 @@ class Apertur:
         )
         self.worker = None
         if separate_worker_threads:
-            threads = str(separate_worker_threads)
+            processes, threads = separate_worker_processes, separate_worker_threads // separate_worker_processes
             self.worker = subprocess.Popen(
-                [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", threads], **launch
+                [sys.executable, "manage.py", "rundramatiq", "--processes", str(processes), "--threads", str(threads)],
+                **launch,
             )
+            self.worker_processes = processes
         try:
             wait_until_healthy(self.base)
         except BaseException:
@@ -82,22 +85,24 @@ class Apertur:
         )
 
     @property
-    def delivering_pid(self) -> int:
-        """The process whose threads run the deliveries: the web process, or rundramatiq's worker process."""
+    def delivering_pids(self) -> list[int]:
+        """The processes whose threads run the deliveries: the web process, or rundramatiq's worker processes."""
         if self.worker is None:
-            return self.web.pid
-        # rundramatiq execs dramatiq, which forks the worker process(es).
+            return [self.web.pid]
+        # rundramatiq execs dramatiq, which forks the worker processes.
         children = Path(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children").read_text().split()
-        if len(children) != 1:
-            raise SystemExit(f"expected one dramatiq worker process, found {children}")
-        return int(children[0])
+        if len(children) != self.worker_processes:
+            raise SystemExit(f"expected {self.worker_processes} dramatiq worker processes, found {children}")
+        return [int(child) for child in children]
 
     def hold_deliveries(self) -> None:
         """Freeze the separate worker (SIGSTOP): deliveries queue up in the broker until `release_deliveries`."""
-        os.kill(self.delivering_pid, signal.SIGSTOP)
+        for pid in self.delivering_pids:
+            os.kill(pid, signal.SIGSTOP)
 
     def release_deliveries(self) -> None:
-        os.kill(self.delivering_pid, signal.SIGCONT)
+        for pid in self.delivering_pids:
+            os.kill(pid, signal.SIGCONT)
 
     def signal_web(self, number: int) -> None:
         self.web.send_signal(number)
