@@ -20,7 +20,10 @@ otherwise) with one destination of each type. Then, in order:
    thread's first S3 delivery builds its boto3 client, which the image would otherwise be charged for).
 
 Every object of every run is read back from its server and compared by SHA-256: each image exactly once per
-destination, nothing else. Prints a table, then one JSON line.
+destination, nothing else. CPU is counted per process tree (the web process with its image decoders, rundramatiq
+with its worker processes, each server), and a CPU budget compares what the machine could give Apertur at the
+target ratio with a floor no implementation could go below (bench/validation_cpu.py). Prints a table, then one JSON
+line.
 
     .venv/bin/python bench/fanout.py                       # 100 images, 2 transfers per destination (8 in all)
     .venv/bin/python bench/fanout.py --images 20 --big-mb 5
@@ -29,7 +32,8 @@ destination, nothing else. Prints a table, then one JSON line.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/apertur_bench DRAMATIQ_BROKER_URL=redis://127.0.0.1:6379/9 \\
         .venv/bin/python bench/fanout.py --separate-worker [--hold-deliveries]
 
---separate-worker runs the deliveries in `manage.py rundramatiq --processes 1 --threads 4 x --per-destination`;
+--separate-worker runs the deliveries in `manage.py rundramatiq --processes P --threads 4 x --per-destination / P`
+(P: --worker-processes, 1 unless given);
 --hold-deliveries then freezes that worker (SIGSTOP) until every upload is answered, to time the deliveries alone.
 """
 
@@ -226,6 +230,7 @@ class Bench:
             "seconds": round(result.seconds, 2),
             "p50_ms": p50_ms_by_kind(result.durations),
             "cpu_s": self.meter.stop(),
+            "pushing_cpu_s": round(result.pushing_cpu_seconds, 2),
         }
         expected = {path.name: self.digests[path] for path in self.files}
         self.verified += self.stores.verify(label, expected, {kind: [prefix] for kind in KINDS})
@@ -402,7 +407,7 @@ def main() -> None:
         "ratio_to_new_connection_per_file": round(
             runs["apertur"]["seconds"] / runs["baseline, new connection per file"]["seconds"], 2
         ),
-        "cpu_budget": cpu_budget(runs, baseline_seconds),
+        "cpu_budget": cpu_budget(runs, baseline_seconds, validation_cpu(bench.files, scratch)),
         "memory": memory,
         "verified_objects": bench.verified,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -413,22 +418,39 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(scratch)], check=False)
 
 
-def cpu_budget(runs: dict[str, dict[str, Any]], baseline_seconds: float) -> dict[str, Any]:
+def validation_cpu(files: list[Path], scratch: Path) -> dict[str, Any]:
+    """The CPU seconds of Apertur's image check and SHA-256 over the files (bench/validation_cpu.py), measured in a
+    process of its own after the runs."""
+    answer = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("validation_cpu.py")), *map(str, files)],
+        env={**os.environ, "APERTUR_VAR_DIR": str(scratch / "validation-var")},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(answer.stdout.splitlines()[-1])
+
+
+def cpu_budget(runs: dict[str, dict[str, Any]], baseline_seconds: float, validation: dict[str, Any]) -> dict[str, Any]:
     """What the machine could give Apertur at the target ratio: every core for TARGET_RATIO x the baseline's time,
-    less what the destination servers and the benchmark's client needed in Apertur's own run."""
+    less what the destination servers and the benchmark's client needed in Apertur's own run. Against it, a floor
+    no implementation could go below: the uploads' image checks and hashes, plus the same pushes through the same
+    libraries as the baseline's client (whose CPU includes little else)."""
     cores = os.cpu_count() or 1
     machine = cores * TARGET_RATIO * baseline_seconds
     apertur_cpu = runs["apertur"]["cpu_s"]
     apertur = sum(seconds for name, seconds in apertur_cpu.items() if name.startswith("apertur"))
     others = sum(seconds for name, seconds in apertur_cpu.items() if not name.startswith("apertur"))
-    client = statistics.mean(runs[label]["cpu_s"]["bench"] for label in ("baseline", "baseline again"))
+    client = statistics.mean(runs[label]["pushing_cpu_s"] for label in ("baseline", "baseline again"))
     return {
         "cores": cores,
         "machine_cpu_s": round(machine, 2),
         "servers_and_client_cpu_s": round(others, 2),
         "left_for_apertur_cpu_s": round(machine - others, 2),
         "apertur_cpu_s": round(apertur, 2),
-        "baseline_client_cpu_s": round(client, 2),
+        "baseline_pushing_cpu_s": round(client, 2),
+        "upload_checks_cpu_s": round(validation["inspect_cpu_s"] + validation["sha256_cpu_s"], 2),
+        "floor_cpu_s": round(client + validation["inspect_cpu_s"] + validation["sha256_cpu_s"], 2),
     }
 
 
@@ -463,7 +485,8 @@ def report(result: dict[str, Any], baseline_seconds: float) -> None:
         f"and the client used {budget['servers_and_client_cpu_s']} of them in Apertur's run, which leaves "
         f"{budget['left_for_apertur_cpu_s']} for Apertur's {result['images']} uploads and "
         f"{result['images'] * len(KINDS)} deliveries; it used "
-        f"{budget['apertur_cpu_s']}. The baseline's client alone used {budget['baseline_client_cpu_s']} for its pushes."
+        f"{budget['apertur_cpu_s']}. Floor: {budget['floor_cpu_s']} (the baseline client's CPU while pushing "
+        f"{budget['baseline_pushing_cpu_s']} + the uploads' image checks and SHA-256 {budget['upload_checks_cpu_s']})."
     )
     memory = result["memory"]
     megabytes = {key: round(value / 1e6, 1) for key, value in memory.items() if "rss" in key or "rise" in key}
