@@ -66,9 +66,11 @@ test: install-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
-# A separate delivery worker, for production-style set-ups with DRAMATIQ_BROKER_URL set.
+# A separate delivery worker, for production-style set-ups with DRAMATIQ_BROKER_URL set: one process per core
+# (rundramatiq's default; a process delivers with one core), 8 threads each (docs/deployment.md).
+WORKER_THREADS ?= 8
 worker: install
-	$(PYTHON) manage.py rundramatiq --processes 2 --threads 8
+	$(PYTHON) manage.py rundramatiq --threads $(WORKER_THREADS)
 
 lint: install-test
 	$(VENV)/bin/ruff check .

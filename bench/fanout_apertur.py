@@ -22,9 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 class Apertur:
     """`manage.py apertur_run` on a scratch directory, with a bootstrapped project and API key.
 
-    The deliveries run in worker threads of the web process (the embedded default), or with `worker_threads` in a
-    `manage.py rundramatiq --processes 1` of its own (needs DRAMATIQ_BROKER_URL). `profile` (mode, report): the web
-    process runs under bench/profile_server.py."""
+    The deliveries run in worker threads of the web process (the embedded default), or in `manage.py rundramatiq`
+    (needs DRAMATIQ_BROKER_URL): `separate_worker_threads` threads in all, shared out among
+    `separate_worker_processes` processes. `profile` (mode, report): the web process runs under
+    bench/profile_server.py."""
 
     def __init__(
         self,
@@ -66,13 +67,13 @@ class Apertur:
             [sys.executable, *profiler, "manage.py", "apertur_run", "--port", str(self.port), *no_worker], **launch
         )
         self.worker = None
+        self.worker_processes = separate_worker_processes if separate_worker_threads else 0
         if separate_worker_threads:
             processes, threads = separate_worker_processes, separate_worker_threads // separate_worker_processes
             self.worker = subprocess.Popen(
                 [sys.executable, "manage.py", "rundramatiq", "--processes", str(processes), "--threads", str(threads)],
                 **launch,
             )
-            self.worker_processes = processes
         try:
             wait_until_healthy(self.base)
         except BaseException:
@@ -84,16 +85,21 @@ class Apertur:
             base_url=f"{self.base}/api/v1", headers={"Authorization": f"Bearer {self.key}"}, timeout=120
         )
 
+    def _worker_children(self) -> list[int]:
+        # rundramatiq execs dramatiq, which forks the worker processes.
+        return [
+            int(child) for child in Path(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children").read_text().split()
+        ]
+
     @property
     def delivering_pids(self) -> list[int]:
         """The processes whose threads run the deliveries: the web process, or rundramatiq's worker processes."""
         if self.worker is None:
             return [self.web.pid]
-        # rundramatiq execs dramatiq, which forks the worker processes.
-        children = Path(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children").read_text().split()
+        children = self._worker_children()
         if len(children) != self.worker_processes:
             raise SystemExit(f"expected {self.worker_processes} dramatiq worker processes, found {children}")
-        return [int(child) for child in children]
+        return children
 
     def hold_deliveries(self) -> None:
         """Freeze the separate worker (SIGSTOP): deliveries queue up in the broker until `release_deliveries`."""
@@ -101,8 +107,14 @@ class Apertur:
             os.kill(pid, signal.SIGSTOP)
 
     def release_deliveries(self) -> None:
-        for pid in self.delivering_pids:
-            os.kill(pid, signal.SIGCONT)
+        """Every worker process there is, whatever their number now: a frozen one would never stop."""
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        for pid in self._worker_children():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                continue
 
     def signal_web(self, number: int) -> None:
         self.web.send_signal(number)
@@ -200,9 +212,13 @@ class Apertur:
 
     def stop(self) -> None:
         self.api.close()
-        for process in (self.web, self.worker):
-            if process is not None:
-                process.terminate()
-        for process in (self.web, self.worker):
-            if process is not None:
+        self.release_deliveries()
+        processes = [process for process in (self.web, self.worker) if process is not None]
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
                 process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

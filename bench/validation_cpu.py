@@ -24,7 +24,13 @@ def main() -> None:
     if not paths:
         raise SystemExit(__doc__)
     sys.path.insert(0, str(REPO))
-    os.environ.setdefault("APERTUR_VAR_DIR", tempfile.mkdtemp(prefix="apertur-validation-cpu-"))
+    with tempfile.TemporaryDirectory(prefix="apertur-validation-cpu-") as scratch:
+        if "APERTUR_VAR_DIR" not in os.environ:
+            os.environ["APERTUR_VAR_DIR"] = scratch  # settings write generated keys there
+        measure(paths)
+
+
+def measure(paths: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apertur.settings")
     import django
 

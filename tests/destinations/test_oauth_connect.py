@@ -8,6 +8,7 @@ box — each with its real backend against its own local provider server (tests/
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -318,7 +319,7 @@ def box_target(box_server, settings):
 OAUTH_KINDS = ["dummy_drive", "google_drive", "dropbox", "onedrive", "box"]
 
 
-def kinds_where(applies) -> list[str]:
+def kinds_where(applies: Callable[[type[OAuthBackend]], object]) -> list[str]:
     """The providers a case applies to (`applies(backend class)`), for `parametrize("target", …, indirect=True)`:
     a case that cannot apply to a provider is not generated for it, rather than generated and skipped."""
     # The dummy drive is registered by its fixture only, so it is looked up here by its class.
@@ -330,6 +331,13 @@ def kinds_where(applies) -> list[str]:
 def target(request) -> ConnectTarget:
     """Each case once per provider; only the provider servers a run needs are started."""
     return request.getfixturevalue(f"{request.param}_target")
+
+
+def test_the_cases_chosen_by_revocation_are_those_of_the_providers_that_revoke_as_configured(target):
+    """`kinds_where` reads the providers' documented endpoints when the tests are collected; a provider given a
+    revoke endpoint (or relieved of one) by its settings would otherwise lose its revocation cases silently."""
+    revoking = kinds_where(lambda backend: backend.endpoints.revoke_url)
+    assert (target.kind in revoking) == bool(target.backend.endpoint("revoke_url"))
 
 
 def signed_in(persona_or_user) -> Client:
