@@ -22,8 +22,8 @@ otherwise) with one destination of each type. Then, in order:
 Every object of every run is read back from its server and compared by SHA-256: each image exactly once per
 destination, nothing else. CPU is counted per process tree (the web process with its image decoders, rundramatiq
 with its worker processes, each server), and a CPU budget compares what the machine could give Apertur at the
-target ratio with a floor no implementation could go below (bench/validation_cpu.py). Prints a table, then one JSON
-line.
+target ratio with a floor for any implementation that pushes through the same libraries and checks uploads as
+Apertur does (bench/validation_cpu.py). Prints a table, then one JSON line.
 
     .venv/bin/python bench/fanout.py                       # 100 images, 2 transfers per destination (8 in all)
     .venv/bin/python bench/fanout.py --images 20 --big-mb 5
