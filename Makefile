@@ -67,10 +67,10 @@ test: install-test
 	$(VENV)/bin/pytest
 
 # A separate delivery worker, for production-style set-ups with DRAMATIQ_BROKER_URL set: one process per core
-# (rundramatiq's default; a process delivers with one core), 8 threads each (docs/deployment.md).
-WORKER_THREADS ?= 8
+# (rundramatiq's default; a process delivers with one core), 8 threads each (its default too; DRAMATIQ_NPROCS and
+# DRAMATIQ_NTHREADS change them: docs/deployment.md).
 worker: install
-	$(PYTHON) manage.py rundramatiq --threads $(WORKER_THREADS)
+	$(PYTHON) manage.py rundramatiq
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -463,7 +463,8 @@ def cpu_budget(
     """What the machine could give Apertur at the target ratio: every core for TARGET_RATIO x the baseline's time,
     less what the destination servers and the benchmark's client needed in Apertur's own run. The servers work more
     for Apertur than for the baseline (SFTP's temporary name and rename, WebDAV's MKCOL per image), so the budget is
-    also given as if they had worked as for the baseline (the mean of its two runs). Against it, a floor for any
+    also given as if they had worked as for the baseline (the mean of its two runs, whose meter also takes in making
+    the folders and connections before its clock starts: this errs towards less left). Against it, a floor for any
     implementation that pushes through the same libraries and checks uploads as Apertur does: the baseline client's
     CPU while pushing, plus the uploads' image checks and SHA-256 (`validation`, None if it could not be measured)."""
     cores = os.cpu_count() or 1
@@ -525,9 +526,14 @@ def report(result: dict[str, Any], baseline_seconds: float) -> None:
         f"{budget['left_for_apertur_cpu_s']} for Apertur's {result['images']} uploads and "
         f"{result['images'] * len(KINDS)} deliveries; it used "
         f"{budget['apertur_cpu_s']}. With the servers working as for the baseline, "
-        f"{budget['left_for_apertur_servers_as_for_baseline_cpu_s']} would be left. Floor: {budget['floor_cpu_s']} "
-        f"(the baseline client's CPU while pushing {budget['baseline_pushing_cpu_s']} + the uploads' image checks and "
-        f"SHA-256 {budget['upload_checks_cpu_s']})."
+        f"{budget['left_for_apertur_servers_as_for_baseline_cpu_s']} would be left. "
+        + (
+            f"Floor: {budget['floor_cpu_s']} (the baseline client's CPU while pushing "
+            f"{budget['baseline_pushing_cpu_s']} + the uploads' image checks and SHA-256 "
+            f"{budget['upload_checks_cpu_s']})."
+            if budget["floor_cpu_s"] is not None
+            else "Floor: not measured (bench/validation_cpu.py failed)."
+        )
     )
     memory = result["memory"]
     megabytes = {key: round(value / 1e6, 1) for key, value in memory.items() if "rss" in key or "rise" in key}

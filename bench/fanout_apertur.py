@@ -67,6 +67,7 @@ class Apertur:
             [sys.executable, *profiler, "manage.py", "apertur_run", "--port", str(self.port), *no_worker], **launch
         )
         self.worker = None
+        self.held: list[int] = []  # worker processes frozen by `hold_deliveries`
         self.worker_processes = separate_worker_processes if separate_worker_threads else 0
         if separate_worker_threads:
             processes, threads = separate_worker_processes, separate_worker_threads // separate_worker_processes
@@ -105,14 +106,13 @@ class Apertur:
         """Freeze the separate worker (SIGSTOP): deliveries queue up in the broker until `release_deliveries`."""
         for pid in self.delivering_pids:
             os.kill(pid, signal.SIGSTOP)
+            self.held.append(pid)
 
     def release_deliveries(self) -> None:
-        """Every worker process there is, whatever their number now: a frozen one would never stop."""
-        if self.worker is None or self.worker.poll() is not None:
-            return
-        for pid in self._worker_children():
+        """Thaw exactly the processes frozen, wherever they are now: a frozen one would never stop."""
+        while self.held:
             try:
-                os.kill(pid, signal.SIGCONT)
+                os.kill(self.held.pop(), signal.SIGCONT)
             except ProcessLookupError:
                 continue
 

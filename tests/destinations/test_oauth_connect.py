@@ -333,13 +333,6 @@ def target(request) -> ConnectTarget:
     return request.getfixturevalue(f"{request.param}_target")
 
 
-def test_the_cases_chosen_by_revocation_are_those_of_the_providers_that_revoke_as_configured(target):
-    """`kinds_where` reads the providers' documented endpoints when the tests are collected; a provider given a
-    revoke endpoint (or relieved of one) by its settings would otherwise lose its revocation cases silently."""
-    revoking = kinds_where(lambda backend: backend.endpoints.revoke_url)
-    assert (target.kind in revoking) == bool(target.backend.endpoint("revoke_url"))
-
-
 def signed_in(persona_or_user) -> Client:
     client = Client()
     client.force_login(getattr(persona_or_user, "user", persona_or_user))
