@@ -362,12 +362,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--per-destination", type=int, default=2, help="concurrent transfers per destination")
-    parser.add_argument("--upload-concurrency", type=int, default=4, help="client threads uploading to Apertur")
-    parser.add_argument("--big-mb", type=float, default=20, help="size of the memory test's image, in MB")
+    parser.add_argument("--images", type=positive_int, default=100)
+    parser.add_argument("--per-destination", type=positive_int, default=2, help="concurrent transfers per destination")
+    parser.add_argument("--upload-concurrency", type=positive_int, default=4, help="client threads uploading to Apertur")
+    parser.add_argument("--big-mb", type=positive_float, default=20, help="size of the memory test's image, in MB")
     parser.add_argument("--separate-worker", action="store_true", help="deliveries in rundramatiq (a broker needed)")
     parser.add_argument("--hold-deliveries", action="store_true", help="with --separate-worker: after the uploads")
     parser.add_argument(
