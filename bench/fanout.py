@@ -373,7 +373,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=positive_int, default=100)
     parser.add_argument("--per-destination", type=positive_int, default=2, help="concurrent transfers per destination")
-    parser.add_argument("--upload-concurrency", type=positive_int, default=4, help="client threads uploading to Apertur")
+    parser.add_argument(
+        "--upload-concurrency", type=positive_int, default=4, help="client threads uploading to Apertur"
+    )
     parser.add_argument("--big-mb", type=positive_float, default=20, help="size of the memory test's image, in MB")
     parser.add_argument("--separate-worker", action="store_true", help="deliveries in rundramatiq (a broker needed)")
     parser.add_argument("--hold-deliveries", action="store_true", help="with --separate-worker: after the uploads")
