@@ -25,6 +25,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
 from tests.servers.https_receiver import HOST_NAME, write_localhost_certificate
+from tests.servers.raw_http import read_request
 from tests.servers.s3 import free_port
 from tests.waiting import wait_until
 
@@ -212,18 +213,9 @@ class BreakingProxy:
 
 def _read_request(connection: socket.socket) -> tuple[bytes, bytes] | None:
     """One request: its head (rewritten to close the connection after the answer) and its body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
-    length = next((int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:")), 0)
-    while len(body) < length:
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n", body
+    request = read_request(connection)
+    if request is None:
+        return None
+    lines, body = request
+    kept = [line for line in lines if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n", body

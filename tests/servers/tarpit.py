@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.servers.raw_http import read_request
+
 QUICK_ANSWER = b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: "quick"\r\n\r\n'
 
 
@@ -111,22 +113,8 @@ class TarpitServer:
 
     @staticmethod
     def _read_request(connection: socket.socket) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = connection.recv(65536)
-            if not chunk:
-                raise ConnectionResetError("the client closed the connection")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = next((int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length")), 0)
-        if any(line.lower().startswith(b"expect:") for line in lines):
-            connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # botocore waits for it before the body
-        while len(body) < length:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return
-            body += chunk
+        if read_request(connection, answer_expect=True) is None:
+            raise ConnectionResetError("the client closed the connection")
 
     def stop(self) -> None:
         self._stopped.set()

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.servers.raw_http import read_request
+
 
 @dataclass(frozen=True)
 class ReceivedRequest:
@@ -112,28 +114,10 @@ class LongAnswerServer:
     def _serve(self, connection: socket.socket) -> None:
         with connection:
             try:
-                while self._read_request(connection):
+                while read_request(connection) is not None:
                     self._answer(connection)
             except OSError:
                 return  # the client closed the connection: what it should do
-
-    @staticmethod
-    def _read_request(connection: socket.socket) -> bool:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return False
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.lower().split(b"\r\n")
-        length = next((int(line.split(b":", 1)[1]) for line in lines if line.startswith(b"content-length:")), 0)
-        while len(body) < length:
-            chunk = connection.recv(65536)
-            if not chunk:
-                return False
-            body += chunk
-        return True
 
     def _answer(self, connection: socket.socket) -> None:
         block = b"x" * 65536
