@@ -54,7 +54,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fanout_apertur import Apertur
+from fanout_apertur import GONE, Apertur, child_pids
 from fanout_baseline import KINDS, run_baseline
 from fanout_servers import Stores, sha256_file
 from PIL import Image
@@ -100,26 +100,6 @@ def process_status(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-# A process or thread that ends while /proc is read: its files vanish (FileNotFoundError), or an opened one
-# can no longer be read (ProcessLookupError).
-GONE = (FileNotFoundError, ProcessLookupError)
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of every thread of `pid`; a thread that ends meanwhile is passed over, not the process."""
-    children = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except GONE:
-        return []
-    for task in tasks:
-        try:
-            children += [int(child) for child in (task / "children").read_text().split()]
-        except GONE:
-            continue
-    return children
-
-
 def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
     """User + system CPU time so far of a process, all its threads, and by default of every process below it: the
     web process's image decoders (sessions_app/decoding.py) and rundramatiq's worker processes count too. Children
@@ -133,7 +113,7 @@ def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
         except GONE:
             continue  # it ended and was reaped: its parent's cutime and cstime have it
         if with_children:
-            pending += _children(current)
+            pending += child_pids(current)
         ticks += sum(int(value) for value in fields[11 : 15 if with_children else 13])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 

@@ -19,6 +19,26 @@ from upload_and_deliver import wait_until_healthy
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A process or thread that ends while /proc is read: its files vanish (FileNotFoundError), or an opened one
+# can no longer be read (ProcessLookupError).
+GONE = (FileNotFoundError, ProcessLookupError)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of every thread of `pid`; a thread that ends meanwhile is passed over, not the process."""
+    children = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except GONE:
+        return []
+    for task in tasks:
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except GONE:
+            continue
+    return children
+
+
 class Apertur:
     """`manage.py apertur_run` on a scratch directory, with a bootstrapped project and API key.
 
@@ -86,18 +106,12 @@ class Apertur:
             base_url=f"{self.base}/api/v1", headers={"Authorization": f"Bearer {self.key}"}, timeout=120
         )
 
-    def _worker_children(self) -> list[int]:
-        # rundramatiq execs dramatiq, which forks the worker processes.
-        return [
-            int(child) for child in Path(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children").read_text().split()
-        ]
-
     @property
     def delivering_pids(self) -> list[int]:
         """The processes whose threads run the deliveries: the web process, or rundramatiq's worker processes."""
         if self.worker is None:
             return [self.web.pid]
-        children = self._worker_children()
+        children = child_pids(self.worker.pid)
         if len(children) != self.worker_processes:
             raise SystemExit(f"expected {self.worker_processes} dramatiq worker processes, found {children}")
         return children

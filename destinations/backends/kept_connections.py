@@ -116,7 +116,7 @@ class KeptConnections(Generic[Connection]):
     def _reap(self) -> None:
         # At least every second, so a connection is closed within a second of its idle limit, whatever that is.
         while True:
-            time.sleep(min(max(self.idle_limit() / 2, 0.1), 1.0) if self.idle_limit else 1.0)
+            time.sleep(min(max(self.idle_limit() / 2, 0.1), 1.0))  # started only with an idle_limit
             self.close_idle()
 
 
